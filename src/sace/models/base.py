@@ -197,13 +197,13 @@ class Condition:
     def from_compact(kv_compact: Tensor, cu_seqlens: Tensor, prompts: Sequence[str] | None = None) -> Condition:
         """Inverse of :meth:`compact`: pad a varlen batch back to ``(B, T, C)`` with a mask."""
         cu = [int(x) for x in cu_seqlens.tolist()]
-        lens = [b - a for a, b in zip(cu[:-1], cu[1:])]
+        lens = [b - a for a, b in zip(cu[:-1], cu[1:], strict=False)]
         if any(n <= 0 for n in lens):
             raise SaceError(f"cu_seqlens {cu} has an empty prompt")
         t = max(lens)
         tokens = kv_compact.new_zeros(len(lens), t, kv_compact.shape[1])
         mask = torch.zeros(len(lens), t, dtype=torch.bool, device=kv_compact.device)
-        for i, (a, n) in enumerate(zip(cu[:-1], lens)):
+        for i, (a, n) in enumerate(zip(cu[:-1], lens, strict=False)):
             tokens[i, :n] = kv_compact[a:a + n]
             mask[i, :n] = True
         return Condition(tokens, mask, tuple(prompts) if prompts is not None else None)

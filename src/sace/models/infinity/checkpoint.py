@@ -51,7 +51,8 @@ def resolve(spec: str | os.PathLike, filename: str | None = None) -> Path:
             return Path(snapshot_download(s))
         except Exception as e:  # noqa: BLE001 - any hub failure is reported the same way
             raise SaceError(f"cannot fetch {s}{'/' + filename if filename else ''} from the Hugging Face hub "
-                            f"({type(e).__name__}); download it where you have network and pass the local path")
+                            f"({type(e).__name__}); download it where you have network and pass the local path"
+                            ) from e
     raise SaceError(f"checkpoint not found: {spec} (give an existing file/folder or a hub id org/repo)")
 
 

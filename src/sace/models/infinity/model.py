@@ -227,7 +227,7 @@ class InfinityModel(nn.Module):
             # identical condition objects must map to identical null objects (state sharing)
             if uncond is None:
                 first: dict[int, Condition] = {}
-                unconds = [first.setdefault(id(c), u) for c, u in zip(conds, unconds)]
+                unconds = [first.setdefault(id(c), u) for c, u in zip(conds, unconds, strict=False)]
         b = conds[0].batch_size
         inp = tf_inputs
         if inp is not None:
@@ -242,9 +242,9 @@ class InfinityModel(nn.Module):
         zc = [logits[:b, offs[k]:offs[k + 1]] for k in wanted]
         zu = [logits[b:, offs[k]:offs[k + 1]] for k in wanted] if unconds is not None else None
         if not guided:
-            out = ScaleLogits([z / taus[k] if taus[k] != 1 else z for z, k in zip(zc, wanted)])
+            out = ScaleLogits([z / taus[k] if taus[k] != 1 else z for z, k in zip(zc, wanted, strict=False)])
         else:
-            out = ScaleLogits([guide_logits(c, u, ws[k], taus[k]) for c, u, k in zip(zc, zu, wanted)])
+            out = ScaleLogits([guide_logits(c, u, ws[k], taus[k]) for c, u, k in zip(zc, zu, wanted, strict=False)])
         if return_parts:
             return out, ScaleLogits(zc), (ScaleLogits(zu) if zu is not None else None)
         return out

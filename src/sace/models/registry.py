@@ -1,0 +1,255 @@
+"""Named models: ``fashion`` (embedded default), ``infinity-2b``, ``infinity-8b`` and
+``infinity-tiny-fixture``; any folder saved by :func:`save_model` loads too.
+
+A model folder holds ``model.json`` (configs, schedule, text encoder, sampling defaults),
+``transformer.safetensors`` and ``vae.safetensors``. Official checkpoints are described by
+:class:`ModelSpec` entries that point at the published files (local paths or the Hugging Face hub).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import SaceError
+from ..io import save_safetensors, write_json
+from .base import Schedule
+from .infinity.checkpoint import load_into, read_state_dict, resolve, transformer_key_map, vae_key_map
+from .infinity.model import InfinityModel
+from .infinity.schedules import infinity_schedule
+from .infinity.transformer import InfinityConfig, InfinityTransformer
+from .infinity.vae import BSQVAE, VAEConfig
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = "fashion"
+
+
+@dataclass
+class ModelSpec:
+    """How to build and load a named model."""
+
+    name: str
+    description: str
+    transformer: InfinityConfig
+    vae: VAEConfig
+    schedule: Schedule
+    text_encoder: dict
+    transformer_file: str | None = None     # path, or file name inside ``hub_repo``
+    vae_file: str | None = None
+    hub_repo: str | None = None
+    folder: Path | None = None              # a saved sace model folder (model.json + safetensors)
+    defaults: dict = field(default_factory=dict)
+    train_interp: str = "trilinear"
+    sample_interp: str = "trilinear"
+
+    def num_params(self) -> dict[str, int]:
+        """Parameter counts computed on the meta device (nothing allocated)."""
+        with torch.device("meta"):
+            t = InfinityTransformer(self.transformer)
+            v = BSQVAE(self.vae)
+        return {"transformer": sum(p.numel() for p in t.parameters()),
+                "vae": sum(p.numel() for p in v.parameters())}
+
+
+def _fixture_dir() -> Path:
+    env = os.environ.get("SACE_FIXTURE_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "infinity_tiny"
+
+
+def builtin_specs() -> dict[str, ModelSpec]:
+    """The named models. Architecture facts: ``shared/docs/reference-models.md`` §1.2, §1.6, §1.8."""
+    specs = {
+        "infinity-2b": ModelSpec(
+            "infinity-2b", "Infinity-2B (FoundationVision), 1024px, Flan-T5-XL text encoder, d32 BSQ VAE",
+            InfinityConfig(depth=32, embed_dim=2048, num_heads=16, text_channels=2048, codebook_dim=32,
+                           block_chunks=8),
+            VAEConfig(codebook_dim=32, base_ch=128, num_res_blocks=2, encoder_ch_mult=[1, 2, 4, 4, 4],
+                      decoder_ch_mult=[1, 2, 4, 4, 4], patch_size=16),
+            infinity_schedule(1.0, "1M"),
+            {"kind": "t5", "path": "google/flan-t5-xl"},
+            transformer_file="infinity_2b_reg.pth", vae_file="infinity_vae_d32reg.pth",
+            hub_repo="FoundationVision/Infinity",
+            defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}),
+        "infinity-8b": ModelSpec(
+            "infinity-8b", "Infinity-8B (FoundationVision), 1024px, 14-bit f8 VAE with 2x2 patchify (56 bits/token)",
+            InfinityConfig(depth=40, embed_dim=3584, num_heads=28, text_channels=2048, codebook_dim=56,
+                           block_chunks=8),
+            VAEConfig(codebook_dim=14, base_ch=128, num_res_blocks=2, encoder_ch_mult=[1, 2, 4, 4],
+                      decoder_ch_mult=[1, 2, 4, 4], patch_size=8),
+            infinity_schedule(1.0, "1M", patch=2, vae_stride=8),
+            {"kind": "t5", "path": "google/flan-t5-xl"},
+            transformer_file="infinity_8b_weights", vae_file="infinity_vae_d56_f8_14_patchify.pth",
+            hub_repo="FoundationVision/Infinity",
+            defaults={"guidance": 3.0, "temperature": 1.0, "top_k": 900, "top_p": 0.97}),
+        "infinity-tiny-fixture": ModelSpec(
+            "infinity-tiny-fixture", "Tiny random Infinity of the parity fixtures (2 blocks, width 64, 16 bits)",
+            InfinityConfig(depth=2, embed_dim=64, num_heads=2, text_channels=256, codebook_dim=16,
+                           block_chunks=2),
+            VAEConfig(codebook_dim=16, base_ch=32, num_res_blocks=1, encoder_ch_mult=[1] * 5,
+                      decoder_ch_mult=[1] * 5, patch_size=16),
+            infinity_schedule(1.0, "0.06M"),
+            {"kind": "none"},
+            transformer_file=str(_fixture_dir() / "infinity_tiny_state_dict.safetensors"),
+            vae_file=str(_fixture_dir() / "vae_tiny_state_dict.safetensors"),
+            defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}),
+    }
+    fashion = ASSETS / "fashion"
+    if (fashion / "model.json").exists():
+        specs["fashion"] = spec_from_folder(fashion, name="fashion")
+    return specs
+
+
+def model_names() -> list[str]:
+    names = set(builtin_specs())
+    names.add(DEFAULT_MODEL)
+    return sorted(names)
+
+
+def spec_from_folder(folder: str | os.PathLike, name: str | None = None) -> ModelSpec:
+    """Read a saved model folder's ``model.json``."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "model.json").read_text())
+    except FileNotFoundError as e:
+        raise SaceError(f"{folder} has no model.json (not a sace model folder)") from e
+    except json.JSONDecodeError as e:
+        raise SaceError(f"{folder / 'model.json'} is not valid JSON ({e})") from e
+    return ModelSpec(
+        name or meta.get("name", folder.name), meta.get("description", ""),
+        InfinityConfig(**meta["transformer"]), VAEConfig(**meta["vae"]), Schedule.from_dict(meta["schedule"]),
+        meta.get("text_encoder", {"kind": "none"}),
+        transformer_file=str(folder / "transformer.safetensors"), vae_file=str(folder / "vae.safetensors"),
+        folder=folder, defaults=meta.get("defaults", {}),
+        train_interp=meta.get("train_interp", "trilinear"), sample_interp=meta.get("sample_interp", "trilinear"))
+
+
+def get_spec(name_or_path: str | None) -> ModelSpec:
+    """A named model or a model folder. Raises SaceError for unknown names (listing the known ones)."""
+    name = name_or_path or DEFAULT_MODEL
+    specs = builtin_specs()
+    if name in specs:
+        return specs[name]
+    p = Path(name)
+    if p.is_dir() and (p / "model.json").exists():
+        return spec_from_folder(p)
+    if name == DEFAULT_MODEL:
+        raise SaceError("the embedded model 'fashion' is not built in this install; build it with "
+                        "`sace train fashion` (about an hour on a CPU)")
+    raise SaceError(f"unknown model {name!r}; known models: {', '.join(model_names())} "
+                    f"(or give a folder containing model.json)")
+
+
+def build_text_encoder(spec: dict, device="cpu", dtype=torch.float32, override: str | None = None):
+    """Instantiate the text encoder described by a model's ``text_encoder`` entry."""
+    from .text import CachedTextEncoder, HFTextEncoder, minilm_encoder
+
+    kind = spec.get("kind", "none")
+    if override:
+        enc = HFTextEncoder(override, kind="t5" if kind == "t5" else "auto", dtype=dtype, device=device)
+    elif kind == "minilm":
+        enc = minilm_encoder(device)
+    elif kind == "t5":
+        enc = HFTextEncoder(resolve(spec["path"]), kind="t5", dtype=dtype, device=device, name=spec["path"])
+    elif kind == "auto":
+        enc = HFTextEncoder(resolve(spec["path"]), kind="auto", dtype=dtype, device=device, name=spec["path"])
+    elif kind == "none":
+        return None
+    else:
+        raise SaceError(f"unknown text encoder kind {kind!r}")
+    cache = os.environ.get("SACE_TEXT_CACHE")
+    return CachedTextEncoder(enc, cache)
+
+
+def load_model(
+    name_or_path: str | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    transformer_path: str | None = None,
+    vae_path: str | None = None,
+    text_encoder: str | None = None,
+    load_text_encoder: bool = True,
+    bf16_cross_attn: bool = False,
+) -> InfinityModel:
+    """Build a named model (or a model folder) and load its weights strictly.
+
+    Args:
+        name_or_path: registry name (default ``fashion``) or a sace model folder.
+        device, dtype: where and in which dtype (default: bf16 on CUDA, fp32 on CPU) the weights live;
+            the VAE always stays float32.
+        transformer_path, vae_path: override the checkpoint locations (a local file/folder or a hub id).
+        text_encoder: override the text encoder (a local folder or hub id).
+        load_text_encoder: skip the text encoder (conditions must then be given directly).
+        bf16_cross_attn: emulate the reference's bf16 cross-attention (for exact parity on fp32).
+    Raises:
+        SaceError / CheckpointError: unknown model, files not found, keys or shapes that do not match.
+    """
+    spec = get_spec(name_or_path)
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" and spec.transformer.embed_dim >= 1024 else torch.float32
+    tpath = transformer_path or spec.transformer_file
+    vpath = vae_path or spec.vae_file
+    if tpath is None or vpath is None:
+        raise SaceError(f"model {spec.name} has no checkpoint files configured")
+    tfile = _locate(tpath, spec.hub_repo)
+    vfile = _locate(vpath, spec.hub_repo)
+    with torch.device("meta"):
+        tr = InfinityTransformer(spec.transformer)
+        vae = BSQVAE(spec.vae)
+    # materialise on the target device without a random init, then fill from the checkpoint
+    tr = tr.to_empty(device=device).to(dtype)
+    vae = vae.to_empty(device=device)
+    _rebuild_buffers(tr, vae)
+    load_into(tr, read_state_dict(tfile), transformer_key_map(spec.transformer.depth, spec.transformer.block_chunks),
+              source=str(tfile), fix_cfg_uncond=True)
+    load_into(vae, read_state_dict(vfile), vae_key_map(vae), source=str(vfile))
+    enc = build_text_encoder(spec.text_encoder, device=device, override=text_encoder) if load_text_encoder else None
+    m = InfinityModel(tr, vae, enc, spec.schedule, name=spec.name, train_interp=spec.train_interp,
+                      sample_interp=spec.sample_interp, defaults=spec.defaults)
+    m.set_bf16_cross_attn(bf16_cross_attn)
+    m.spec = spec
+    return m.eval()
+
+
+def _locate(path: str, hub_repo: str | None) -> Path:
+    p = Path(path)
+    if p.exists():
+        return p
+    if hub_repo and not p.is_absolute() and os.sep not in path.rstrip("/"):
+        return resolve(hub_repo, filename=path) if "." in path else resolve(hub_repo) / path
+    return resolve(path)
+
+
+def _rebuild_buffers(tr: InfinityTransformer, vae: BSQVAE) -> None:
+    """Buffers that checkpoints may carry but that are defined by the architecture."""
+    for m in tr.modules():
+        if hasattr(m, "zero_k_bias"):
+            m.zero_k_bias.zero_()
+    d = vae.codebook_dim
+    vae.quantizer.lfq.mask.copy_(2 ** torch.arange(d - 1, -1, -1))
+
+
+def save_model(model: InfinityModel, folder: str | os.PathLike, *, description: str = "",
+               text_encoder: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a model folder (``model.json``, ``transformer.safetensors``, ``vae.safetensors``) atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tr, vae = model.transformer, model.vae
+    save_safetensors(folder / "transformer.safetensors", {k: v.float() for k, v in tr.state_dict().items()})
+    vae_sd = {k: v for k, v in vae.state_dict().items() if not k.startswith("quantize.")}
+    save_safetensors(folder / "vae.safetensors", vae_sd)
+    meta = {
+        "name": model.name, "description": description, "family": "infinity",
+        "transformer": tr.cfg.to_dict(), "vae": vae.cfg.to_dict(), "schedule": model.schedule.to_dict(),
+        "text_encoder": text_encoder or {"kind": "none"}, "defaults": model.defaults,
+        "train_interp": model.train_interp, "sample_interp": model.sample_interp, **(extra or {}),
+    }
+    write_json(folder / "model.json", meta)
+    return folder

@@ -166,3 +166,21 @@ def test_torch_pth_container_and_plain_vae_keys(tmp_path, tiny_model):
     torch.save({"vae": plain, "obj": object()}, tmp_path / "evil.pth")
     with pytest.raises(CheckpointError, match="weights-only"):
         list(read_state_dict(tmp_path / "evil.pth"))
+
+
+@torch.no_grad()
+def test_fork_equals_independent_runs(tiny_model):
+    """Forking rows mid-pass (shared KV prefix) gives the same bits as running each variant alone."""
+    a, b = _cond(1, seed=8), _cond(1, seed=9)
+    k = 3
+    # after the fork row 0 stays on a; row 1 switches to b from scale k on
+    per_scale = [Condition.cat([a, a if s < k else b]) for s in range(7)]
+    res = sample(tiny_model, a, generator=make_generators([11]), decode=True,
+                 fork={k: (torch.tensor([0, 0]), per_scale, None)})
+    ref_a = sample(tiny_model, a, generator=make_generators([11]), decode=True)
+    ref_b = sample(tiny_model, [a] * k + [b] * (7 - k), generator=make_generators([11]), decode=True)
+    assert res.pyramid.batch_size == 2
+    assert res.pyramid.index([0]).equal(ref_a.pyramid)
+    assert res.pyramid.index([1]).equal(ref_b.pyramid)
+    assert torch.allclose(res.images[1], ref_b.images[0], atol=1e-4)
+    assert res.logits[0].shape[0] == 2 and torch.equal(res.logits[0][0], res.logits[0][1])

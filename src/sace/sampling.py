@@ -90,6 +90,12 @@ def draw_bits(guided: Tensor, top_k: int, top_p: float, generator) -> Tensor:
     return torch.multinomial(probs.view(-1, 2), 1, replacement=True, generator=generator).view(b, n, d)
 
 
+def _clone_generator(g: torch.Generator) -> torch.Generator:
+    new = torch.Generator(device=g.device)
+    new.set_state(g.get_state())
+    return new
+
+
 def make_generators(seeds: Sequence[int], device: str | torch.device = "cpu") -> list[torch.Generator]:
     """One seeded ``torch.Generator`` per row."""
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
@@ -132,6 +138,7 @@ def sample(
     decode: bool = True,
     keep_logits: bool = True,
     progress: bool = False,
+    fork: dict[int, tuple[Tensor, Sequence[Condition], Sequence[Condition] | None]] | None = None,
 ) -> SampleResult:
     """Generate with a scale-wise model (KV-cached, one pass over the scales).
 
@@ -148,6 +155,12 @@ def sample(
             reference's ``gt_leak``).
         hooks: :class:`SampleHooks` to read or replace logits and tokens per scale.
         decode: decode the final codes to images.
+        fork: ``{scale s: (index, conds, unconds)}``: before scale ``s`` the rows are re-indexed
+            (``new row i = old row index[i]``, sharing the KV cache of the common prefix) and continue with
+            the per-scale conditions ``conds`` (all K of them, with the new batch size; ``unconds`` likewise or
+            ``None`` for the null condition). Per-row generators are cloned with their state, so a forked row
+            continues its parent's RNG stream. The returned pyramid and logits are re-indexed to the final
+            rows. Used by ISSA to run all prompt-switch points of a pair in one pass.
     Returns:
         :class:`SampleResult`.
     Raises:
@@ -185,6 +198,28 @@ def sample(
         from tqdm.auto import tqdm
         rng = tqdm(rng, desc="scales", leave=False)
     for k in rng:
+        if fork and k in fork:
+            idx, fconds, funconds = fork[k]
+            idx = torch.as_tensor(idx, dtype=torch.long)
+            conds = _conditions(fconds, k_all)
+            b = conds[0].batch_size
+            if idx.numel() != b or any(c.batch_size != b for c in conds):
+                raise SaceError(f"fork at scale {k}: index has {idx.numel()} rows, conditions {b}")
+            if guided:
+                if funconds is None:
+                    nulls = {}
+                    unconds = [nulls.setdefault(id(c), model.null_condition(c)) for c in conds]
+                else:
+                    unconds = _conditions(funconds, k_all)
+            model.fork_sampling(st, idx, conds, unconds)
+            if isinstance(generator, (list, tuple)):
+                generator = [_clone_generator(generator[int(i)]) for i in idx]
+            bits_out = [x[idx] for x in bits_out]
+            guided_out = [x[idx] for x in guided_out]
+            c_out = [x[idx] for x in c_out]
+            u_out = [x[idx] for x in u_out]
+            if prefix is not None:
+                prefix = prefix.index(idx)
         zc, zu = model.step_logits(st, k)
         z = guide_logits(zc, zu if ws[k] != 1 else None, ws[k], taus[k])
         if hooks is not None:

@@ -285,6 +285,23 @@ class InfinityModel(nn.Module):
             nxt = patchify_bits(nxt, sch.patch).flatten(1, 2)
             st.next_input = torch.cat([nxt, nxt]) if st.guided else nxt
 
+    def fork_sampling(self, st: SamplerState, index: Tensor, conds: list[Condition],
+                      unconds: list[Condition] | None) -> None:
+        """Re-index the rows of a running pass (``new row i = old row index[i]``): the KV cache, the summed
+        codes and the next input are shared by copy, so rows that agree on a prefix of conditions compute
+        it once. ``conds``/``unconds`` are the per-scale conditions of the new rows (used from the next
+        scale on)."""
+        idx = index.to(self.device)
+        b = st.batch
+        rows = torch.cat([idx, idx + b]) if st.guided else idx
+        st.kv_cache = [None if kv is None else (kv[0][rows], kv[1][rows]) for kv in st.kv_cache]
+        if st.fhat is not None:
+            st.fhat = st.fhat[idx]
+        if st.next_input is not None:
+            st.next_input = st.next_input[rows]
+        st.batch = int(idx.numel())
+        st.states = self._states(conds, unconds)
+
     def finish_sampling(self, st: SamplerState) -> Tensor:
         """Decode the summed codes: images ``(B, 3, H, W)`` float in [0, 1]."""
         return (self.vae.decode(st.fhat) + 1) / 2

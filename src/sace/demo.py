@@ -23,7 +23,7 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     from . import __version__
     from .adapters import only_adapters
     from .erasure.concepts import fashion_concept
-    from .erasure.sace import SACEConfig, erase
+    from .erasure.sace import default_sace_config, erase
     from .evaluation.cost import measure
     from .evaluation.fashion_classifier import load_classifier
     from .evaluation.runner import EvalRequest, run_evaluation
@@ -60,7 +60,7 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
 
     # 2. SACE
     con.rule("2/4 SACE erasure")
-    cfg = SACEConfig()
+    cfg = default_sace_config(model)
     res, cost = measure(lambda: erase(model, spec, cfg, out_dir=out / "adapter", progress=progress), model.device)
     res.adapter.metadata["peak_mb"] = cost.peak_mb
     from .adapters import save_adapter

@@ -49,8 +49,9 @@ class SACEConfig:
     isolation: str = "strict"
     lambda_h: float = 0.1
     lambda_pre: float = 1.0
-    mu: float | None = None             # later-scale preservation weight (None: 0 if gated, 0.1 if shared)
-    k_max: int = 3                      # later-scale term covers scales 1..k_max
+    mu: float | None = None             # later-scale preservation weight (None: 0 for scale0, 0.1 shared,
+    #                                     1 for an early-scale gate, where it covers the gated scales)
+    k_max: int = 3                      # later-scale term covers scales 1..k_max (early-scale gate: its scales)
     target: str = "soft"                # "soft" (KL to the teacher) or "hard" (CE to M sampled bit vectors)
     hard_samples: int = 8
     steps: int = 300
@@ -65,10 +66,44 @@ class SACEConfig:
     checkpoint_every: int = 50
     preserve_samples: int = 1           # pyramids per P prompt for the later-scale term
 
+    def erase_scales(self) -> list[int]:
+        """Scales whose logits L_ER (and the scale-wise L_pre) act on: the gated scales for an early-scale
+        gate such as ``scales:0,1,2``; scale 0 for ``scale0`` and ``shared`` (METHOD.md §3)."""
+        cfg = AdapterConfig(gate=self.gate)
+        sc = cfg.scales()
+        if sc is None:
+            return [0]
+        if min(sc) != 0 or sorted(sc) != list(range(max(sc) + 1)):
+            raise SaceError(f"gate {self.gate!r}: an erasure gate must cover a prefix of scales 0..k "
+                            f"(e.g. 'scales:0,1,2')")
+        return sorted(sc)
+
     def mu_value(self) -> float:
         if self.mu is not None:
             return self.mu
-        return 0.0 if self.gate != "shared" else 0.1
+        if self.gate == "shared":
+            return 0.1
+        return 1.0 if len(self.erase_scales()) > 1 else 0.0
+
+
+def default_sace_config(model=None, **overrides) -> SACEConfig:
+    """The SACE defaults for ``model``: :class:`SACEConfig`'s (METHOD.md §3), updated by the model's own
+    measured defaults (``model.json`` -> ``defaults.sace``, e.g. the gate that ISSA showed the concept needs on
+    that model), then by ``overrides`` (``None`` values are ignored).
+
+    Raises:
+        SaceError: an unknown field in the model's defaults or the overrides.
+    """
+    cfg = SACEConfig()
+    model_defaults = dict((getattr(model, "defaults", None) or {}).get("sace") or {})
+    for src in (model_defaults, overrides):
+        for k, v in src.items():
+            if v is None:
+                continue
+            if not hasattr(cfg, k):
+                raise SaceError(f"unknown SACE setting {k!r}")
+            setattr(cfg, k, list(v) if isinstance(v, tuple) and k == "modules" else v)
+    return cfg
 
 
 @dataclass
@@ -108,9 +143,12 @@ class SACETrainer:
                  work_dir: str | os.PathLike | None = None, adapter_name: str | None = None):
         self.model = model
         self.concept = concept.validate()
-        self.cfg = config or SACEConfig()
+        self.cfg = config or default_sace_config(model)
         if self.cfg.target not in ("soft", "hard"):
             raise SaceError(f"--target must be 'soft' or 'hard', got {self.cfg.target!r}")
+        if self.cfg.target == "hard" and self.cfg.erase_scales()[-1] > 0:
+            raise SaceError("--target-mode hard is defined for the scale-0 gate only; use soft with an "
+                            "early-scale gate")
         self.work_dir = Path(work_dir) if work_dir else None
         d = model.defaults
         self.w = float(d["guidance"] if self.cfg.guidance is None else self.cfg.guidance)
@@ -148,6 +186,9 @@ class SACETrainer:
         self.cond_p = m.encode_prompts(self.pres_prompts)
         g, _, _ = self._scale0(self.cond_a)
         self.teacher_anchor = g[0]                                  # (Na, 1, d, 2) guided
+        self.erase_k = self.cfg.erase_scales()[-1]
+        if self.erase_k > 0:
+            self._prepare_anchor_pyramids()
         gp, cp, up = self._scale0(self.cond_p)
         self.teacher_p = (gp[0], cp[0] / self.tau, up[0] / self.tau)
         if self.cfg.target == "hard":
@@ -159,11 +200,26 @@ class SACETrainer:
             self._prepare_later_scales()
 
     @torch.no_grad()
+    def _prepare_anchor_pyramids(self) -> None:
+        """Early-scale gate: teacher targets at scales 0..k on pyramids the frozen model samples for the
+        anchors (the target prompt i is teacher-forced on the pyramid of its paired anchor i)."""
+        from ..sampling import make_generators, sample
+
+        m, k = self.model, self.erase_k
+        seeds = [self.cfg.seed * 7919 + 17 + i for i in range(self.cond_a.batch_size)]
+        res = sample(m, self.cond_a, generator=make_generators(seeds), decode=False, keep_logits=False)
+        pyr = TokenPyramid(res.pyramid.bits[: k + 1])
+        self.anchor_inputs = m.tf_inputs(pyr, mode="sampling")[:, : m.schedule.offsets[k + 1] - 1]
+        g = m.forward_teacher_forced(self.cond_a, self.anchor_inputs, scales=list(range(k + 1)), guidance=self.w,
+                                     temperature=self.tau)
+        self.teacher_anchor_scales = list(g.per_scale)             # k+1 x (Na, h*w, d, 2)
+
+    @torch.no_grad()
     def _prepare_later_scales(self) -> None:
         from ..sampling import make_generators, sample
 
         m = self.model
-        k_max = min(self.cfg.k_max, m.schedule.num_scales - 1)
+        k_max = min(self.cfg.k_max if self.erase_k == 0 else self.erase_k, m.schedule.num_scales - 1)
         if k_max < 1:
             self.mu = 0.0
             return
@@ -195,17 +251,28 @@ class SACETrainer:
         """Compute the losses of one step (with grad) and the logged diagnostics."""
         m, cfg = self.model, self.cfg
         it = self._pick(self.cond_t.batch_size)
-        g_t, _, _ = m.forward_teacher_forced(self._subset(self.cond_t, it), None, scales=[0], guidance=self.w,
-                                             temperature=self.tau, return_parts=True)
-        p_t = g_t[0]                                                     # (Nt, 1, d, 2)
-        q = self.teacher_anchor if it is None else self.teacher_anchor[it]
-        if cfg.target == "soft":
-            erase = _kl_bits(q, p_t)
+        if self.erase_k > 0:
+            # early-scale gate: the same KL at every gated scale (equal weight per scale), the student under c*
+            # teacher-forced on the paired anchor pyramid
+            inp = self.anchor_inputs if it is None else self.anchor_inputs[it]
+            g_t = m.forward_teacher_forced(self._subset(self.cond_t, it), inp, scales=list(range(self.erase_k + 1)),
+                                           guidance=self.w, temperature=self.tau)
+            qs = [q if it is None else q[it] for q in self.teacher_anchor_scales]
+            p_t, q = g_t[0], qs[0]
+            erase = torch.stack([_kl_bits(a, b) for a, b in zip(qs, g_t.per_scale)]).mean()
+            ent_t = torch.stack([bit_entropy(z).mean() for z in g_t.per_scale]).mean()
         else:
+            g_t, _, _ = m.forward_teacher_forced(self._subset(self.cond_t, it), None, scales=[0], guidance=self.w,
+                                                 temperature=self.tau, return_parts=True)
+            p_t = g_t[0]                                                 # (Nt, 1, d, 2)
+            q = self.teacher_anchor if it is None else self.teacher_anchor[it]
+            ent_t = bit_entropy(p_t).mean()
+        if self.erase_k == 0 and cfg.target == "soft":
+            erase = _kl_bits(q, p_t)
+        elif self.erase_k == 0:
             bits = self.hard_bits if it is None else self.hard_bits[:, it]
             logp = p_t.float().log_softmax(-1).unsqueeze(0).expand(bits.shape[0], *p_t.shape)
             erase = -logp.gather(-1, bits.unsqueeze(-1)).mean()
-        ent_t = bit_entropy(p_t).mean()
         l_er = erase + cfg.lambda_h * ent_t
         ip = self._pick(self.cond_p.batch_size)
         g_p, c_p, u_p = m.forward_teacher_forced(self._subset(self.cond_p, ip), None, scales=[0], guidance=self.w,
@@ -316,7 +383,7 @@ class SACETrainer:
         nt = self.cfg.batch_size or self.cond_t.batch_size
         nt = min(nt, self.cond_t.batch_size)
         npres = min(self.cfg.batch_size or self.cond_p.batch_size, self.cond_p.batch_size)
-        n = 2 * (nt + npres)
+        n = 2 * (nt * self.model.schedule.offsets[self.erase_k + 1] + npres)
         if self.mu > 0:
             nl = min(self.cfg.batch_size or self.later_cond.batch_size, self.later_cond.batch_size)
             n += 2 * nl * self.model.schedule.offsets[self.later_k + 1]

@@ -210,8 +210,8 @@ def evaluate(
             ref_images = imgs
         elif ref_images is not None and other:
             loc = locality(ref_images[other], imgs[other])
-            r["locality_mean_abs_diff"] = float(loc["mean_abs_diff"])
-            r["locality_changed_frac"] = float(loc["changed_frac"])
+            r["locality_mean_abs_diff"] = float(loc["mean_mad"])
+            r["locality_changed_frac"] = float(loc["frac_changed"])
         tprompts = list(dict.fromkeys(p for p, g in zip(prompts, groups) if g == "target"))
         oprompts = list(dict.fromkeys(p for p, g in zip(prompts, groups) if g in ("other", "prompts")))
         r["entropy0_target"] = scale0_entropy(model, tprompts, s, m)

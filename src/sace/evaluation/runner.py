@@ -19,7 +19,9 @@ ALL_METHODS = ("original", "sace", "svare", "esd", "negprompt", "swap0")
 # SACE ablations (METHOD.md §5): selectable by name; "ablations" adds all three
 ABLATIONS = {"sace_noent": ("SACE, lambda_H = 0", {"lambda_h": 0.0}),
              "sace_nopre": ("SACE, lambda_pre = 0", {"lambda_pre": 0.0}),
-             "sace_shared": ("SACE, shared (ungated) adapter", {"gate": "shared"})}
+             "sace_shared": ("SACE, shared (ungated) adapter, scale-0 loss", {"gate": "shared", "mu": 0.1}),
+             "sace_scale0": ("SACE, scale-0 gate (paper)", {"gate": "scale0", "lr": 1e-4, "steps": 300,
+                                                            "batch_size": 0})}
 METHOD_TITLES = {"original": "original", "sace": "SACE", "svare": "S-VARE", "esd": "ESD (all scales)",
                  "negprompt": "negative prompt", "swap0": "scale-0 prompt swap",
                  **{k: v[0] for k, v in ABLATIONS.items()}}
@@ -79,7 +81,7 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
         train_esd,
         train_svare,
     )
-    from ..erasure.sace import SACEConfig, SACETrainer
+    from ..erasure.sace import SACETrainer, default_sace_config
 
     methods = [Method("original")]
     for i, folder in enumerate(req.adapters):
@@ -94,11 +96,10 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
             raise SaceError(f"method {m!r} needs a concept (--concept)")
         only_adapters(model, [])
         if m == "sace" or m in ABLATIONS:
-            cfg = SACEConfig(seed=req.seed)
-            for k, v in (ABLATIONS[m][1] if m in ABLATIONS else {}).items():
-                setattr(cfg, k, v)
+            ov = {"seed": req.seed, **(ABLATIONS[m][1] if m in ABLATIONS else {})}
             if req.sace_steps:
-                cfg.steps = req.sace_steps
+                ov["steps"] = req.sace_steps
+            cfg = default_sace_config(model, **ov)
             tr = SACETrainer(model, concept, cfg, adapter_name=f"eval_{m}")
             res, cost = measure(lambda tr=tr: tr.train(progress=progress), model.device)
             methods.append(Method(METHOD_TITLES[m], adapters=[f"eval_{m}"], cost={

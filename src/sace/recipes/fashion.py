@@ -75,6 +75,10 @@ class FashionRecipe:
     top_k: int = 0
     top_p: float = 0.0
     threads: int = 2
+    # SACE defaults for this model (ISSA on it: the concept enters at scales 1-5, S_0 ~ 0.04, so a scale-0
+    # gate erases nothing; the gate must cover every scale -- README "Erasure")
+    sace: dict = field(default_factory=lambda: {"gate": "scales:0,1,2,3,4,5", "lr": 1e-3, "steps": 100,
+                                                "batch_size": 16})
 
     def schedule(self):
         return custom_schedule(self.scales, vae_stride=self.vae_stride, name="fashion-32px")
@@ -291,7 +295,7 @@ def assemble(r: FashionRecipe, tr: InfinityTransformer, vae: BSQVAE) -> Infinity
 
     m = InfinityModel(tr, vae, CachedTextEncoder(minilm_encoder()), r.schedule(), name="fashion",
                       defaults={"guidance": r.guidance, "temperature": r.temperature, "top_k": r.top_k,
-                                "top_p": r.top_p})
+                                "top_p": r.top_p, "sace": dict(r.sace)})
     return m.eval()
 
 

@@ -1,0 +1,94 @@
+"""SACE training on the embedded model: the losses move the right way, checkpoints resume exactly, NaN stops
+training with a clear message and keeps the last good checkpoint, model defaults apply."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sace.adapters import detach_adapters, load_adapter
+from sace.erasure.concepts import fashion_concept
+from sace.erasure.sace import SACEConfig, SACETrainer, default_sace_config, erase
+from sace.errors import SaceError
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    from sace.models.registry import load_model
+    return load_model("fashion")
+
+
+def _cfg(**kw):
+    base = dict(gate="scale0", lr=1e-3, steps=6, batch_size=8, checkpoint_every=2)
+    base.update(kw)
+    return SACEConfig(**base)
+
+
+def test_model_defaults_and_overrides(fashion):
+    cfg = default_sace_config(fashion)
+    assert cfg.gate == fashion.defaults["sace"]["gate"] and cfg.lr == fashion.defaults["sace"]["lr"]
+    assert default_sace_config(fashion, gate="scale0", lr=None).gate == "scale0"
+    assert default_sace_config(None).gate == "scale0"          # METHOD.md default without model defaults
+    with pytest.raises(SaceError, match="unknown SACE setting"):
+        default_sace_config(fashion, learning_rate=1.0)
+    with pytest.raises(SaceError, match="prefix of scales"):
+        SACEConfig(gate="scales:1,2").erase_scales()
+
+
+def test_erasure_loss_decreases_and_resume_is_exact(fashion, tmp_path):
+    concept = fashion_concept("sneaker", "sandal")
+    try:
+        res = erase(fashion, concept, _cfg(steps=6), out_dir=tmp_path / "a", progress=False)
+        log = res.log
+        assert len(log) == 6 and log[-1]["erase"] < log[0]["erase"]
+        assert res.tokens_per_step == 2 * (8 + 8)                # one scale-0 token per prompt, cond + null rows
+        full = {k: v.clone() for k, v in res.adapter.state_dict().items()}
+    finally:
+        detach_adapters(fashion)
+    # stop after 4 steps, resume to 6: identical weights
+    try:
+        erase(fashion, concept, _cfg(steps=4), out_dir=tmp_path / "b", progress=False)
+    finally:
+        detach_adapters(fashion)
+    try:
+        res_b = erase(fashion, concept, _cfg(steps=6), out_dir=tmp_path / "b", resume=True, progress=False)
+        sd = res_b.adapter.state_dict()
+        assert all(torch.allclose(sd[k], full[k], atol=1e-6) for k in full)
+    finally:
+        detach_adapters(fashion)
+    ad = load_adapter(fashion, tmp_path / "a")
+    try:
+        assert ad.metadata["method"] == "SACE" and ad.metadata["steps"] == 6
+    finally:
+        detach_adapters(fashion)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(fashion, tmp_path):
+    concept = fashion_concept("sneaker", "sandal")
+    tr = SACETrainer(fashion, concept, _cfg(steps=10), work_dir=tmp_path)
+
+    def poison(rec):
+        if rec["step"] == 4:
+            with torch.no_grad():
+                tr.adapter.parameters()[0].fill_(float("nan"))
+
+    try:
+        with pytest.raises(SaceError, match="became nan at step 4.*last good checkpoint"):
+            tr.train(progress=False, callback=poison)
+        assert (tmp_path / "sace_checkpoint.pt").exists()
+        st = torch.load(tmp_path / "sace_checkpoint.pt", weights_only=True)
+        assert st["step"] == 4 and all(torch.isfinite(v).all() for v in st["adapter"].values())
+    finally:
+        detach_adapters(fashion)
+
+
+def test_early_scale_gate_trains_on_gated_scales(fashion):
+    concept = fashion_concept("sneaker", "sandal")
+    tr = SACETrainer(fashion, concept, _cfg(gate="scales:0,1", steps=2))
+    try:
+        assert tr.erase_k == 1 and tr.mu == 1.0
+        assert tr.tokens_per_step() == 2 * (8 * 5 + 8) + 2 * 8 * 5
+        res = tr.train(progress=False)
+        assert all(torch.isfinite(torch.tensor(r["loss"])) for r in res.log)
+    finally:
+        detach_adapters(fashion)

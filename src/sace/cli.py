@@ -288,8 +288,9 @@ def erase(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in OUT.")] = False,
     device: DeviceOpt = "",
 ) -> None:
-    """Erase a concept with SACE into a scale-0-gated adapter folder (adapter.safetensors + adapter.json +
-    train_log.json). Prints wall time and tokens per step."""
+    """Erase a concept with SACE into a scale-gated adapter folder (adapter.safetensors + adapter.json +
+    train_log.json; a checkpoint every --checkpoint-every steps, --resume continues). Prints wall time and
+    tokens per step. Defaults: METHOD.md §3 updated by the model's own (fashion: all six scales, see README)."""
     from .erasure.concepts import resolve_concept
     from .erasure.sace import default_sace_config
     from .erasure.sace import erase as run_erase

@@ -45,8 +45,9 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     rep = Report(f"SACE on '{spec.name}' (anchor '{spec.anchor_name}')",
                  subtitle=f"embedded model fashion, sace {__version__}")
     rep.text("This report was produced by `sace demo`: ISSA locates where the concept enters generation, SACE "
-             "erases it with a scale-0-gated adapter, and the evaluation compares the original model, SACE, "
-             "S-VARE and the training-free baselines on the same prompts and seeds.")
+             "erases it with a scale-gated adapter (the model's default gate, chosen from ISSA), and the "
+             "evaluation compares the original model, SACE, S-VARE and the training-free baselines on the same "
+             "prompts and seeds.")
     timings = {}
 
     # 1. ISSA before
@@ -67,10 +68,12 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     save_adapter(res.adapter, out / "adapter", model=model)
     timings["sace_s"] = res.seconds
     rep.heading("SACE training", 2)
-    rep.text(f"{cfg.steps} steps in {res.seconds:.1f} s, {res.tokens_per_step} tokens per step (one token per "
-             f"prompt: only scale-0 logits are needed), peak memory {cost.peak_mb or float('nan'):.0f} MB. "
-             f"Adapter: {res.adapter.num_params():,} parameters on {len(res.adapter.modules)} layers, gated on "
-             f"scale 0.")
+    gated = cfg.erase_scales()
+    rep.text(f"{cfg.steps} steps in {res.seconds:.1f} s, {res.tokens_per_step} transformer tokens per step, "
+             f"peak memory {cost.peak_mb or float('nan'):.0f} MB. Adapter: {res.adapter.num_params():,} parameters "
+             f"on {len(res.adapter.modules)} layers, gate {cfg.gate!r}; the losses see scale(s) "
+             f"{', '.join(map(str, gated))}. (With the paper's scale-0 gate a step costs one token per prompt; "
+             f"ISSA above shows whether scale 0 carries the concept on this model.)")
     logs = {k: [r[k] for r in res.log] for k in ("L_ER", "L_pre", "entropy_target", "js_target_anchor")}
     rep.image(plot_lines_over_steps(logs, out / "sace_training.png", title="SACE losses and diagnostics",
                                     separate=True), caption="per-step L_ER, L_pre, scale-0 entropy of the target "

@@ -105,7 +105,7 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
             methods.append(Method(METHOD_TITLES[m], adapters=[f"eval_{m}"], cost={
                 **cost.to_dict(), "steps": cfg.steps, "tokens_per_step": res.tokens_per_step}))
         elif m == "svare":
-            cfg = SVAREConfig(seed=req.seed)
+            cfg = _model_defaults(SVAREConfig(seed=req.seed), model, "svare")
             if req.baseline_steps:
                 cfg.steps = req.baseline_steps
             res, cost = measure(lambda cfg=cfg: train_svare(model, concept, cfg, progress, name="eval_svare"),
@@ -113,7 +113,7 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
             methods.append(Method(METHOD_TITLES[m], adapters=["eval_svare"], cost={
                 **cost.to_dict(), "steps": res.steps, "tokens_per_step": res.tokens_per_step}))
         elif m == "esd":
-            cfg = ESDConfig(seed=req.seed)
+            cfg = _model_defaults(ESDConfig(seed=req.seed), model, "esd")
             if req.baseline_steps:
                 cfg.steps = req.baseline_steps
             res, cost = measure(lambda cfg=cfg: train_esd(model, concept, cfg, progress, name="eval_esd"),
@@ -128,6 +128,16 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
                                   cost={"seconds": 0.0, "steps": 0, "tokens_per_step": 0}))
     only_adapters(model, [])
     return methods
+
+
+def _model_defaults(cfg, model, key: str):
+    """Apply the model's measured defaults for a baseline (``model.json`` -> ``defaults[key]``), so that
+    baselines get the same per-model tuning as SACE (e.g. the learning rate for the small fashion model)."""
+    for k, v in ((getattr(model, "defaults", None) or {}).get(key) or {}).items():
+        if not hasattr(cfg, k):
+            raise SaceError(f"model defaults: unknown {key} setting {k!r}")
+        setattr(cfg, k, v)
+    return cfg
 
 
 def _cost_from_meta(meta: dict) -> dict:

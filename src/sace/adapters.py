@@ -113,7 +113,7 @@ class AdapterConfig:
 class _Branch(nn.Module):
     """One adapter's delta on one linear layer."""
 
-    def __init__(self, base: nn.Linear, cfg: AdapterConfig):
+    def __init__(self, base: nn.Linear, cfg: AdapterConfig, generator: torch.Generator | None = None):
         super().__init__()
         self.scales = cfg.scales()
         self.kind = cfg.kind
@@ -123,7 +123,7 @@ class _Branch(nn.Module):
         dev = base.weight.device
         if cfg.kind == "lora":
             self.lora_A = nn.Parameter(torch.empty(cfg.rank, fin, device=dev))
-            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5), generator=generator)
             self.lora_B = nn.Parameter(torch.zeros(fout, cfg.rank, device=dev))
             self.scaling = cfg.alpha / cfg.rank
         else:
@@ -273,8 +273,11 @@ class Adapter:
         return sum(p.numel() for p in self.parameters())
 
 
-def attach_adapter(model, config: AdapterConfig) -> Adapter:
+def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Adapter:
     """Add a (zero-initialised) scale-gated adapter to ``model.transformer``.
+
+    LoRA's A matrices get PEFT's Kaiming-uniform init (B = 0, so the delta starts at exactly zero); with
+    ``seed`` that init comes from a private generator, so training runs with the same seed are reproducible.
 
     The base weights are untouched and frozen; the new branch's parameters are float32 and trainable.
     Attaching a second adapter with another name composes them (their deltas add up).
@@ -288,12 +291,15 @@ def attach_adapter(model, config: AdapterConfig) -> Adapter:
     if config.name in existing:
         raise SaceError(f"an adapter named {config.name!r} is already attached; give another name")
     branches: dict[str, _Branch] = {}
+    gen = None
+    if seed is not None:   # a generator on the weights' device (init_ needs them on the same device)
+        gen = torch.Generator(device=next(tr.parameters()).device).manual_seed(int(seed))
     for name, (_, text_stream) in _targets(tr, config.modules).items():
         mod = tr.get_submodule(name)
         if not isinstance(mod, GatedLinear):
             mod = GatedLinear(mod, tr.gate, text_stream)
             _set_module(tr, name, mod)
-        br = _Branch(mod.base, config)
+        br = _Branch(mod.base, config, gen)
         mod.branches[config.name] = br
         branches[name] = br
     if not branches:

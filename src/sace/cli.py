@@ -120,6 +120,8 @@ def generate(
         seeds += [seed + i for i in range(n)]
     if not prompts:
         raise SaceError("no prompt given; use --prompt TEXT (repeatable) or --prompts-file FILE")
+    from .models.text import check_prompts
+    prompts = check_prompts(prompts)   # before loading anything: bad input fails in a fraction of a second
     ctx = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # started by torchrun / accelerate launch: shard the prompts
         from .distributed import DistContext
@@ -194,6 +196,8 @@ def issa(
         raise SaceError(f"{len(prompts)} --prompt but {len(anchors)} --anchor-prompt; they pair one to one")
     if seeds < 1:
         raise SaceError("--seeds must be >= 1")
+    from .models.text import check_prompts
+    prompts, anchors = check_prompts(prompts), check_prompts(anchors)
     m = _load(model, device, adapter)
     score_fn, concept_name = _score_fn(m, detector, concept, prompts[0])
     t = time.perf_counter()

@@ -170,8 +170,8 @@ def train_esd(model, concept: ConceptSpec, config: ESDConfig | None = None, prog
     sch = model.schedule
     for p in model.parameters():
         p.requires_grad_(False)
-    ad = attach_adapter(model, AdapterConfig(name=name, modules=cfg.modules, rank=cfg.rank, alpha=cfg.alpha,
-                                             gate="shared", kind="lora"))
+    ad_cfg = AdapterConfig(name=name, modules=cfg.modules, rank=cfg.rank, alpha=cfg.alpha, gate="shared", kind="lora")
+    ad = attach_adapter(model, ad_cfg, seed=cfg.seed)
     params = ad.parameters()
     for p in params:
         p.requires_grad_(True)

@@ -157,7 +157,8 @@ class SACETrainer:
             p.requires_grad_(False)
         self.adapter = attach_adapter(model, AdapterConfig(
             name=adapter_name or _safe_name(concept.name), modules=list(self.cfg.modules), rank=self.cfg.rank,
-            alpha=self.cfg.alpha, gate=self.cfg.gate, kind=self.cfg.kind, isolation=self.cfg.isolation))
+            alpha=self.cfg.alpha, gate=self.cfg.gate, kind=self.cfg.kind, isolation=self.cfg.isolation),
+            seed=self.cfg.seed)
         self.params = self.adapter.parameters()
         for p in self.params:
             p.requires_grad_(True)
@@ -306,6 +307,10 @@ class SACETrainer:
         p = self._ckpt_path()
         if p is None:
             return
+        bad = [k for k, v in self.adapter.state_dict().items() if not torch.isfinite(v).all()]
+        if bad:
+            raise SaceError(f"adapter parameters became non-finite at step {self.step} ({', '.join(bad[:3])}); "
+                            f"not overwriting the last good checkpoint {p} (lower --lr)")
         state = {"adapter": self.adapter.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "gen": self.gen.get_state(), "log": self.log}
         with atomic_path(p) as tmp:
@@ -354,7 +359,7 @@ class SACETrainer:
                 raise SaceError(f"SACE gradient became non-finite at step {self.step}")
             self.opt.step()
             self.step += 1
-            rec = {"step": self.step, **{k: round(float(v), 6) for k, v in vals.items()}}
+            rec = {"step": self.step, **{k: round(float(v.detach()), 6) for k, v in vals.items()}}
             self.log.append(rec)
             if bar is not None:
                 bar.update(1)

@@ -74,7 +74,15 @@ class HFTextEncoder:
             tok_kw = {"legacy": True} if kind == "t5" else {}
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only, **tok_kw)
             cls = T5EncoderModel if kind == "t5" else AutoModel
-            self.model = cls.from_pretrained(path, dtype=dtype, local_files_only=local_files_only)
+            from transformers.utils import logging as hf_logging
+            # a per-tensor "Loading weights" bar for a 90 MB encoder is noise in every command's output
+            bar_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                self.model = cls.from_pretrained(path, dtype=dtype, local_files_only=local_files_only)
+            finally:
+                if bar_on:
+                    hf_logging.enable_progress_bar()
         except OSError as e:
             raise SaceError(f"cannot load text encoder {path!r}: {str(e).splitlines()[0]} "
                             f"(give a local folder, or go online to download it from the Hugging Face hub)") from e

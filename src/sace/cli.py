@@ -413,7 +413,8 @@ def models() -> None:
         if p:
             c.print(f"  parameters: transformer {p.get('transformer', 0):,}, VAE {p.get('vae', 0):,}")
         if w:
-            c.print("  weights: " + ", ".join(f"{k} {v:.2f} GB" for k, v in w.items()))
+            c.print("  weights: " + ", ".join(f"{k} {v:.2f} GB" if v >= 0.1 else f"{k} {v * 1000:.1f} MB"
+                                             for k, v in w.items()))
         if sch:
             c.print(f"  schedule: {sch.get('num_scales')} scales, {sch.get('tokens')} tokens, "
                     f"{'x'.join(str(x) for x in sch.get('image_size', []))} px")

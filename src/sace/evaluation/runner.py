@@ -104,21 +104,15 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
             res, cost = measure(lambda tr=tr: tr.train(progress=progress), model.device)
             methods.append(Method(METHOD_TITLES[m], adapters=[f"eval_{m}"], cost={
                 **cost.to_dict(), "steps": cfg.steps, "tokens_per_step": res.tokens_per_step}))
-        elif m == "svare":
-            cfg = _model_defaults(SVAREConfig(seed=req.seed), model, "svare")
+        elif m in ("svare", "esd"):
+            # the two trained baselines share one path: model defaults, step override, timed training
+            config_cls, train_fn = (SVAREConfig, train_svare) if m == "svare" else (ESDConfig, train_esd)
+            cfg = _model_defaults(config_cls(seed=req.seed), model, m)
             if req.baseline_steps:
                 cfg.steps = req.baseline_steps
-            res, cost = measure(lambda cfg=cfg: train_svare(model, concept, cfg, progress, name="eval_svare"),
+            res, cost = measure(lambda cfg=cfg, fn=train_fn, m=m: fn(model, concept, cfg, progress, name=f"eval_{m}"),
                                 model.device)
-            methods.append(Method(METHOD_TITLES[m], adapters=["eval_svare"], cost={
-                **cost.to_dict(), "steps": res.steps, "tokens_per_step": res.tokens_per_step}))
-        elif m == "esd":
-            cfg = _model_defaults(ESDConfig(seed=req.seed), model, "esd")
-            if req.baseline_steps:
-                cfg.steps = req.baseline_steps
-            res, cost = measure(lambda cfg=cfg: train_esd(model, concept, cfg, progress, name="eval_esd"),
-                                model.device)
-            methods.append(Method(METHOD_TITLES[m], adapters=["eval_esd"], cost={
+            methods.append(Method(METHOD_TITLES[m], adapters=[f"eval_{m}"], cost={
                 **cost.to_dict(), "steps": res.steps, "tokens_per_step": res.tokens_per_step}))
         elif m == "negprompt":
             methods.append(Method(METHOD_TITLES[m], uncond_fn=lambda ps: negative_prompt_condition(model, ps, concept),

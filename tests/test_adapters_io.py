@@ -7,19 +7,14 @@ import json
 import pytest
 import torch
 
-from sace.adapters import AdapterConfig, attach_adapter, detach_adapters, load_adapter, load_adapters, save_adapter
+from sace.adapters import detach_adapters, load_adapter, load_adapters, save_adapter
 from sace.errors import CheckpointError, SaceError
 
-from .test_core import _cond
+from .test_core import _cond, _random_adapter
 
 
-def _random(model, name="rt", seed=0, gate="scale0"):
-    ad = attach_adapter(model, AdapterConfig(name=name, gate=gate, modules=["cross_attn_q", "cross_attn_kv", "ffn"]))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in ad.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return ad
+def _random(model, name="rt", seed=0):
+    return _random_adapter(model, seed=seed, name=name, modules=["cross_attn_q", "cross_attn_kv", "ffn"])
 
 
 @torch.no_grad()

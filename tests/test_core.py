@@ -186,10 +186,11 @@ def test_fork_equals_independent_runs(tiny_model):
     assert res.logits[0].shape[0] == 2 and torch.equal(res.logits[0][0], res.logits[0][1])
 
 
-def _random_adapter(model, isolation, seed=0, gate="scale0", modules=None):
+def _random_adapter(model, isolation="strict", seed=0, gate="scale0", modules=None, name=None):
+    """Attach an adapter with random (non-zero) weights, so that it changes the logits."""
     from sace.adapters import AdapterConfig, attach_adapter
 
-    ad = attach_adapter(model, AdapterConfig(name=f"t_{isolation}_{gate}", gate=gate, isolation=isolation,
+    ad = attach_adapter(model, AdapterConfig(name=name or f"t_{isolation}_{gate}", gate=gate, isolation=isolation,
                                              modules=modules or ["cross_attn_q", "cross_attn_kv", "cross_attn_out",
                                                                  "ffn", "text_pool"]))
     g = torch.Generator().manual_seed(seed)

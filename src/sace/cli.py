@@ -330,7 +330,8 @@ def evaluate(
     adapter: AdapterOpt = None,
     methods: Annotated[str, typer.Option(help="Comma list of original, sace, svare, esd, negprompt, swap0, "
                                               "sace_noent (lambda_H=0), sace_nopre (lambda_pre=0), sace_shared "
-                                              "(ungated), or 'all' / 'ablations'. Trainable methods are trained "
+                                              "(ungated), sace_scale0 (METHOD.md's scale-0 defaults), or 'all' / "
+                                              "'ablations'. Trainable methods are trained "
                                               "here and timed.")] = "original",
     prompts: Annotated[Path | None, typer.Option(help="Prompt set (CSV/JSON with a 'prompt' column; seeds from "
                                                       "'evaluation_seed'), e.g. I2P.")] = None,

@@ -86,6 +86,30 @@ class SACEConfig:
         return 1.0 if len(self.erase_scales()) > 1 else 0.0
 
 
+_TITLES = {"sace": "SACE", "svare": "S-VARE", "esd": "ESD"}
+
+
+def apply_model_defaults(cfg, model, key: str, **overrides):
+    """Update a config dataclass in place with the model's measured defaults (``model.json`` ->
+    ``defaults[key]``), then with ``overrides`` (``None`` values are ignored); returns ``cfg``.
+
+    Shared by SACE (``key="sace"``) and the trained baselines (``"svare"``, ``"esd"``), so that every method
+    gets the same per-model tuning.
+
+    Raises:
+        SaceError: an unknown field in the model's defaults or the overrides.
+    """
+    model_defaults = dict((getattr(model, "defaults", None) or {}).get(key) or {})
+    for src in (model_defaults, overrides):
+        for k, v in src.items():
+            if v is None:
+                continue
+            if not hasattr(cfg, k):
+                raise SaceError(f"unknown {_TITLES.get(key, key)} setting {k!r}")
+            setattr(cfg, k, list(v) if isinstance(v, tuple) and k == "modules" else v)
+    return cfg
+
+
 def default_sace_config(model=None, **overrides) -> SACEConfig:
     """The SACE defaults for ``model``: :class:`SACEConfig`'s (METHOD.md §3), updated by the model's own
     measured defaults (``model.json`` -> ``defaults.sace``, e.g. the gate that ISSA showed the concept needs on
@@ -94,16 +118,7 @@ def default_sace_config(model=None, **overrides) -> SACEConfig:
     Raises:
         SaceError: an unknown field in the model's defaults or the overrides.
     """
-    cfg = SACEConfig()
-    model_defaults = dict((getattr(model, "defaults", None) or {}).get("sace") or {})
-    for src in (model_defaults, overrides):
-        for k, v in src.items():
-            if v is None:
-                continue
-            if not hasattr(cfg, k):
-                raise SaceError(f"unknown SACE setting {k!r}")
-            setattr(cfg, k, list(v) if isinstance(v, tuple) and k == "modules" else v)
-    return cfg
+    return apply_model_defaults(SACEConfig(), model, "sace", **overrides)
 
 
 @dataclass
@@ -185,11 +200,13 @@ class SACETrainer:
         self.cond_a = m.encode_prompts(c.anchors)
         self.pres_prompts = c.preservation_prompts()
         self.cond_p = m.encode_prompts(self.pres_prompts)
-        g, _, _ = self._scale0(self.cond_a)
-        self.teacher_anchor = g[0]                                  # (Na, 1, d, 2) guided
         self.erase_k = self.cfg.erase_scales()[-1]
         if self.erase_k > 0:
-            self._prepare_anchor_pyramids()
+            self._prepare_anchor_pyramids()                         # scale-0 targets included
+            self.teacher_anchor = self.teacher_anchor_scales[0]
+        else:
+            g, _, _ = self._scale0(self.cond_a)
+            self.teacher_anchor = g[0]                              # (Na, 1, d, 2) guided
         gp, cp, up = self._scale0(self.cond_p)
         self.teacher_p = (gp[0], cp[0] / self.tau, up[0] / self.tau)
         if self.cfg.target == "hard":
@@ -252,28 +269,27 @@ class SACETrainer:
         """Compute the losses of one step (with grad) and the logged diagnostics."""
         m, cfg = self.model, self.cfg
         it = self._pick(self.cond_t.batch_size)
+        q = self.teacher_anchor if it is None else self.teacher_anchor[it]
         if self.erase_k > 0:
             # early-scale gate: the same KL at every gated scale (equal weight per scale), the student under c*
             # teacher-forced on the paired anchor pyramid
             inp = self.anchor_inputs if it is None else self.anchor_inputs[it]
             g_t = m.forward_teacher_forced(self._subset(self.cond_t, it), inp, scales=list(range(self.erase_k + 1)),
                                            guidance=self.w, temperature=self.tau)
-            qs = [q if it is None else q[it] for q in self.teacher_anchor_scales]
-            p_t, q = g_t[0], qs[0]
+            qs = [t if it is None else t[it] for t in self.teacher_anchor_scales]
             erase = torch.stack([_kl_bits(a, b) for a, b in zip(qs, g_t.per_scale)]).mean()
             ent_t = torch.stack([bit_entropy(z).mean() for z in g_t.per_scale]).mean()
         else:
-            g_t, _, _ = m.forward_teacher_forced(self._subset(self.cond_t, it), None, scales=[0], guidance=self.w,
-                                                 temperature=self.tau, return_parts=True)
-            p_t = g_t[0]                                                 # (Nt, 1, d, 2)
-            q = self.teacher_anchor if it is None else self.teacher_anchor[it]
-            ent_t = bit_entropy(p_t).mean()
-        if self.erase_k == 0 and cfg.target == "soft":
-            erase = _kl_bits(q, p_t)
-        elif self.erase_k == 0:
-            bits = self.hard_bits if it is None else self.hard_bits[:, it]
-            logp = p_t.float().log_softmax(-1).unsqueeze(0).expand(bits.shape[0], *p_t.shape)
-            erase = -logp.gather(-1, bits.unsqueeze(-1)).mean()
+            g_t = m.forward_teacher_forced(self._subset(self.cond_t, it), None, scales=[0], guidance=self.w,
+                                           temperature=self.tau)
+            ent_t = bit_entropy(g_t[0]).mean()
+            if cfg.target == "soft":
+                erase = _kl_bits(q, g_t[0])
+            else:
+                bits = self.hard_bits if it is None else self.hard_bits[:, it]
+                logp = g_t[0].float().log_softmax(-1).unsqueeze(0).expand(bits.shape[0], *g_t[0].shape)
+                erase = -logp.gather(-1, bits.unsqueeze(-1)).mean()
+        p_t = g_t[0]                                                     # (Nt, 1, d, 2) guided scale 0
         l_er = erase + cfg.lambda_h * ent_t
         ip = self._pick(self.cond_p.batch_size)
         g_p, c_p, u_p = m.forward_teacher_forced(self._subset(self.cond_p, ip), None, scales=[0], guidance=self.w,

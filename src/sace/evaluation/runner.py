@@ -16,12 +16,11 @@ from .cost import measure
 from .harness import Method, comparison_rows, evaluate, fashion_items, items_from_prompt_set
 
 ALL_METHODS = ("original", "sace", "svare", "esd", "negprompt", "swap0")
-# SACE ablations (METHOD.md §5): selectable by name; "ablations" adds all three
+# SACE ablations (METHOD.md §5): selectable by name; "ablations" adds all four
 ABLATIONS = {"sace_noent": ("SACE, lambda_H = 0", {"lambda_h": 0.0}),
              "sace_nopre": ("SACE, lambda_pre = 0", {"lambda_pre": 0.0}),
              "sace_shared": ("SACE, shared (ungated) adapter, scale-0 loss", {"gate": "shared", "mu": 0.1}),
-             "sace_scale0": ("SACE, scale-0 gate (paper)", {"gate": "scale0", "lr": 1e-4, "steps": 300,
-                                                            "batch_size": 0})}
+             "sace_scale0": ("SACE, scale-0 gate (paper)", "paper")}
 METHOD_TITLES = {"original": "original", "sace": "SACE", "svare": "S-VARE", "esd": "ESD (all scales)",
                  "negprompt": "negative prompt", "swap0": "scale-0 prompt swap",
                  **{k: v[0] for k, v in ABLATIONS.items()}}
@@ -81,7 +80,7 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
         train_esd,
         train_svare,
     )
-    from ..erasure.sace import SACETrainer, default_sace_config
+    from ..erasure.sace import SACEConfig, SACETrainer, apply_model_defaults, default_sace_config
 
     methods = [Method("original")]
     for i, folder in enumerate(req.adapters):
@@ -96,10 +95,11 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
             raise SaceError(f"method {m!r} needs a concept (--concept)")
         only_adapters(model, [])
         if m == "sace" or m in ABLATIONS:
-            ov = {"seed": req.seed, **(ABLATIONS[m][1] if m in ABLATIONS else {})}
-            if req.sace_steps:
-                ov["steps"] = req.sace_steps
-            cfg = default_sace_config(model, **ov)
+            ablation = ABLATIONS[m][1] if m in ABLATIONS else {}
+            ov = {"seed": req.seed, "steps": req.sace_steps or None}
+            # "paper": METHOD.md's defaults as they stand, without the model's own SACE defaults
+            cfg = (apply_model_defaults(SACEConfig(), None, "sace", **ov) if ablation == "paper"
+                   else default_sace_config(model, **ablation, **ov))
             tr = SACETrainer(model, concept, cfg, adapter_name=f"eval_{m}")
             res, cost = measure(lambda tr=tr: tr.train(progress=progress), model.device)
             methods.append(Method(METHOD_TITLES[m], adapters=[f"eval_{m}"], cost={
@@ -107,7 +107,7 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
         elif m in ("svare", "esd"):
             # the two trained baselines share one path: model defaults, step override, timed training
             config_cls, train_fn = (SVAREConfig, train_svare) if m == "svare" else (ESDConfig, train_esd)
-            cfg = _model_defaults(config_cls(seed=req.seed), model, m)
+            cfg = apply_model_defaults(config_cls(seed=req.seed), model, m)
             if req.baseline_steps:
                 cfg.steps = req.baseline_steps
             res, cost = measure(lambda cfg=cfg, fn=train_fn, m=m: fn(model, concept, cfg, progress, name=f"eval_{m}"),
@@ -122,16 +122,6 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
                                   cost={"seconds": 0.0, "steps": 0, "tokens_per_step": 0}))
     only_adapters(model, [])
     return methods
-
-
-def _model_defaults(cfg, model, key: str):
-    """Apply the model's measured defaults for a baseline (``model.json`` -> ``defaults[key]``), so that
-    baselines get the same per-model tuning as SACE (e.g. the learning rate for the small fashion model)."""
-    for k, v in ((getattr(model, "defaults", None) or {}).get(key) or {}).items():
-        if not hasattr(cfg, k):
-            raise SaceError(f"model defaults: unknown {key} setting {k!r}")
-        setattr(cfg, k, v)
-    return cfg
 
 
 def _cost_from_meta(meta: dict) -> dict:

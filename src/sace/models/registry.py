@@ -1,5 +1,6 @@
-"""Named models: ``fashion`` (embedded default), ``infinity-2b``, ``infinity-8b`` and
-``infinity-tiny-fixture``; any folder saved by :func:`save_model` loads too.
+"""Named models: ``fashion`` (embedded default), ``infinity-2b``, ``infinity-8b``, ``infinity-tiny-fixture``,
+the class-conditional ``var-d16`` ... ``var-d30`` and ``var-tiny-fixture``; any folder saved by
+:func:`save_model` (or :func:`sace.models.var.checkpoint.save_var_model`) loads too.
 
 A model folder holds ``model.json`` (configs, schedule, text encoder, sampling defaults),
 ``transformer.safetensors`` and ``vae.safetensors``. Official checkpoints are described by
@@ -23,6 +24,9 @@ from .infinity.model import InfinityModel
 from .infinity.schedules import infinity_schedule
 from .infinity.transformer import InfinityConfig, InfinityTransformer
 from .infinity.vae import BSQVAE, VAEConfig
+from .var import checkpoint as var_ckpt
+from .var.transformer import VARConfig
+from .var.vqvae import VQVAEConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = "fashion"
@@ -45,9 +49,13 @@ class ModelSpec:
     defaults: dict = field(default_factory=dict)
     train_interp: str = "trilinear"
     sample_interp: str = "trilinear"
+    family: str = "infinity"                # "infinity" or "var" (transformer/vae then hold VAR configs)
+    classes: object = None                  # class-conditional families: "imagenet-1k" or a list of names
 
     def num_params(self) -> dict[str, int]:
         """Parameter counts computed on the meta device (nothing allocated)."""
+        if self.family == "var":
+            return var_ckpt.num_params(self.transformer, self.vae)
         with torch.device("meta"):
             t = InfinityTransformer(self.transformer)
             v = BSQVAE(self.vae)
@@ -55,11 +63,38 @@ class ModelSpec:
                 "vae": sum(p.numel() for p in v.parameters())}
 
 
-def _fixture_dir() -> Path:
+def _fixture_dir(name: str = "infinity_tiny") -> Path:
     env = os.environ.get("SACE_FIXTURE_DIR")
     if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "infinity_tiny"
+        return Path(env) if name == "infinity_tiny" else Path(env).parent / name
+    return Path(__file__).resolve().parents[3] / "tests" / "fixtures" / name
+
+
+#: VAR's published 256px checkpoints (``shared/docs/reference-models.md`` §3): depth -> published size
+_VAR_SIZES = {16: "310M", 20: "600M", 24: "1.0B", 30: "2.0B"}
+
+
+def _var_specs() -> dict[str, ModelSpec]:
+    """VAR-d16 ... d30 (class-conditional ImageNet 256px, ``vae_ch160v4096z32``) and the tiny parity fixture."""
+    specs = {}
+    for d, size in _VAR_SIZES.items():
+        specs[f"var-d{d}"] = ModelSpec(
+            f"var-d{d}", f"VAR-d{d} (FoundationVision), class-conditional ImageNet 256px, {size} (published)",
+            VARConfig.from_depth(d), VQVAEConfig(), Schedule(tuple((p, p) for p in VQVAEConfig().patch_nums)),
+            {"kind": "none"}, transformer_file=f"var_d{d}.pth", vae_file="vae_ch160v4096z32.pth",
+            hub_repo="FoundationVision/var", defaults={"top_k": 900, "top_p": 0.95},
+            family="var", classes="imagenet-1k")
+    pn = [1, 2, 3, 4, 5, 6, 8]
+    fx = _fixture_dir("var_tiny")
+    specs["var-tiny-fixture"] = ModelSpec(
+        "var-tiny-fixture", "Tiny random VAR of the parity fixtures (2 blocks, width 64, V=1024, 128px)",
+        VARConfig(depth=2, embed_dim=64, num_heads=2, vocab_size=1024, patch_nums=pn),
+        VQVAEConfig(vocab_size=1024, ch=32, ch_mult=[1, 1, 1, 2, 1], num_res_blocks=1, patch_nums=pn),
+        Schedule(tuple((p, p) for p in pn)), {"kind": "none"},
+        transformer_file=str(fx / "var_tiny_state_dict.safetensors"),
+        vae_file=str(fx / "vae_tiny_state_dict.safetensors"),
+        defaults={"top_k": 900, "top_p": 0.96}, family="var", classes="imagenet-1k")
+    return specs
 
 
 def builtin_specs() -> dict[str, ModelSpec]:
@@ -98,6 +133,7 @@ def builtin_specs() -> dict[str, ModelSpec]:
             transformer_file=str(_fixture_dir() / "infinity_tiny_state_dict.safetensors"),
             vae_file=str(_fixture_dir() / "vae_tiny_state_dict.safetensors"),
             defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}),
+        **_var_specs(),
     }
     fashion = ASSETS / "fashion"
     if (fashion / "model.json").exists():
@@ -120,6 +156,12 @@ def spec_from_folder(folder: str | os.PathLike, name: str | None = None) -> Mode
         raise SaceError(f"{folder} has no model.json (not a sace model folder)") from e
     except json.JSONDecodeError as e:
         raise SaceError(f"{folder / 'model.json'} is not valid JSON ({e})") from e
+    if meta.get("family") == "var":
+        return ModelSpec(name or meta.get("name", folder.name), meta.get("description", ""),
+                         schedule=Schedule.from_dict(meta["schedule"]), text_encoder={"kind": "none"},
+                         transformer_file=str(folder / "transformer.safetensors"),
+                         vae_file=str(folder / "vae.safetensors"), folder=folder, defaults=meta.get("defaults", {}),
+                         family="var", **var_ckpt.spec_fields_from_meta(meta))
     return ModelSpec(
         name or meta.get("name", folder.name), meta.get("description", ""),
         InfinityConfig(**meta["transformer"]), VAEConfig(**meta["vae"]), Schedule.from_dict(meta["schedule"]),
@@ -192,6 +234,10 @@ def load_model(
     """
     spec = get_spec(name_or_path)
     device = torch.device(device)
+    if spec.family == "var":
+        return var_ckpt.load_var_model(spec, device, dtype, _locate(transformer_path or spec.transformer_file,
+                                                                    spec.hub_repo),
+                                       _locate(vae_path or spec.vae_file, spec.hub_repo))
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" and spec.transformer.embed_dim >= 1024 else torch.float32
     tpath = transformer_path or spec.transformer_file

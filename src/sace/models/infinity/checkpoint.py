@@ -139,7 +139,7 @@ def _fmt(keys: Iterable[str], n: int = 12) -> str:
 
 
 def load_into(module: nn.Module, pieces: Iterable[dict[str, torch.Tensor]], key_map=None,
-              source: str = "checkpoint", fix_cfg_uncond: bool = False) -> None:
+              source: str = "checkpoint", fix_cfg_uncond: bool = False, masks: tuple[str, ...] = ()) -> None:
     """Copy checkpoint tensors into ``module`` strictly.
 
     Args:
@@ -147,6 +147,7 @@ def load_into(module: nn.Module, pieces: Iterable[dict[str, torch.Tensor]], key_
         pieces: state-dict pieces (see :func:`read_state_dict`).
         key_map: maps checkpoint keys to module keys.
         fix_cfg_uncond: pad/truncate ``cfg_uncond`` rows to the module's text_maxlen (as the reference).
+        masks: module keys of additive attention masks, where -inf is a value and not corruption.
     Raises:
         CheckpointError: missing keys, unexpected keys or shape mismatches (each listed), or a NaN/inf
             tensor.
@@ -173,7 +174,7 @@ def load_into(module: nn.Module, pieces: Iterable[dict[str, torch.Tensor]], key_
                 if tuple(v.shape) != tuple(tgt.shape):
                     mismatched.append(f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(tgt.shape)}")
                     continue
-                if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                if v.is_floating_point() and ok not in masks and not bool(torch.isfinite(v).all()):
                     nonfinite.append(k)
                 tgt.copy_(v.to(tgt.dtype))
                 seen.add(ok)

@@ -1,0 +1,118 @@
+"""The VAR family outside the parity numbers: registry entries and parameter counts, strict checkpoint
+loading (official key names, .pth and safetensors, local path or hub), class vocabularies, phi tables."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sace.errors import CheckpointError, SaceError
+from sace.models import registry
+from sace.models.var.classes import ClassVocabulary, imagenet_vocabulary
+from sace.models.var.quantizer import phi_index_table
+
+FIX = Path(__file__).parent / "fixtures" / "var_tiny"
+
+
+def test_registry_parameter_counts_match_the_published_models():
+    """VAR paper / README: d16 310M, d20 600M, d24 1.0B, d30 2.0B; our exact counts (meta device) round to
+    them (shared/docs/reference-models.md: 310 / 601 / 1033 / 2010 M); the VQVAE has 108.9M."""
+    specs = registry.builtin_specs()
+    exact = {16: 310_283_520, 20: 600_917_136, 24: 1_033_399_360, 30: 2_010_020_356}
+    published_m = {16: 310, 20: 600, 24: 1000, 30: 2000}
+    for d, n in exact.items():
+        p = specs[f"var-d{d}"].num_params()
+        assert p["transformer"] == n
+        assert abs(p["transformer"] / 1e6 - published_m[d]) / published_m[d] < 0.04
+        assert p["vae"] == 108_948_355
+        assert specs[f"var-d{d}"].schedule.num_tokens == 680
+        assert specs[f"var-d{d}"].schedule.image_size == (256, 256)
+    listed = {d["name"]: d for d in registry.describe_models()}
+    assert listed["var-d16"]["params"]["transformer"] == exact[16]
+    assert listed["var-tiny-fixture"]["exists"]
+
+
+def _tiny_spec(**kw):
+    return dataclasses.replace(registry.builtin_specs()["var-tiny-fixture"], **kw)
+
+
+def test_strict_loading_lists_missing_and_unexpected_keys(tmp_path, monkeypatch):
+    sd = load_file(str(FIX / "var_tiny_state_dict.safetensors"))
+    sd["blocks.0.attn.extra_bias"] = sd.pop("blocks.0.attn.q_bias")
+    bad = tmp_path / "var_bad.pth"
+    torch.save(sd, bad)
+    with pytest.raises(CheckpointError, match=r"missing keys: blocks\.0\.attn\.q_bias.*unexpected keys: "
+                                              r"blocks\.0\.attn\.extra_bias"):
+        registry.load_model("var-tiny-fixture", transformer_path=str(bad))
+    # a config that does not fit the file: shape mismatches are listed, never silently loaded
+    spec = _tiny_spec(name="x", vae=dataclasses.replace(_tiny_spec().vae, vocab_size=512))
+    monkeypatch.setattr(registry, "builtin_specs", lambda: {"x": spec})
+    with pytest.raises(CheckpointError, match=r"quantize\.embedding\.weight: checkpoint \(1024, 32\)"):
+        registry.load_model("x")
+
+
+def test_pth_with_weights_only_and_hub_resolution(tmp_path, monkeypatch):
+    """The official .pth form loads through torch.load(weights_only=True); a bare file name resolves in the
+    hub repo FoundationVision/var (hf_hub_download, replaced here by a local lookup: tests stay offline)."""
+    torch.save(load_file(str(FIX / "var_tiny_state_dict.safetensors")), tmp_path / "var_tiny.pth")
+    calls = []
+
+    def fake_download(repo_id, filename, **_):
+        calls.append((repo_id, filename))
+        return str(tmp_path / filename if filename.endswith(".pth") else FIX / "vae_tiny_state_dict.safetensors")
+
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    spec = _tiny_spec(name="x", transformer_file="var_tiny.pth", vae_file="vae.safetensors",
+                      hub_repo="FoundationVision/var")
+    monkeypatch.setattr(registry, "builtin_specs", lambda: {"x": spec})
+    m = registry.load_model("x")
+    assert calls == [("FoundationVision/var", "var_tiny.pth"), ("FoundationVision/var", "vae.safetensors")]
+    ref = load_file(str(FIX / "var_tiny_state_dict.safetensors"))
+    assert torch.equal(m.transformer.head.weight, ref["head.weight"])
+
+
+def test_saved_folder_round_trip(tmp_path):
+    from sace.models.var.checkpoint import save_var_model
+
+    m = registry.load_model("var-tiny-fixture")
+    save_var_model(m, tmp_path / "m", description="copy")
+    m2 = registry.load_model(str(tmp_path / "m"))
+    assert m2.family == "var" and m2.classes.label("golden retriever") == 207
+    assert all(torch.equal(a, b) for a, b in zip(m.transformer.state_dict().values(),
+                                                 m2.transformer.state_dict().values()))
+
+
+def test_class_vocabularies():
+    inet = imagenet_vocabulary()
+    assert len(inet) == 1000
+    assert inet.label("golden retriever") == inet.label("Golden_Retriever") == inet.label("207") == 207
+    assert inet.label("tench") == 0 and inet.label("Tinca tinca") == 0   # a WordNet synonym
+    with pytest.raises(SaceError, match="did you mean"):
+        inet.label("golden retreiver")
+    with pytest.raises(SaceError, match="out of range"):
+        inet.label("1000")
+    fash = ClassVocabulary([["tshirt", "T-shirt/top"], ["sneaker"], ["sandal"]])
+    assert fash.label("T-shirt/top") == 0 and fash.label("Sneaker") == 1 and fash.display(3) == "null"
+
+
+def test_conditions_and_null_class():
+    m = registry.load_model("var-tiny-fixture")
+    c = m.encode_prompts(["volcano", "3"])
+    assert m.labels(c).tolist() == [980, 3] and c.is_null == (False, False)
+    u = m.null_condition(c)
+    assert m.labels(u).tolist() == [1000, 1000] and u.is_null == (True, True)
+    with pytest.raises(SaceError, match="not a class"):
+        m.encode_prompts(["a purple unicorn"])
+
+
+def test_phi_index_tables_follow_the_reference_float64_ties():
+    assert phi_index_table(10, 4) == [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]
+    assert phi_index_table(7, 4) == [0, 0, 1, 2, 2, 3, 3]
+    assert phi_index_table(5, 4) == [0, 1, 2, 2, 3]
+    assert phi_index_table(7, 1) == [0] * 7
+    assert phi_index_table(4, 0) == [0, 1, 2, 3]

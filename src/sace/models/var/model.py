@@ -48,7 +48,7 @@ class SamplerState:
     states: list[ConditionState]
     kv_cache: list
     fhat: Tensor | None = None
-    next_input: Tensor | None = None
+    next_input: Tensor | None = None        # (B, n_{k+1}, Cvae): the cond rows' next-scale input
     extra: dict = field(default_factory=dict)
 
 
@@ -248,6 +248,8 @@ class VARModel(nn.Module):
         sid = tr.lvl_1L[0, offs[k]:offs[k + 1]]
         seg = [Segment(0, n, st.states[k])]
         x = tr.embed_scale(k, st.next_input, st.states[0])
+        if k > 0 and st.guided:   # both halves get the cond half's next-scale tokens (reference: repeat(2, 1, 1))
+            x = torch.cat([x, x])
         if k == 0 and tr.strict_scale0():
             # the adapted SOS gives the logits; the unadapted one fills the KV cache later scales attend to
             z = tr.head_logits(tr.run_blocks(x, seg, sid, None, [None] * len(st.kv_cache)), seg, sid)
@@ -262,13 +264,16 @@ class VARModel(nn.Module):
     def commit_tokens(self, st: SamplerState, k: int, tokens: Tensor) -> None:
         """Accept scale ``k``'s indices ``(B, pn_k, pn_k)``: ``fhat += phi_k(up(embed))`` and the next input
         ``area(fhat -> pn_{k+1})`` (``get_next_autoregressive_input``)."""
+        idx = tokens.reshape(tokens.shape[0], -1).to(self.device).long()
+        self.commit_codes(st, k, self.vae.quantize.embed_grid(idx, st.schedule.grids[k][0]))
+
+    def commit_codes(self, st: SamplerState, k: int, code: Tensor) -> None:
+        """Accept scale ``k``'s codes ``(B, Cvae, pn_k, pn_k)`` (embedded indices, or soft codes)."""
         q = self.vae.quantize
-        pn = st.schedule.grids[k][0]
-        code = q.embed_grid(tokens.reshape(tokens.shape[0], -1).to(self.device).long(), pn)
         st.fhat, nxt = q.add_scale(k, st.fhat, code)
         if k < st.schedule.num_scales - 1:
             nxt = nxt.view(nxt.shape[0], q.channels, -1).transpose(1, 2)
-            st.next_input = torch.cat([nxt, nxt]) if st.guided else nxt
+            st.next_input = nxt
 
     def fork_sampling(self, st: SamplerState, index: Tensor, conds: list[Condition],
                       unconds: list[Condition] | None) -> None:
@@ -279,7 +284,7 @@ class VARModel(nn.Module):
         if st.fhat is not None:
             st.fhat = st.fhat[idx]
         if st.next_input is not None:
-            st.next_input = st.next_input[rows]
+            st.next_input = st.next_input[idx]
         st.batch = int(idx.numel())
         st.states = self._states(conds, unconds)
         st.extra.update({"conds": conds, "unconds": unconds})

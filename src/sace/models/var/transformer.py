@@ -160,7 +160,11 @@ class SelfAttention(nn.Module):
         """``(B, N, C)`` -> q, k, v each ``(B, H, N, c)`` (normalised and temperature-scaled with l2-norm)."""
         b, n, _ = x.shape
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
-        qkv = (self.mat_qkv(x) + bias).view(b, n, 3, self.num_heads, self.head_dim)
+        if type(self.mat_qkv) is nn.Linear:   # the reference's fused bias (an adapter wraps the layer)
+            qkv = F.linear(x, self.mat_qkv.weight, bias)
+        else:
+            qkv = self.mat_qkv(x) + bias
+        qkv = qkv.view(b, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.attn_l2_norm:
             q = F.normalize(q, dim=-1).mul(self.scale_mul_1H11.clamp_max(self.max_scale_mul).exp())

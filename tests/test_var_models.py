@@ -96,8 +96,12 @@ def test_class_vocabularies():
         inet.label("golden retreiver")
     with pytest.raises(SaceError, match="out of range"):
         inet.label("1000")
-    fash = ClassVocabulary([["tshirt", "T-shirt/top"], ["sneaker"], ["sandal"]])
+    fash = ClassVocabulary([["tshirt", "T-shirt/top"], ["sneaker", "running shoe", "shoe"], ["sandal"]])
     assert fash.label("T-shirt/top") == 0 and fash.label("Sneaker") == 1 and fash.display(3) == "null"
+    assert fash.label("a photo of a sneaker") == 1 and fash.label("a running shoe, side view") == 1
+    assert inet.label("a photo of a golden retriever") == 207
+    with pytest.raises(SaceError, match="several classes"):
+        fash.label("a sandal next to a sneaker")
 
 
 def test_conditions_and_null_class():

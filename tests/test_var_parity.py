@@ -77,7 +77,9 @@ def test_teacher_forced_logits_and_cross_entropy(var_tiny, g):
 def test_sampling_indices_rng_and_image(var_tiny, g):
     cond = var_tiny.encode_prompts(["golden retriever", "volcano"])
     gen = torch.Generator().manual_seed(0)
-    res = sample(var_tiny, cond, guidance=guidance_ramp(4.0, K), temperature=1.0, top_k=900, top_p=0.96,
+    # w = 5 at the last scale = the reference's cfg 4, ramped from 1 at scale 0
+    assert var_tiny.guidance_weights(5.0) == guidance_ramp(4.0, K) == [1 + 4 * k / 6 for k in range(K)]
+    res = sample(var_tiny, cond, guidance=5.0, temperature=1.0, top_k=900, top_p=0.96,
                  generator=gen)
     for k in range(K):
         assert torch.equal(res.pyramid.flat(k), g[f"ar_idx.{k}"]), f"scale {k}"

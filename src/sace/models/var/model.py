@@ -6,8 +6,10 @@
   and the null condition is the null class ``num_classes``. Swapping the condition at scale k (ISSA) swaps
   the class of the AdaLN and head conditions of scales >= k; the SOS comes from the scale-0 condition.
 * Tokens: VQ indices, :class:`~sace.models.tokens.IndexTokens` (logits ``(B, n_k, V)``, grids ``(B, h, w)``).
-* Guidance: the shared sampler's ``w*z(c) + (1-w)*z(null)`` per scale; VAR's ramp ``t_k = cfg*k/(K-1)`` is
-  ``w_k = 1 + t_k`` (:func:`guidance_ramp`), the default of these models.
+* Guidance: sace's ``w*z(c) + (1-w)*z(null)`` per scale. VAR's ramp ``(1+t_k) z(c) - t_k z(null)`` with
+  ``t_k = cfg*k/(K-1)`` is ``w_k = 1 + t_k`` (:func:`guidance_ramp`). A single guidance value ``w`` given to this
+  model is the weight of the **last** scale, ramped from 1 (no guidance) at scale 0
+  (:meth:`VARModel.guidance_weights`): the reference's ``cfg`` is ``w - 1`` (demo cfg 4 = ``w`` 5, the default).
 
 Reference: ``models/var.py`` (``forward``, ``autoregressive_infer_cfg``) and ``models/quant.py``
 (``idxBl_to_var_input``, ``get_next_autoregressive_input``) of FoundationVision/VAR.
@@ -83,8 +85,7 @@ class VARModel(nn.Module):
                                  name=f"{side}px")
         #: VQ index tokens: logits (B, n, V), grids (B, h, w) int64 in [0, V)
         self.token_kind = IndexTokens(tc.vocab_size)
-        self.defaults = {"guidance": guidance_ramp(4.0, len(tc.patch_nums)), "temperature": 1.0, "top_k": 900,
-                         "top_p": 0.95, **(defaults or {})}
+        self.defaults = {"guidance": 5.0, "temperature": 1.0, "top_k": 900, "top_p": 0.95, **(defaults or {})}
 
     @property
     def device(self) -> torch.device:
@@ -93,6 +94,15 @@ class VARModel(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.transformer.cfg.num_classes
+
+    def guidance_weights(self, guidance, num_scales: int | None = None) -> list[float]:
+        """Per-scale guidance weights: a number ``w`` -> VAR's ramp ``1 + (w - 1) k/(K-1)`` (``w`` at the last
+        scale, 1 at scale 0); a sequence is taken as given; ``None`` -> the model's default."""
+        n = self.schedule.num_scales if num_scales is None else num_scales
+        g = self.defaults["guidance"] if guidance is None else guidance
+        if isinstance(g, (int, float)):
+            return guidance_ramp(float(g) - 1.0, self.schedule.num_scales)[:n]
+        return _values(g, n)
 
     # -- conditioning ------------------------------------------------------------------------------------
     def condition(self, labels: Sequence[int] | Tensor, prompts: Sequence[str] | None = None) -> Condition:
@@ -184,7 +194,8 @@ class VARModel(nn.Module):
             cond: one condition, or one per scale. tf_inputs: ``(B, L-1, Cvae)`` (``None`` for scale 0 only).
             scales: ``None`` (all), n (the first n) or a list; only the prefix up to the largest is computed.
             uncond, guidance: with any ``w != 1`` the null-class rows run in the same batch and the result is
-                ``w*z(c)/tau + (1-w)*z(null)/tau`` per scale (``guidance_ramp(cfg, K)`` for VAR's ramp).
+                ``w*z(c)/tau + (1-w)*z(null)/tau`` per scale; one number is ramped (:meth:`guidance_weights`),
+                ``None`` means unguided.
             temperature: tau per scale or one value.
         Returns:
             :class:`ScaleLogits` of ``(B, pn_k**2, V)`` per requested scale, or ``(guided, cond, uncond)``.
@@ -196,7 +207,8 @@ class VARModel(nn.Module):
             raise SaceError(f"scales {scales} out of range for a {sch.num_scales}-scale schedule")
         n = wanted[-1] + 1
         conds = self._per_scale(cond, n)
-        ws, taus = _values(guidance, n), _values(temperature, n)
+        ws = [1.0] * n if guidance is None else self.guidance_weights(guidance, n)
+        taus = _values(temperature, n)
         guided = any(w != 1 for w in ws)
         unconds = None
         if guided or uncond is not None:

@@ -18,3 +18,6 @@ MODULE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 #: groups computed on the condition stream (class embedding -> AdaLN parameters)
 CONDITION_STREAM = ("adaln", "adaln_shared", "head_adaln")
+#: adapter groups the erasure methods train on VAR by default: the class enters through the AdaLN of every block
+#: and of the head (condition stream) and the scale-0 token's FFN carries it to the logits
+DEFAULT_MODULES = ("adaln", "ffn", "head_adaln")

@@ -28,7 +28,7 @@ from ..base import Condition, ScaleLogits, Schedule, TokenPyramid
 from ..text import check_prompts
 from ..tokens import IndexTokens
 from .classes import ClassVocabulary
-from .groups import CONDITION_STREAM, MODULE_GROUPS
+from .groups import CONDITION_STREAM, DEFAULT_MODULES, MODULE_GROUPS
 from .transformer import ConditionState, Segment, VARTransformer
 from .vqvae import VQVAE
 
@@ -85,7 +85,12 @@ class VARModel(nn.Module):
                                  name=f"{side}px")
         #: VQ index tokens: logits (B, n, V), grids (B, h, w) int64 in [0, V)
         self.token_kind = IndexTokens(tc.vocab_size)
-        self.defaults = {"guidance": 5.0, "temperature": 1.0, "top_k": 900, "top_p": 0.95, **(defaults or {})}
+        #: sampling settings, then per-method tables (the family's adapter groups, updated by the model's own)
+        self.defaults = {"guidance": 5.0, "temperature": 1.0, "top_k": 900, "top_p": 0.95,
+                         **{m: {"modules": list(DEFAULT_MODULES)} for m in ("sace", "svare", "esd")}}
+        for key, val in (defaults or {}).items():
+            base = self.defaults.get(key)
+            self.defaults[key] = {**base, **val} if isinstance(base, dict) and isinstance(val, dict) else val
 
     @property
     def device(self) -> torch.device:
@@ -193,9 +198,9 @@ class VARModel(nn.Module):
         Args:
             cond: one condition, or one per scale. tf_inputs: ``(B, L-1, Cvae)`` (``None`` for scale 0 only).
             scales: ``None`` (all), n (the first n) or a list; only the prefix up to the largest is computed.
-            uncond, guidance: with any ``w != 1`` the null-class rows run in the same batch and the result is
-                ``w*z(c)/tau + (1-w)*z(null)/tau`` per scale; one number is ramped (:meth:`guidance_weights`),
-                ``None`` means unguided.
+            uncond, guidance: with a guidance argument the null-class rows run in the same batch (even where
+                the weight is 1) and the result is ``w*z(c)/tau + (1-w)*z(null)/tau`` per scale; one number is
+                ramped (:meth:`guidance_weights`), ``None`` means unguided.
             temperature: tau per scale or one value.
         Returns:
             :class:`ScaleLogits` of ``(B, pn_k**2, V)`` per requested scale, or ``(guided, cond, uncond)``.
@@ -209,7 +214,9 @@ class VARModel(nn.Module):
         conds = self._per_scale(cond, n)
         ws = [1.0] * n if guidance is None else self.guidance_weights(guidance, n)
         taus = _values(temperature, n)
-        guided = any(w != 1 for w in ws)
+        # any guidance argument brings the null-class rows, also where the ramp is 1 (scale 0): callers that
+        # ask for guided logits get the unconditional parts too (SACE's scale-0 teacher reads them)
+        guided = guidance is not None
         unconds = None
         if guided or uncond is not None:
             if uncond is not None:

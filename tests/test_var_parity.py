@@ -44,16 +44,15 @@ def test_state_dicts_load_strictly_with_official_keys(var_tiny):
 @torch.no_grad()
 def test_tokenizer_indices_inputs_and_reconstruction(var_tiny, g):
     vae = var_tiny.vae
-    assert (vae.features(g["image_in"]) - g["vae_f"]).abs().max() <= 1e-5
-    # the quantiser on its own (from vae_f) and through the encoder: exact indices
-    for idx in (vae.quantize.quantize(g["vae_f"]), vae.images_to_indices(g["image_in"])):
+    feats = vae.features(g["image_in"])                      # the encoder runs once (slow on a shared CPU)
+    assert (feats - g["vae_f"]).abs().max() <= 1e-5
+    # the quantiser through the encoder and on its own (from vae_f): exact indices
+    for idx in (vae.quantize.quantize(feats), vae.quantize.quantize(g["vae_f"])):
         for k in range(K):
             assert torch.equal(idx[k], g[f"gt_idx.{k}"]), f"scale {k}"
     fhat = vae.quantize.quantize(g["vae_f"], to_fhat=True)
     assert max((fhat[k] - g[f"enc_fhat.{k}"]).abs().max().item() for k in range(K)) <= 1e-6
-    pyr, tf = var_tiny.tokenize(g["image_in"])
-    assert all(torch.equal(pyr.flat(k), g[f"gt_idx.{k}"]) for k in range(K))
-    assert (tf - g["x_BLCv_wo_first_l"]).abs().max() <= 1e-6
+    pyr = _pyramid(var_tiny, g, "gt_idx")
     assert (var_tiny.tf_inputs(pyr) - g["x_BLCv_wo_first_l"]).abs().max() <= 1e-6
     assert (var_tiny.decode(pyr) * 2 - 1 - g["recon"]).abs().max() <= 5e-5
 

@@ -25,11 +25,13 @@ train_app = typer.Typer(no_args_is_help=True, help="Train the embedded models fr
 app.add_typer(train_app, name="train")
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Named model (fashion, infinity-2b, infinity-8b, "
-                                                             "infinity-tiny-fixture) or a sace model folder.")]
+                                                             "infinity-tiny-fixture, var-d16/20/24/30, "
+                                                             "var-tiny-fixture; `sace models`) or a model folder.")]
 AdapterOpt = Annotated[list[Path] | None, typer.Option("--adapter", help="Adapter folder (adapter.safetensors + "
                                                                           "adapter.json); repeat to compose several.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available).")]
-GuidanceOpt = Annotated[float | None, typer.Option(help="Guidance weight w (1 = none); default: the model's.")]
+GuidanceOpt = Annotated[float | None, typer.Option(help="Guidance weight w (1 = none; VAR models ramp it from 1 "
+                                                             "at scale 0 to w at the last); default: the model's.")]
 TempOpt = Annotated[float | None, typer.Option(help="Sampling temperature tau; default: the model's.")]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Top-k filter (0 = off); default: the model's.")]
 TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Top-p filter (0 = off); default: the model's.")]

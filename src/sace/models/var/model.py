@@ -18,13 +18,14 @@ Reference: ``models/var.py`` (``forward``, ``autoregressive_infer_cfg``) and ``m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from ...errors import SaceError
 from ..base import Condition, ScaleLogits, Schedule, TokenPyramid
+from ..infinity.model import SamplerState
+from ..infinity.model import _per_scale_values as _values
 from ..text import check_prompts
 from ..tokens import IndexTokens
 from .classes import ClassVocabulary
@@ -38,20 +39,6 @@ def guidance_ramp(cfg: float, num_scales: int) -> list[float]:
     ``shared/docs/reference-models.md`` §3 "Sampling")."""
     denom = max(num_scales - 1, 1)
     return [1.0 + cfg * k / denom for k in range(num_scales)]
-
-
-@dataclass
-class SamplerState:
-    """Running state of one KV-cached sampling pass (see :meth:`VARModel.begin_sampling`)."""
-
-    schedule: Schedule
-    batch: int
-    guided: bool
-    states: list[ConditionState]
-    kv_cache: list
-    fhat: Tensor | None = None
-    next_input: Tensor | None = None        # (B, n_{k+1}, Cvae): the cond rows' next-scale input
-    extra: dict = field(default_factory=dict)
 
 
 class VARModel(nn.Module):
@@ -107,7 +94,7 @@ class VARModel(nn.Module):
         g = self.defaults["guidance"] if guidance is None else guidance
         if isinstance(g, (int, float)):
             return guidance_ramp(float(g) - 1.0, self.schedule.num_scales)[:n]
-        return _values(g, n)
+        return _values(g, n, 1.0)
 
     # -- conditioning ------------------------------------------------------------------------------------
     def condition(self, labels: Sequence[int] | Tensor, prompts: Sequence[str] | None = None) -> Condition:
@@ -213,7 +200,7 @@ class VARModel(nn.Module):
         n = wanted[-1] + 1
         conds = self._per_scale(cond, n)
         ws = [1.0] * n if guidance is None else self.guidance_weights(guidance, n)
-        taus = _values(temperature, n)
+        taus = _values(temperature, n, 1.0)
         # any guidance argument brings the null-class rows, also where the ramp is 1 (scale 0): callers that
         # ask for guided logits get the unconditional parts too (SACE's scale-0 teacher reads them)
         guided = guidance is not None
@@ -311,14 +298,3 @@ class VARModel(nn.Module):
     def finish_sampling(self, st: SamplerState) -> Tensor:
         """Decode the summed codes: images ``(B, 3, S, S)`` in [0, 1] (``fhat_to_img(...).add_(1).mul_(0.5)``)."""
         return (self.vae.decode_fhat(st.fhat) + 1) / 2
-
-
-def _values(v, n: int) -> list[float]:
-    if v is None:
-        return [1.0] * n
-    if isinstance(v, (int, float)):
-        return [float(v)] * n
-    vals = [float(x) for x in v]
-    if len(vals) < n:
-        raise SaceError(f"{len(vals)} per-scale values given for {n} scales")
-    return vals[:n]

@@ -38,7 +38,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import SaceError
-from ..infinity.transformer import GateContext
+
+# family-independent pieces of the Infinity transformer: the adapters' gate context and token segments
+from ..infinity.transformer import GateContext, Segment
+from ..infinity.transformer import _segments as segments_of
 
 
 @dataclass
@@ -112,15 +115,6 @@ class ConditionState:
     ada: list[Tensor]
     head_ss: Tensor
     signature: tuple = ()
-
-
-@dataclass
-class Segment:
-    """Tokens ``[start, end)`` of the current tensor use ``state``."""
-
-    start: int
-    end: int
-    state: ConditionState
 
 
 def _layer_norm(x: Tensor, eps: float) -> Tensor:
@@ -377,14 +371,3 @@ class VARTransformer(nn.Module):
         segments = segments_of(states[:num_scales], offs)
         x = self.run_blocks(x, segments, scale_ids, self.attn_bias_for_masking[:, :, :n, :n].to(x.dtype))
         return self.head_logits(x, segments, scale_ids)
-
-
-def segments_of(states: Sequence[ConditionState], offsets: list[int]) -> list[Segment]:
-    """Merge consecutive scales that share a state into segments."""
-    segs: list[Segment] = []
-    for k, st in enumerate(states):
-        if segs and segs[-1].state is st:
-            segs[-1].end = offsets[k + 1]
-        else:
-            segs.append(Segment(offsets[k], offsets[k + 1], st))
-    return segs

@@ -120,3 +120,26 @@ def test_phi_index_tables_follow_the_reference_float64_ties():
     assert phi_index_table(5, 4) == [0, 1, 2, 2, 3]
     assert phi_index_table(7, 1) == [0] * 7
     assert phi_index_table(4, 0) == [0, 1, 2, 3]
+
+
+def test_vq_training_pass_matches_inference_and_reaches_every_part():
+    """forward_train: forward value = the inference fhat, indices = quantize(); gradients reach the encoder
+    (straight-through and commitment), the codebook and the phi convolutions (VQ loss)."""
+    from sace.models.var.vqvae import VQVAE, VQVAEConfig
+
+    torch.manual_seed(0)
+    vae = VQVAE(VQVAEConfig(vocab_size=64, z_channels=16, ch=32, ch_mult=[1, 1, 2], num_res_blocks=1,
+                            patch_nums=[1, 2, 4, 8]))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    f = vae.features(x)
+    f_hat, loss, idx = vae.quantize.forward_train(f)
+    with torch.no_grad():
+        ref_idx = vae.quantize.quantize(f)
+        ref_fhat = vae.quantize.quantize(f, to_fhat=True)[-1]
+    assert all(torch.equal(a, b) for a, b in zip(idx, ref_idx))
+    torch.testing.assert_close(f_hat, ref_fhat, rtol=0, atol=1e-5)
+    (vae.decoder(vae.post_quant_conv(f_hat)).square().mean() + loss).backward()
+    for name in ("encoder.conv_in.weight", "quantize.embedding.weight", "quantize.quant_resi.qresi_ls.0.weight",
+                 "decoder.conv_out.weight"):
+        assert vae.get_parameter(name).grad.abs().sum() > 0, name
+    assert float(vae.quantize.ema_vocab_hit_SV.sum()) > 0

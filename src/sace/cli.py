@@ -448,6 +448,24 @@ def train_fashion(
     _console().print(f"built {folder} in {(time.perf_counter() - t) / 60:.1f} min")
 
 
+@train_app.command("fashion-var")
+def train_fashion_var(
+    out: Annotated[Path, typer.Option(help="Work folder (checkpoints, logs, model/).")] = Path("runs/fashion-var"),
+    only: Annotated[str | None, typer.Option(help="Stop after: vae.")] = None,
+    vae_steps: Annotated[int | None, typer.Option(help="VQVAE steps (default: the recipe's).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Transformer steps (default: the recipe's).")] = None,
+    subset: Annotated[int, typer.Option(help="Train on this many images (0: all; for smoke runs).")] = 0,
+) -> None:
+    """Build the class-conditional 'fashion-var' model (VAR architecture) from Fashion-MNIST (resumable)."""
+    from .recipes.fashion_var import FashionVARRecipe, build_fashion_var
+
+    r = FashionVARRecipe(train_subset=subset)
+    r.vae_steps, r.steps = vae_steps or r.vae_steps, steps or r.steps
+    t = time.perf_counter()
+    folder = build_fashion_var(out, r, only=only)
+    _console().print(f"built {folder} in {(time.perf_counter() - t) / 60:.1f} min")
+
+
 def main() -> None:
     """Entry point: run the typer app; user errors become one line and exit status 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -138,6 +138,8 @@ def builtin_specs() -> dict[str, ModelSpec]:
     fashion = ASSETS / "fashion"
     if (fashion / "model.json").exists():
         specs["fashion"] = spec_from_folder(fashion, name="fashion")
+    if (ASSETS / "fashion-var" / "model.json").exists():
+        specs["fashion-var"] = spec_from_folder(ASSETS / "fashion-var", name="fashion-var")
     return specs
 
 

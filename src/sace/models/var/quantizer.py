@@ -15,6 +15,10 @@ Facts: ``shared/docs/reference-models.md`` §3 "VQVAE", "Quantizer numerics" (re
   ``linspace(1/(2n), 1 - 1/(2n), n)`` otherwise, with the reference's float64 tie-breaking
   (7 scales -> [0,0,1,2,2,3,3]; 10 scales -> [0,0,1,1,1,2,2,3,3,3]).
 
+Training (:meth:`MultiScaleVQ.forward_train`, VAR's ``VectorQuantizer2.forward``): the same residual loop with
+gradients to the codebook and phi, ``L_vq = mean_k [beta |sg(fhat_k) - f|^2 + |fhat_k - sg(f)|^2]`` and a
+straight-through ``f + sg(fhat - f)`` for the decoder (van den Oord et al. 2017; VAR paper §3.2).
+
 Memory layouts match the reference path by path (channels-last views where it embeds indices, contiguous
 maps in the encoder), because the convolution numerics of phi depend on them at the 1e-7 level.
 Parameter names follow ``VectorQuantizer2`` (``embedding.weight``, ``quant_resi.qresi_ls.{i}.*``,
@@ -199,3 +203,35 @@ class MultiScaleVQ(nn.Module):
         for k, pn in enumerate(self.patch_nums):
             f_hat, _ = self.add_scale(k, f_hat, self.embed_grid(idx[k], pn))
         return f_hat
+
+    def forward_train(self, f_BChw: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Training pass: ``(fhat_st, L_vq, indices)``.
+
+        Args:
+            f_BChw: encoder features ``(B, C, pn_K, pn_K)`` (with gradient).
+        Returns:
+            ``fhat_st`` ``(B, C, pn_K, pn_K)`` (forward value: the summed codes; gradient: straight through to
+            ``f``), the scalar VQ loss (codebook + beta * commitment, averaged over scales) and the K index
+            grids ``(B, pn_k**2)``.
+        """
+        b, c, h, w = f_BChw.shape
+        f_sg = f_BChw.detach()
+        f_rest = f_sg.clone()
+        f_hat = torch.zeros_like(f_sg)
+        loss = f_BChw.new_zeros(())
+        idx_all = []
+        last = self.num_scales - 1
+        for k, pn in enumerate(self.patch_nums):
+            z = f_rest if k == last else F.interpolate(f_rest, size=(pn, pn), mode="area")
+            idx_N = self.nearest(z.permute(0, 2, 3, 1).reshape(-1, c))
+            code = self.embedding(idx_N.view(b, pn, pn)).permute(0, 3, 1, 2)
+            code = code if k == last else F.interpolate(code, size=(h, w), mode="bicubic")
+            h_BChw = self.quant_resi(k, code.contiguous())
+            f_hat = f_hat + h_BChw
+            f_rest = f_rest - h_BChw.detach()
+            loss = loss + self.beta * F.mse_loss(f_hat.detach(), f_BChw) + F.mse_loss(f_hat, f_sg)
+            with torch.no_grad():
+                self.ema_vocab_hit_SV[k].mul_(0.99).add_(torch.bincount(idx_N, minlength=self.vocab_size).float(),
+                                                         alpha=0.01)
+            idx_all.append(idx_N.view(b, pn * pn))
+        return f_BChw + (f_hat - f_BChw).detach(), loss / self.num_scales, idx_all

@@ -27,14 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import SaceError
-from ..io import atomic_path, torch_load_weights, write_json
+from ..io import atomic_path, write_json
 from ..models.base import Condition
 from ..models.infinity.model import InfinityModel
 from ..models.infinity.schedules import custom_schedule
 from ..models.infinity.transformer import InfinityConfig, InfinityTransformer
 from ..models.infinity.vae import BSQVAE, VAEConfig
 from . import fashion_data as fd
+from .loop import TrainLoop
+from .loop import load_state as _load_state
+from .loop import save_state as _save_state
 
 
 @dataclass
@@ -98,26 +100,12 @@ class FashionRecipe:
 
 # -- checkpoints ----------------------------------------------------------------------------------------
 
-def _save_state(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _load_state(path: Path) -> dict | None:
-    return torch_load_weights(path) if path.exists() else None
-
-
 def _lr(step: int, total: int, base: float, warmup: int, min_lr: float) -> float:
     """Linear warm-up then cosine decay to ``min_lr``."""
     if step < warmup:
         return base * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def _progress(total: int, desc: str, initial: int = 0):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
 
 
 # -- stage 1: text states ---------------------------------------------------------------------------------
@@ -153,44 +141,23 @@ def train_vae(r: FashionRecipe, out: Path, progress: bool = True) -> BSQVAE:
         vae.load_state_dict(_load_state(final)["model"])
         return vae.eval()
     torch.manual_seed(r.seed)
+    vae = BSQVAE(r.vae_config())      # built after seeding: the initialisation is part of the recipe's seed
     imgs, _ = fd.load_split("train")
     sch = r.schedule()
     opt = torch.optim.AdamW(vae.parameters(), lr=r.vae_lr, betas=(0.9, 0.95), weight_decay=0.0)
-    ck = out / "vae_ckpt.pt"
     gen = torch.Generator().manual_seed(r.seed + 1)
-    step = 0
-    st = _load_state(ck)
-    if st is not None:
-        vae.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        gen.set_state(st["gen"])
-        step = int(st["step"])
-    bar = _progress(r.vae_steps, "VAE", step) if progress else None
-    vae.train()
-    while step < r.vae_steps:
+    loop = TrainLoop("VAE", r.vae_steps, out / "vae_ckpt.pt", vae, opt, gen,
+                     lambda s: _lr(s, r.vae_steps, r.vae_lr, 100, r.vae_lr * 0.05), 1.0, r.checkpoint_every)
+
+    def step_fn(step: int):
         idx = torch.randint(len(imgs), (r.vae_batch,), generator=gen)
         x = fd.to_model_images(imgs[idx], r.image_size)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, r.vae_steps, r.vae_lr, 100, r.vae_lr * 0.05)
-        raw = vae.encode(x)
-        ms = vae.multiscale_quantize(raw, sch.vae_grids)
+        ms = vae.multiscale_quantize(vae.encode(x), sch.vae_grids)
         rec = vae.decoder(ms.fhat)
         loss = (rec - x).abs().mean() + F.mse_loss(rec, x)
-        if not torch.isfinite(loss):
-            raise SaceError(f"VAE loss became {loss.item()} at step {step}; the last good checkpoint is {ck}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % r.checkpoint_every == 0 or step == r.vae_steps:
-            _save_state(ck, {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                             "step": step})
-    if bar is not None:
-        bar.close()
+        return loss, {"loss": f"{loss.item():.4f}"}
+
+    loop.run(step_fn, progress)
     _save_state(final, {"model": vae.state_dict()})
     return vae.eval()
 
@@ -235,20 +202,11 @@ def train_transformer(r: FashionRecipe, out: Path, vae: BSQVAE, bank: CaptionBan
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=r.lr, betas=(0.9, 0.97))
     gen = torch.Generator().manual_seed(r.seed + 3)
-    ck = out / "transformer_ckpt.pt"
-    step, log = 0, {"loss": [], "scale_loss": []}
-    st = _load_state(ck)
-    if st is not None:
-        tr.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        gen.set_state(st["gen"])
-        step, log = int(st["step"]), st["log"]
-    bar = _progress(r.steps, "transformer", step) if progress else None
-    offs = sch.offsets
-    t0 = time.time()
-    tr.train()
-    while step < r.steps:
+    loop = TrainLoop("transformer", r.steps, out / "transformer_ckpt.pt", tr, opt, gen,
+                     lambda s: _lr(s, r.steps, r.lr, r.warmup, r.min_lr), r.grad_clip, r.checkpoint_every,
+                     ema=ema, ema_decay=r.ema, log={"loss": [], "scale_loss": []}, keep_log=True)
+
+    def step_fn(step: int):
         idx = torch.randint(len(imgs), (r.batch,), generator=gen)
         bits, inputs = _tf_batch(model, raw_all[idx], r, gen)
         cond = bank.batch(labels[idx], gen)
@@ -256,37 +214,20 @@ def train_transformer(r: FashionRecipe, out: Path, vae: BSQVAE, bank: CaptionBan
         if drop.any():
             null = tr.null_tokens(cond)
             cond = Condition(torch.where(drop[:, None, None], null.tokens.detach(), cond.tokens), cond.mask)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, r.steps, r.lr, r.warmup, r.min_lr)
         logits = model.forward_teacher_forced(cond, inputs, sch)
         per_scale = [F.cross_entropy(z.permute(0, 3, 1, 2), b.flatten(1, 2), reduction="mean")
                      for z, b in zip(logits.per_scale, bits)]
         loss = torch.stack(per_scale).mean()     # every scale weighs the same (scale 0 is one token)
-        if not torch.isfinite(loss):
-            raise SaceError(f"transformer loss became {loss.item()} at step {step}; last good checkpoint: {ck}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tr.parameters(), r.grad_clip)
-        opt.step()
-        with torch.no_grad():
-            d = min(r.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), tr.parameters()):
-                pe.lerp_(p, 1 - d)
-        step += 1
-        log["loss"].append(round(loss.item(), 5))
-        if step % 50 == 0:
-            log["scale_loss"].append([step] + [round(x.item(), 4) for x in per_scale])
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", s0=f"{per_scale[0].item():.3f}")
-        if step % r.checkpoint_every == 0 or step == r.steps:
-            _save_state(ck, {"model": tr.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                             "gen": gen.get_state(), "step": step, "log": log})
-    if bar is not None:
-        bar.close()
+        loop.log["loss"].append(round(loss.item(), 5))
+        if (step + 1) % 50 == 0:
+            loop.log["scale_loss"].append([step + 1] + [round(x.item(), 4) for x in per_scale])
+        return loss, {"loss": f"{loss.item():.4f}", "s0": f"{per_scale[0].item():.3f}"}
+
+    t0 = time.time()
+    loop.run(step_fn, progress)
+    log = loop.log
     log["seconds_this_run"] = time.time() - t0
     _save_state(final, {"ema": ema.state_dict(), "log": log})
-    _ = offs
     return ema.eval(), log
 
 

@@ -1,8 +1,8 @@
 """Training recipe of ``fashion-var``: a class-conditional VAR (FoundationVision/VAR architecture, VQ index
 tokens, AdaLN class conditioning) trained on Fashion-MNIST on a CPU, the second embedded family.
 
-Stages (resumable, seeded, with progress bars), sharing the checkpoint, learning-rate and progress helpers
-of :mod:`sace.recipes.fashion`:
+Stages (resumable, seeded, with progress bars; the loop is :class:`sace.recipes.loop.TrainLoop`, the schedule
+:func:`sace.recipes.fashion._lr`):
 
 1. the VQVAE (32x32 images, stride 4, an 8x8 latent; one codebook over the scales ``1,2,3,4,6,8``): L1 + MSE
    reconstruction through the straight-through multi-scale residual quantiser plus its VQ loss
@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import SaceError
 from ..io import write_json
 from ..models.var.checkpoint import save_var_model
 from ..models.var.classes import ClassVocabulary
@@ -36,7 +35,8 @@ from ..models.var.model import VARModel
 from ..models.var.transformer import VARConfig, VARTransformer, drop_labels
 from ..models.var.vqvae import VQVAE, VQVAEConfig
 from . import fashion_data as fd
-from .fashion import _load_state, _lr, _progress, _save_state
+from .fashion import _lr
+from .loop import TrainLoop, load_state, save_state
 
 
 @dataclass
@@ -119,26 +119,18 @@ def train_vae(r: FashionVARRecipe, out: Path, progress: bool = True) -> VQVAE:
     final = out / "vae.pt"
     vae = VQVAE(r.vae_config())
     if final.exists():
-        vae.load_state_dict(_load_state(final)["model"])
+        vae.load_state_dict(load_state(final)["model"])
         return vae.eval()
     torch.manual_seed(r.seed)
     vae = VQVAE(r.vae_config())
     imgs, _ = _train_images(r)
     opt = torch.optim.AdamW(vae.parameters(), lr=r.vae_lr, betas=(0.9, 0.95), weight_decay=0.0)
     gen = torch.Generator().manual_seed(r.seed + 1)
-    ck, step = out / "vae_ckpt.pt", 0
-    st = _load_state(ck)
-    if st is not None:
-        vae.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        gen.set_state(st["gen"])
-        step = int(st["step"])
-    bar = _progress(r.vae_steps, "VQVAE", step) if progress else None
-    vae.train()
-    while step < r.vae_steps:
+    loop = TrainLoop("VQVAE", r.vae_steps, out / "vae_ckpt.pt", vae, opt, gen,
+                     lambda s: _lr(s, r.vae_steps, r.vae_lr, 100, r.vae_lr * 0.05), 1.0, r.checkpoint_every)
+
+    def step_fn(step: int):
         x = fd.to_model_images(imgs[torch.randint(len(imgs), (r.vae_batch,), generator=gen)], r.image_size)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, r.vae_steps, r.vae_lr, 100, r.vae_lr * 0.05)
         feats = vae.features(x)
         if step == 0:
             vae.quantize.ema_vocab_hit_SV.zero_()          # every code starts "dead": initialised from features
@@ -147,21 +139,10 @@ def train_vae(r: FashionVARRecipe, out: Path, progress: bool = True) -> VQVAE:
         f_hat, vq_loss, _ = vae.quantize.forward_train(feats)
         rec = vae.decoder(vae.post_quant_conv(f_hat))
         loss = (rec - x).abs().mean() + F.mse_loss(rec, x) + vq_loss
-        if not torch.isfinite(loss):
-            raise SaceError(f"VQVAE loss became {loss.item()} at step {step}; the last good checkpoint is {ck}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", vq=f"{vq_loss.item():.4f}")
-        if step % r.checkpoint_every == 0 or step == r.vae_steps:
-            _save_state(ck, {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step})
-    if bar is not None:
-        bar.close()
-    _save_state(final, {"model": vae.state_dict()})
+        return loss, {"loss": f"{loss.item():.4f}", "vq": f"{vq_loss.item():.4f}"}
+
+    loop.run(step_fn, progress)
+    save_state(final, {"model": vae.state_dict()})
     return vae.eval()
 
 
@@ -178,7 +159,7 @@ def train_transformer(r: FashionVARRecipe, out: Path, vae: VQVAE, progress: bool
     """Stage 2: teacher-forced training with label dropout and an EMA; returns the EMA weights."""
     final = out / "transformer.pt"
     if final.exists():
-        st = _load_state(final)
+        st = load_state(final)
         tr = VARTransformer(r.transformer_config())
         tr.load_state_dict(st["ema"])
         return tr.eval(), st.get("log", {})
@@ -194,54 +175,31 @@ def train_transformer(r: FashionVARRecipe, out: Path, vae: VQVAE, progress: bool
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=r.lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(r.seed + 3)
-    ck, step, log = out / "transformer_ckpt.pt", 0, {"loss": [], "scale_loss": []}
-    st = _load_state(ck)
-    if st is not None:
-        tr.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        gen.set_state(st["gen"])
-        step, log = int(st["step"]), st["log"]
-    bar = _progress(r.steps, "transformer", step) if progress else None
+    loop = TrainLoop("transformer", r.steps, out / "transformer_ckpt.pt", tr, opt, gen,
+                     lambda s: _lr(s, r.steps, r.lr, r.warmup, r.min_lr), r.grad_clip, r.checkpoint_every,
+                     ema=ema, ema_decay=r.ema, log={"loss": [], "scale_loss": []}, keep_log=True)
     k_all, offs = len(r.patch_nums), tr.cfg.offsets
-    t0 = time.time()
-    tr.train()
-    while step < r.steps:
+
+    def step_fn(step: int):
         pick = torch.randint(len(labels), (r.batch,), generator=gen)
         idx = [i[pick].long() for i in idx_all]
         with torch.no_grad():
             x = vae.quantize.next_inputs(idx)
         lab = drop_labels(labels[pick].long(), r.cond_drop, tr.cfg.null_class, gen)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, r.steps, r.lr, r.warmup, r.min_lr)
         logits = tr.forward_teacher_forced([tr.prepare(lab)] * k_all, x, k_all)          # (B, L, V)
         ce = F.cross_entropy(logits.transpose(1, 2), torch.cat(idx, 1), reduction="none")  # (B, L)
         loss = ce.mean()
-        if not torch.isfinite(loss):
-            raise SaceError(f"transformer loss became {loss.item()} at step {step}; last good checkpoint: {ck}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tr.parameters(), r.grad_clip)
-        opt.step()
-        with torch.no_grad():
-            d = min(r.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), tr.parameters()):
-                pe.lerp_(p, 1 - d)
-        step += 1
-        log["loss"].append(round(loss.item(), 5))
-        if step % 50 == 0:
-            log["scale_loss"].append([step] + [round(ce[:, offs[k]:offs[k + 1]].mean().item(), 4)
-                                               for k in range(k_all)])
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % r.checkpoint_every == 0 or step == r.steps:
-            _save_state(ck, {"model": tr.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                             "gen": gen.get_state(), "step": step, "log": log})
-    if bar is not None:
-        bar.close()
+        loop.log["loss"].append(round(loss.item(), 5))
+        if (step + 1) % 50 == 0:
+            loop.log["scale_loss"].append([step + 1] + [round(ce[:, offs[k]:offs[k + 1]].mean().item(), 4)
+                                                        for k in range(k_all)])
+        return loss, {"loss": f"{loss.item():.4f}"}
+
+    t0 = time.time()
+    loop.run(step_fn, progress)
+    log = loop.log
     log["seconds_this_run"] = time.time() - t0
-    _save_state(final, {"ema": ema.state_dict(), "log": log})
+    save_state(final, {"ema": ema.state_dict(), "log": log})
     return ema.eval(), log
 
 

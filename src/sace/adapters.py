@@ -34,23 +34,9 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError, SaceError
 from .io import load_safetensors, save_safetensors, write_json
+from .models.infinity.groups import MODULE_GROUPS, TEXT_STREAM  # noqa: F401  (re-exported: the Infinity table)
 from .models.infinity.transformer import GateContext, InfinityTransformer
 
-#: parameter groups -> module-name patterns (stable names across backends; DESIGN.md "param_groups")
-MODULE_GROUPS: dict[str, tuple[str, ...]] = {
-    "cross_attn_q": (r"blocks\.\d+\.ca\.mat_q",),
-    "cross_attn_kv": (r"blocks\.\d+\.ca\.mat_kv",),
-    "cross_attn_out": (r"blocks\.\d+\.ca\.proj",),
-    "ffn": (r"blocks\.\d+\.ffn\.fc1", r"blocks\.\d+\.ffn\.fc2"),
-    "self_attn": (r"blocks\.\d+\.sa\.mat_qkv", r"blocks\.\d+\.sa\.proj"),
-    "text_pool": (r"text_proj_for_sos\.ca\.mat_kv", r"text_proj_for_sos\.ca\.proj"),
-    "text_proj": (r"text_proj_for_ca\.0", r"text_proj_for_ca\.2"),
-    "adaln_shared": (r"shared_ada_lin\.1",),
-    "head": (r"head",),
-    "head_adaln": (r"head_nm\.ada_lin\.1",),
-}
-#: modules computed on the text stream (their gate is the scale whose condition is being prepared)
-TEXT_STREAM = ("cross_attn_kv", "text_pool", "text_proj", "adaln_shared", "head_adaln")
 DEFAULT_MODULES = ("cross_attn_q", "cross_attn_kv", "cross_attn_out", "ffn")
 
 
@@ -91,10 +77,12 @@ class AdapterConfig:
             raise SaceError(f"unknown gate {self.gate!r}; use 'scale0', 'shared' or 'scales:0,1'")
         return frozenset(int(s) for s in m.group(1).split(",") if s.strip())
 
-    def validate(self) -> None:
-        bad = [m for m in self.modules if m not in MODULE_GROUPS]
+    def validate(self, groups: dict | None = None) -> None:
+        """Check the config; ``groups``: the model family's parameter groups (default: Infinity's)."""
+        groups = MODULE_GROUPS if groups is None else groups
+        bad = [m for m in self.modules if m not in groups]
         if bad:
-            raise SaceError(f"unknown adapter modules {bad}; choose from {sorted(MODULE_GROUPS)}")
+            raise SaceError(f"unknown adapter modules {bad}; choose from {sorted(groups)}")
         if not self.modules:
             raise SaceError("an adapter needs at least one module group")
         if self.kind not in ("lora", "full"):
@@ -190,15 +178,17 @@ class GatedLinear(nn.Module):
         return y
 
 
-def _targets(tr: InfinityTransformer, groups: Iterable[str]) -> dict[str, tuple[str, bool]]:
-    """module name -> (group, text_stream) for every linear layer matched by the groups."""
+def _targets(model, groups: Iterable[str]) -> dict[str, tuple[str, bool]]:
+    """module name -> (group, text_stream) for every linear layer matched by the groups (the patterns come
+    from the model family: ``model.module_groups``)."""
+    tr = model.transformer
     out: dict[str, tuple[str, bool]] = {}
     for g in groups:
-        pats = [re.compile(p + r"$") for p in MODULE_GROUPS[g]]
+        pats = [re.compile(p + r"$") for p in model.module_groups[g]]
         for name, mod in tr.named_modules():
             name = name.replace(".base", "") if isinstance(mod, nn.Linear) and name.endswith(".base") else name
             if isinstance(mod, (nn.Linear, GatedLinear)) and any(p.match(name) for p in pats):
-                out[name] = (g, g in TEXT_STREAM)
+                out[name] = (g, g in model.text_stream_groups)
     return out
 
 
@@ -285,8 +275,8 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
     Raises:
         SaceError: unknown module groups, a duplicate adapter name, bad rank or gate.
     """
-    config.validate()
-    tr: InfinityTransformer = model.transformer
+    config.validate(model.module_groups)
+    tr = model.transformer
     existing = adapter_names(model)
     if config.name in existing:
         raise SaceError(f"an adapter named {config.name!r} is already attached; give another name")
@@ -294,7 +284,7 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
     gen = None
     if seed is not None:   # a generator on the weights' device (init_ needs them on the same device)
         gen = torch.Generator(device=next(tr.parameters()).device).manual_seed(int(seed))
-    for name, (_, text_stream) in _targets(tr, config.modules).items():
+    for name, (_, text_stream) in _targets(model, config.modules).items():
         mod = tr.get_submodule(name)
         if not isinstance(mod, GatedLinear):
             mod = GatedLinear(mod, tr.gate, text_stream)

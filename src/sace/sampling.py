@@ -3,8 +3,9 @@ logits, temperature, top-k/top-p, prefix forcing and per-scale hooks.
 
 Semantics follow Infinity's ``autoregressive_infer_cfg`` (``shared/docs/reference-models.md`` §1.8):
 per scale, raw head logits are divided by the temperature tau, mixed as ``w*cond + (1-w)*uncond``,
-filtered by top-k/top-p, and **one** ``torch.multinomial`` call draws all bits of the scale from a
-``(rows*tokens*bits, 2)`` probability matrix, so a fixed seed reproduces the reference bit for bit.
+filtered by top-k/top-p, and **one** ``torch.multinomial`` call draws all tokens of the scale (for bit
+tokens from a ``(rows*tokens*bits, 2)`` probability matrix; the model's token kind owns this math), so
+a fixed seed reproduces the reference bit for bit.
 With a *list* of generators (one per row) each row draws from its own stream instead, which makes a
 row's result independent of what else is in the batch (used by ISSA and sharded evaluation).
 """
@@ -18,7 +19,10 @@ import torch
 from torch import Tensor
 
 from .errors import SaceError
-from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid, guide_logits
+from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid
+from .models.tokens import filter_top_k_top_p
+
+__all__ = ["SampleResult", "SampleHooks", "sample", "make_generators", "filter_top_k_top_p"]
 
 
 @dataclass
@@ -50,44 +54,6 @@ class SampleHooks:
     def on_tokens(self, k: int, bits: Tensor) -> Tensor | None:
         """Called with scale k's bits ``(B, h_k, w_k, d)`` before they are committed."""
         return None
-
-
-def filter_top_k_top_p(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
-    """Mask logits ``(..., V)`` outside the top-k and the nucleus with -inf (returns a new tensor).
-
-    top-k keeps the k largest (k >= V keeps all; for bit tokens V = 2 so Infinity's k = 900 is a no-op);
-    top-p drops, in ascending order, entries whose cumulative probability is <= 1 - p, always keeping
-    the largest (reference: ``sample_with_top_k_top_p_also_inplace_modifying_logits_``).
-    """
-    v = logits.shape[-1]
-    out = logits.clone()
-    if 0 < top_k < v:
-        kth = out.topk(top_k, dim=-1).values[..., -1:]
-        out = out.masked_fill(out < kth, float("-inf"))
-    if top_p > 0:
-        srt, idx = out.sort(dim=-1, descending=False)
-        remove = srt.softmax(-1).cumsum(-1) <= (1 - top_p)
-        remove[..., -1:] = False
-        out = out.masked_fill(remove.scatter(-1, idx, remove), float("-inf"))
-    return out
-
-
-def draw_bits(guided: Tensor, top_k: int, top_p: float, generator) -> Tensor:
-    """Sample bits from guided logits ``(B, n, d, 2)`` -> ``(B, n, d)`` int64.
-
-    ``generator``: one ``torch.Generator`` (a single multinomial over all rows, as the reference) or a
-    list of B generators (one multinomial per row).
-    """
-    b, n, d, _ = guided.shape
-    z = filter_top_k_top_p(guided.reshape(b, n * d, 2).float(), top_k, top_p)
-    probs = z.softmax(-1)
-    if isinstance(generator, (list, tuple)):
-        if len(generator) != b:
-            raise SaceError(f"{len(generator)} generators for a batch of {b}")
-        rows = [torch.multinomial(probs[i], 1, replacement=True, generator=g).view(n, d)
-                for i, g in enumerate(generator)]
-        return torch.stack(rows)
-    return torch.multinomial(probs.view(-1, 2), 1, replacement=True, generator=generator).view(b, n, d)
 
 
 def _clone_generator(g: torch.Generator) -> torch.Generator:
@@ -191,6 +157,7 @@ def sample(
                 raise SaceError("the unconditional side must have the same batch size as the prompts")
     if prefix is not None and prefix.batch_size != b:
         raise SaceError(f"prefix batch {prefix.batch_size} != prompt batch {b}")
+    kind = model.token_kind
     st = model.begin_sampling(conds, unconds, sch)
     bits_out, guided_out, c_out, u_out = [], [], [], []
     rng = range(k_all)
@@ -221,13 +188,13 @@ def sample(
             if prefix is not None:
                 prefix = prefix.index(idx)
         zc, zu = model.step_logits(st, k)
-        z = guide_logits(zc, zu if ws[k] != 1 else None, ws[k], taus[k])
+        z = kind.guide(zc, zu if ws[k] != 1 else None, ws[k], taus[k])
         if hooks is not None:
             z2 = hooks.on_logits(k, z, zc, zu)
             if z2 is not None:
                 z = z2
         h, w = sch.grids[k]
-        bits = draw_bits(z, top_k, top_p, generator).view(b, h, w, -1)
+        bits = kind.grid(kind.sample(z, top_k, top_p, generator), h, w)
         if prefix is not None and k < prefix.num_scales:
             forced = prefix.bits[k].to(bits.device).long()
             if forced.shape != bits.shape:
@@ -247,8 +214,8 @@ def sample(
     images = model.finish_sampling(st) if decode else None
     return SampleResult(
         TokenPyramid(bits_out),
-        ScaleLogits(guided_out) if keep_logits else None,
-        ScaleLogits(c_out) if keep_logits else None,
-        ScaleLogits(u_out) if keep_logits and u_out else None,
+        ScaleLogits(guided_out, kind) if keep_logits else None,
+        ScaleLogits(c_out, kind) if keep_logits else None,
+        ScaleLogits(u_out, kind) if keep_logits and u_out else None,
         images,
     )

@@ -17,17 +17,16 @@ Every baseline reports its wall time, tokens per step and peak memory like SACE 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from ..adapters import Adapter, AdapterConfig, attach_adapter
 from ..errors import SaceError
 from ..models.base import Condition
 from ..sampling import make_generators, sample
+from . import losses as L
 from .concepts import ConceptSpec, replace_words
 
 
@@ -97,7 +96,7 @@ def train_svare(model, concept: ConceptSpec, config: SVAREConfig | None = None, 
         anchor_bits = res.pyramid
         tf = model.tf_inputs(anchor_bits, mode="sampling")
         teacher = res.logits            # guided / tau = 1 logits the anchor bits were drawn from
-    n_tok = sch.num_tokens
+    n_tok, kind = sch.num_tokens, model.token_kind
     log = []
     bar = _progress(cfg.steps, "S-VARE", progress)
     t0 = time.perf_counter()
@@ -105,26 +104,15 @@ def train_svare(model, concept: ConceptSpec, config: SVAREConfig | None = None, 
         idx = torch.randperm(cond_t.batch_size, generator=gen)[: cfg.batch_size]
         # 1) erase: student under c* on the anchor's tokens, filtered per-bit CE to the anchor bits
         z = model.forward_teacher_forced(cond_t.index(idx), tf[idx])
-        ce_sum = 0.0
-        for k, zk in enumerate(z.per_scale):
-            lab = anchor_bits.flat(k)[idx]
-            ce = F.cross_entropy(zk.permute(0, 3, 1, 2), lab, reduction="none")   # (b, n_k, d)
-            wrong = (ce > math.log(2)).float().mean(-1)                            # fraction of wrong bits
-            keep = (wrong >= cfg.alpha).float()
-            ce_sum = ce_sum + (ce.mean(-1) * keep).sum(1)
-        loss_e = (ce_sum / n_tok).mean()
+        labels = [anchor_bits.flat(k)[idx] for k in range(anchor_bits.num_scales)]
+        loss_e = L.filtered_cross_entropy(kind, z.per_scale, labels, cfg.alpha, n_tok)
         opt.zero_grad(set_to_none=True)
         loss_e.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         # 2) preserve: KL(teacher || student) on the anchor prompt, second optimiser step
         z2 = model.forward_teacher_forced(cond_a.index(idx), tf[idx])
-        kl_sum = 0.0
-        for k, zk in enumerate(z2.per_scale):
-            lq = teacher[k][idx].float().log_softmax(-1)
-            lp = zk.float().log_softmax(-1)
-            kl_sum = kl_sum + (lq.exp() * (lq - lp)).sum(-1).mean(-1).sum(1)
-        loss_p = cfg.kl_weight * (kl_sum / n_tok).mean()
+        loss_p = cfg.kl_weight * L.kl_summed(kind, [t[idx] for t in teacher.per_scale], z2.per_scale, n_tok)
         opt.zero_grad(set_to_none=True)
         loss_p.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -195,11 +183,9 @@ def train_esd(model, concept: ConceptSpec, config: ESDConfig | None = None, prog
                 _, zc, zu = model.forward_teacher_forced(c, tf, uncond=model.null_condition(c), return_parts=True)
             finally:
                 set_adapters_enabled(model, True)
-            target = [u - cfg.eta * (cc - u) for cc, u in zip(zc.per_scale, zu.per_scale)]
+            target = [L.esd_target(cc, u, cfg.eta) for cc, u in zip(zc.per_scale, zu.per_scale)]
         z = model.forward_teacher_forced(c, tf)
-        loss = torch.stack([
-            (t.float().softmax(-1) * (t.float().log_softmax(-1) - s.float().log_softmax(-1))).sum(-1).mean()
-            for t, s in zip(target, z.per_scale)]).mean()
+        loss = L.kl_per_scale(model.token_kind, target, z.per_scale)
         if not torch.isfinite(loss):
             raise SaceError(f"ESD loss became non-finite at step {step}")
         opt.zero_grad(set_to_none=True)

@@ -32,7 +32,8 @@ from torch import Tensor
 from ..adapters import Adapter, AdapterConfig, attach_adapter, save_adapter
 from ..errors import SaceError
 from ..io import atomic_path, torch_load_weights, write_json
-from ..models.base import Condition, TokenPyramid, bit_entropy
+from ..models.base import Condition, TokenPyramid
+from . import losses as L
 from .concepts import ConceptSpec
 
 
@@ -130,20 +131,6 @@ class SACEResult:
     folder: Path | None = None
 
 
-def _kl_bits(q_logits: Tensor, p_logits: Tensor) -> Tensor:
-    """Mean over everything of KL(q || p) for binary distributions given as logits ``(..., 2)``."""
-    lq = q_logits.float().log_softmax(-1)
-    lp = p_logits.float().log_softmax(-1)
-    return (lq.exp() * (lq - lp)).sum(-1).mean()
-
-
-def _js_bits(a: Tensor, b: Tensor) -> Tensor:
-    pa, pb = a.float().softmax(-1), b.float().softmax(-1)
-    m = 0.5 * (pa + pb)
-    kl = lambda p: (p * (p.clamp_min(1e-12).log() - m.clamp_min(1e-12).log())).sum(-1)
-    return (0.5 * kl(pa) + 0.5 * kl(pb)).mean()
-
-
 class SACETrainer:
     """Trains one SACE adapter on a model for a concept (see the module docstring).
 
@@ -196,6 +183,7 @@ class SACETrainer:
         # frozen teacher f_theta0 (including any adapters attached before this one): its outputs are
         # computed once here and never change.
         m, c = self.model, self.concept
+        self.kind = m.token_kind
         self.cond_t = m.encode_prompts(c.targets)
         self.cond_a = m.encode_prompts(c.anchors)
         self.pres_prompts = c.preservation_prompts()
@@ -210,9 +198,7 @@ class SACETrainer:
         gp, cp, up = self._scale0(self.cond_p)
         self.teacher_p = (gp[0], cp[0] / self.tau, up[0] / self.tau)
         if self.cfg.target == "hard":
-            probs = g[0].float().softmax(-1)[..., 1]                # (Na, 1, d)
-            u = torch.rand((self.cfg.hard_samples, *probs.shape), generator=self.gen)
-            self.hard_bits = (u < probs).long()                     # (M, Na, 1, d)
+            self.hard_bits = self.kind.sample_independent(g[0], self.cfg.hard_samples, self.gen)  # (M, Na, 1, *F)
         self.mu = self.cfg.mu_value()
         if self.mu > 0:
             self._prepare_later_scales()
@@ -277,25 +263,24 @@ class SACETrainer:
             g_t = m.forward_teacher_forced(self._subset(self.cond_t, it), inp, scales=list(range(self.erase_k + 1)),
                                            guidance=self.w, temperature=self.tau)
             qs = [t if it is None else t[it] for t in self.teacher_anchor_scales]
-            erase = torch.stack([_kl_bits(a, b) for a, b in zip(qs, g_t.per_scale)]).mean()
-            ent_t = torch.stack([bit_entropy(z).mean() for z in g_t.per_scale]).mean()
+            erase = L.kl_per_scale(self.kind, qs, g_t.per_scale)
+            ent_t = L.entropy(self.kind, g_t.per_scale)
         else:
             g_t = m.forward_teacher_forced(self._subset(self.cond_t, it), None, scales=[0], guidance=self.w,
                                            temperature=self.tau)
-            ent_t = bit_entropy(g_t[0]).mean()
+            ent_t = L.entropy(self.kind, [g_t[0]])
             if cfg.target == "soft":
-                erase = _kl_bits(q, g_t[0])
+                erase = L.kl(self.kind, q, g_t[0])
             else:
-                bits = self.hard_bits if it is None else self.hard_bits[:, it]
-                logp = g_t[0].float().log_softmax(-1).unsqueeze(0).expand(bits.shape[0], *g_t[0].shape)
-                erase = -logp.gather(-1, bits.unsqueeze(-1)).mean()
+                erase = L.cross_entropy(self.kind, g_t[0], self.hard_bits if it is None else self.hard_bits[:, it])
         p_t = g_t[0]                                                     # (Nt, 1, d, 2) guided scale 0
         l_er = erase + cfg.lambda_h * ent_t
         ip = self._pick(self.cond_p.batch_size)
         g_p, c_p, u_p = m.forward_teacher_forced(self._subset(self.cond_p, ip), None, scales=[0], guidance=self.w,
                                                  temperature=self.tau, return_parts=True)
         tg, tc, tu = (t if ip is None else t[ip] for t in self.teacher_p)
-        l_pre0 = (_kl_bits(tg, g_p[0]) + _kl_bits(tc, c_p[0] / self.tau) + _kl_bits(tu, u_p[0] / self.tau)) / 3
+        l_pre0 = (L.kl(self.kind, tg, g_p[0]) + L.kl(self.kind, tc, c_p[0] / self.tau)
+                  + L.kl(self.kind, tu, u_p[0] / self.tau)) / 3
         l_pre = l_pre0
         out = {}
         if self.mu > 0:
@@ -304,14 +289,13 @@ class SACETrainer:
             inp = self.later_inputs if il is None else self.later_inputs[il]
             g = m.forward_teacher_forced(cond, inp, scales=list(range(1, self.later_k + 1)), guidance=self.w,
                                          temperature=self.tau)
-            kls = [_kl_bits(t if il is None else t[il], s) for t, s in zip(self.later_teacher, g.per_scale)]
-            l_late = torch.stack(kls).mean()
+            l_late = L.kl_per_scale(self.kind, [t if il is None else t[il] for t in self.later_teacher], g.per_scale)
             l_pre = l_pre + self.mu * l_late
             out["L_pre_later"] = l_late
         loss = l_er + cfg.lambda_pre * l_pre
         with torch.no_grad():
-            ent_p = bit_entropy(g_p[0]).mean()
-            js = _js_bits(p_t, q)
+            ent_p = self.kind.entropy(g_p[0]).mean()
+            js = self.kind.js(p_t, q).mean()
         out.update({"loss": loss, "L_ER": l_er, "erase": erase, "L_pre": l_pre, "L_pre_scale0": l_pre0,
                     "entropy_target": ent_t, "entropy_preserve": ent_p, "js_target_anchor": js})
         return out

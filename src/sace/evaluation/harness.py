@@ -28,7 +28,6 @@ from ..adapters import only_adapters
 from ..errors import SaceError
 from ..generate import SamplingSettings, generate
 from ..io import write_json
-from ..models.base import bit_entropy
 
 
 @dataclass
@@ -94,7 +93,7 @@ def scale0_entropy(model, prompts: Sequence[str], settings: dict, method: Method
     unc = method.uncond_fn(list(prompts)) if method.uncond_fn else None
     g = model.forward_teacher_forced(cond, None, scales=[0], uncond=unc, guidance=settings["guidance"],
                                      temperature=settings["temperature"])
-    return float(bit_entropy(g[0]).mean())
+    return float(model.token_kind.entropy(g[0]).mean())
 
 
 def _real_fashion(n_per_class: int, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -12,8 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import SaceError
-from ..base import Condition, ScaleLogits, Schedule, TokenPyramid, guide_logits
+from ..base import Condition, ScaleLogits, Schedule, TokenPyramid
 from ..text import TextEncoder, check_prompts
+from ..tokens import BitTokens
+from .groups import MODULE_GROUPS, TEXT_STREAM
 from .transformer import ConditionState, InfinityTransformer, Segment
 from .vae import BSQVAE, patchify_bits, unpatchify_bits
 
@@ -51,6 +53,9 @@ class InfinityModel(nn.Module):
     """
 
     family = "infinity"
+    #: adapter parameter groups of this family (module-name regexes) and the groups on the text stream
+    module_groups = MODULE_GROUPS
+    text_stream_groups = TEXT_STREAM
 
     def __init__(self, transformer: InfinityTransformer, vae: BSQVAE, text_encoder: TextEncoder | None = None,
                  schedule: Schedule | None = None, name: str = "infinity", train_interp: str = "trilinear",
@@ -70,6 +75,8 @@ class InfinityModel(nn.Module):
         if d_tok != transformer.cfg.codebook_dim:
             raise SaceError(f"VAE gives {d_tok} bits per token (d={vae.codebook_dim}, patch={schedule.patch}) "
                             f"but the transformer predicts {transformer.cfg.codebook_dim}")
+        #: bitwise tokens: logits (B, n, d, 2), tokens (B, h, w, d) in {0, 1}
+        self.token_kind = BitTokens(transformer.cfg.codebook_dim)
         #: default sampling settings (guidance, temperature, top-k, top-p) of this model
         self.defaults = {"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97, **(defaults or {})}
 
@@ -246,15 +253,16 @@ class InfinityModel(nn.Module):
             logits = torch.cat([s0, logits[:, 1:]], 1)
         else:
             logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, sch, n)
-        offs = sch.offsets
+        offs, kind = sch.offsets, self.token_kind
         zc = [logits[:b, offs[k]:offs[k + 1]] for k in wanted]
         zu = [logits[b:, offs[k]:offs[k + 1]] for k in wanted] if unconds is not None else None
         if not guided:
-            out = ScaleLogits([z / taus[k] if taus[k] != 1 else z for z, k in zip(zc, wanted, strict=False)])
+            out = [z / taus[k] if taus[k] != 1 else z for z, k in zip(zc, wanted, strict=False)]
         else:
-            out = ScaleLogits([guide_logits(c, u, ws[k], taus[k]) for c, u, k in zip(zc, zu, wanted, strict=False)])
+            out = [kind.guide(c, u, ws[k], taus[k]) for c, u, k in zip(zc, zu, wanted, strict=False)]
+        out = ScaleLogits(out, kind)
         if return_parts:
-            return out, ScaleLogits(zc), (ScaleLogits(zu) if zu is not None else None)
+            return out, ScaleLogits(zc, kind), (ScaleLogits(zu, kind) if zu is not None else None)
         return out
 
     # -- sampling primitives (the loop itself lives in sace.sampling) -------------------------------------

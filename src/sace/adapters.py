@@ -20,12 +20,13 @@ Artifact: a folder with ``adapter.safetensors`` (``{adapter}.{module}.lora_A`` /
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 from .errors import CheckpointError, SaceError
 from .io import load_safetensors, save_safetensors, write_json
 from .models.infinity.groups import MODULE_GROUPS, TEXT_STREAM  # noqa: F401  (re-exported: the Infinity table)
-from .models.infinity.transformer import GateContext, InfinityTransformer
+from .models.infinity.transformer import GateContext
 
 DEFAULT_MODULES = ("cross_attn_q", "cross_attn_kv", "cross_attn_out", "ffn")
 
@@ -192,53 +193,73 @@ def _targets(model, groups: Iterable[str]) -> dict[str, tuple[str, bool]]:
     return out
 
 
-def _branches(tr: InfinityTransformer):
-    for m in tr.modules():
-        if isinstance(m, GatedLinear):
+class AdapterSet:
+    """The adapters attached to one model, as the model's transformer sees them (``transformer.adapter_set``).
+
+    It answers the three questions the transformer asks while it runs -- which adapters are active on the
+    text path of a scale (:meth:`signature`, the key of its prepared-condition cache), whether a strict
+    scale-0 isolation is active (:meth:`strict`, the two-stream forward) -- and scopes switching: inside
+    :meth:`disabled` or :meth:`only` the chosen branches change, and on exit (also on an exception) every
+    branch gets its previous state back (peft's ``with model.disable_adapter():``).
+    """
+
+    def __init__(self, transformer: nn.Module):
+        self.transformer = transformer
+
+    def layers(self) -> Iterator[GatedLinear]:
+        return (m for m in self.transformer.modules() if isinstance(m, GatedLinear))
+
+    def branches(self) -> Iterator[_Branch]:
+        for m in self.layers():
             yield from m.branches.values()
 
+    def names(self) -> list[str]:
+        return sorted({n for m in self.layers() for n in m.branches})
 
-class _Suppressed:
-    """Context manager: every adapter branch inactive inside, previous states restored on exit."""
+    def signature(self, scale: int) -> tuple:
+        """Sorted names of the adapters active on the text path of ``scale``."""
+        active = {n for m in self.layers() if m.text_stream for n, br in m.branches.items()
+                  if br.active and (br.scales is None or scale in br.scales)}
+        return tuple(sorted(active))
 
-    def __init__(self, tr: InfinityTransformer):
-        self.tr = tr
+    def strict(self) -> bool:
+        """True when an active adapter asks for strict scale-0 isolation."""
+        return any(br.active and br.strict for br in self.branches())
 
-    def __enter__(self):
-        self.saved = [(br, br.active) for br in _branches(self.tr)]
-        for br, _ in self.saved:
-            br.active = False
-        return self
+    def set_active(self, enabled: bool, names: Iterable[str] | None = None) -> None:
+        """Switch the adapters ``names`` (``None``: all) on or off, until changed again."""
+        names = None if names is None else set(names)
+        for m in self.layers():
+            for n, br in m.branches.items():
+                if names is None or n in names:
+                    br.active = enabled
 
-    def __exit__(self, *exc):
-        for br, a in self.saved:
-            br.active = a
-        return False
+    @contextlib.contextmanager
+    def only(self, names: Iterable[str] | None):
+        """Inside: exactly the adapters ``names`` active (``None`` or empty: none); previous states after."""
+        saved = [(br, br.active) for br in self.branches()]
+        try:
+            self.set_active(False)
+            if names:
+                self.set_active(True, names)
+            yield self
+        finally:
+            for br, a in saved:
+                br.active = a
+
+    def disabled(self):
+        """Inside: every adapter off (the original model); previous states after."""
+        return self.only(None)
 
 
-def _install_hooks(tr: InfinityTransformer) -> None:
-    """Give the transformer the callables it needs to respect the adapters (gate signature of the text
-    path per scale; whether a strict scale-0 isolation is active; a way to suppress every adapter)."""
-    tr._gate_signature_fn = _signature_fn(tr)
-    tr._strict_fn = lambda: any(br.active and br.strict for br in _branches(tr))
-    tr._suppress_fn = lambda: _Suppressed(tr)
+def adapter_set(model) -> AdapterSet:
+    """The model's :class:`AdapterSet` (an empty one when nothing is attached)."""
+    return model.transformer.adapter_set or AdapterSet(model.transformer)
 
 
 def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, new)
-
-
-def _signature_fn(tr: InfinityTransformer):
-    def sig(scale: int) -> tuple:
-        active = []
-        for m in tr.modules():
-            if isinstance(m, GatedLinear) and m.text_stream:
-                for n, br in m.branches.items():
-                    if br.active and (br.scales is None or scale in br.scales):
-                        active.append(n)
-        return tuple(sorted(set(active)))
-    return sig
 
 
 @dataclass
@@ -294,16 +315,13 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
         branches[name] = br
     if not branches:
         raise SaceError(f"no layers matched the adapter modules {config.modules}")
-    _install_hooks(tr)
+    if tr.adapter_set is None:
+        tr.adapter_set = AdapterSet(tr)
     return Adapter(config, branches)
 
 
 def adapter_names(model) -> list[str]:
-    names = set()
-    for m in model.transformer.modules():
-        if isinstance(m, GatedLinear):
-            names.update(m.branches.keys())
-    return sorted(names)
+    return adapter_set(model).names()
 
 
 def detach_adapters(model, name: str | None = None) -> None:
@@ -317,9 +335,7 @@ def detach_adapters(model, name: str | None = None) -> None:
             if not mod.branches:
                 _set_module(tr, mname, mod.base)
     if not adapter_names(model):
-        tr._gate_signature_fn = None
-        tr._strict_fn = None
-        tr._suppress_fn = None
+        tr.adapter_set = None
 
 
 def set_adapters_enabled(model, enabled: bool, names: Iterable[str] | None = None) -> None:
@@ -327,16 +343,12 @@ def set_adapters_enabled(model, enabled: bool, names: Iterable[str] | None = Non
 
     ``names``: only these adapters (the others keep their state); ``None``: all of them.
     """
-    names = None if names is None else set(names)
-    for m in model.transformer.modules():
-        if isinstance(m, GatedLinear):
-            for n, br in m.branches.items():
-                if names is None or n in names:
-                    br.active = enabled
+    adapter_set(model).set_active(enabled, names)
 
 
 def only_adapters(model, names: Iterable[str]) -> None:
-    """Activate exactly the adapters ``names`` (all others off)."""
+    """Activate exactly the adapters ``names`` (all others off), until changed again; for a scoped switch
+    use ``with adapter_set(model).only(names):``."""
     set_adapters_enabled(model, False)
     set_adapters_enabled(model, True, names)
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..adapters import AdapterConfig, set_adapters_enabled
+from ..adapters import AdapterConfig, adapter_set
 from ..models.base import Condition
 from ..sampling import make_generators, sample
 from . import losses as L
@@ -162,11 +162,8 @@ class ESDObjective(Objective):
             pyr = sample(m, c, generator=make_generators(seeds), guidance=self.w, temperature=self.tau,
                          decode=False, keep_logits=False).pyramid
             tf = m.tf_inputs(pyr, mode="sampling")
-            set_adapters_enabled(m, False)
-            try:
+            with adapter_set(m).disabled():     # the frozen model
                 _, zc, zu = m.forward_teacher_forced(c, tf, uncond=m.null_condition(c), return_parts=True)
-            finally:
-                set_adapters_enabled(m, True)
             target = [L.esd_target(cc, u, cfg.eta) for cc, u in zip(zc.per_scale, zu.per_scale)]
         loss = L.kl_per_scale(m.token_kind, target, m.forward_teacher_forced(c, tf).per_scale)
         yield loss, {"loss": loss}

@@ -245,11 +245,8 @@ class InfinityModel(nn.Module):
                 inp = torch.cat([inp, inp])
         tr = self.transformer
         if n > 1 and tr.strict_scale0():
-            # two-stream forward: later scales see the unadapted scale-0 token; the adapted one only
-            # produces the scale-0 logits (a separate one-token pass, exact since scale 0 attends to itself)
-            with tr.adapters_off():
-                logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, sch, n)
-            s0 = tr.forward_teacher_forced(self._states(conds[:1], unconds[:1] if unconds else None), None, sch, 1)
+            s0, logits = self._two_stream(conds, unconds, sch, lambda: tr.forward_teacher_forced(
+                self._states(conds, unconds), inp, sch, n))
             logits = torch.cat([s0, logits[:, 1:]], 1)
         else:
             logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, sch, n)
@@ -264,6 +261,18 @@ class InfinityModel(nn.Module):
         if return_parts:
             return out, ScaleLogits(zc, kind), (ScaleLogits(zu, kind) if zu is not None else None)
         return out
+
+    def _two_stream(self, conds: list[Condition], unconds: list[Condition] | None, sch: Schedule, plain_pass):
+        """Strict scale-0 isolation (``AdapterConfig.isolation='strict'``), written once for teacher forcing
+        and sampling: ``plain_pass()`` runs with every adapter off and produces what later scales see (their
+        logits, or the KV cache); the adapted scale-0 token runs alone and gives only the scale-0 logits
+        (exact, since scale 0 attends to itself). Returns (adapted scale-0 logits ``(B', 1, d, 2)``,
+        ``plain_pass()``'s result); ``B'`` counts the unconditional rows too."""
+        tr = self.transformer
+        with tr.adapters_off():
+            out = plain_pass()
+        s0 = tr.forward_teacher_forced(self._states(conds[:1], unconds[:1] if unconds else None), None, sch, 1)
+        return s0, out
 
     # -- sampling primitives (the loop itself lives in sace.sampling) -------------------------------------
     def begin_sampling(self, conds: list[Condition], unconds: list[Condition] | None,
@@ -286,15 +295,13 @@ class InfinityModel(nn.Module):
         seg = [Segment(0, n, st.states[k])]
         rope = (cos[offs[k]:offs[k + 1]], sin[offs[k]:offs[k + 1]])
         if k == 0 and tr.strict_scale0():
-            # two-stream scale 0: the adapted SOS gives the logits (its keys/values are thrown away); the
-            # unadapted SOS fills the KV cache that later scales attend to
-            h = tr.run_blocks(x, seg, sid, rope, None, [None] * len(st.kv_cache))
-            z = tr.head_logits(h, seg, sid)
-            with tr.adapters_off():
-                c, u = st.extra["conds"], st.extra["unconds"]
+            c, u = st.extra["conds"], st.extra["unconds"]
+
+            def fill_cache():   # the unadapted SOS fills the KV cache that later scales attend to
                 plain = self._states(c[:1], u[:1] if u is not None else None)[0]
-                x0 = tr.embed_scale(0, None, plain)
-                tr.run_blocks(x0, [Segment(0, n, plain)], sid, rope, None, st.kv_cache)
+                tr.run_blocks(tr.embed_scale(0, None, plain), [Segment(0, n, plain)], sid, rope, None, st.kv_cache)
+
+            z, _ = self._two_stream(c, u, sch, fill_cache)
         else:
             h = tr.run_blocks(x, seg, sid, rope, None, st.kv_cache)
             z = tr.head_logits(h, seg, sid)

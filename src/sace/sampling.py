@@ -22,7 +22,44 @@ from .errors import SaceError
 from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid
 from .models.tokens import filter_top_k_top_p
 
-__all__ = ["SampleResult", "SampleHooks", "sample", "make_generators", "filter_top_k_top_p"]
+__all__ = ["SamplingSettings", "SampleResult", "SampleHooks", "sample", "make_generators", "filter_top_k_top_p"]
+
+
+@dataclass
+class SamplingSettings:
+    """Guidance weight w, temperature tau, top-k and top-p of one generation; ``None`` means the model's
+    default (``model.sampling_defaults``). ``guidance`` and ``temperature`` may be per-scale lists.
+
+    Resolved once, by :meth:`resolve`, for the sampling loop and every method that mirrors deployment
+    sampling (SACE's losses, the baselines' teachers, ISSA's logit view).
+    """
+
+    guidance: float | Sequence[float] | None = None
+    temperature: float | Sequence[float] | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def resolve(self, model) -> SamplingSettings:
+        """Every field filled from ``model.sampling_defaults`` where ``None``.
+
+        Raises:
+            SaceError: a temperature <= 0, top-k < 0 or top-p outside [0, 1].
+        """
+        d = model.sampling_defaults
+        out = SamplingSettings(*(d[k] if v is None else v for k, v in (
+            ("guidance", self.guidance), ("temperature", self.temperature), ("top_k", self.top_k),
+            ("top_p", self.top_p))))
+        taus = [out.temperature] if isinstance(out.temperature, (int, float)) else list(out.temperature)
+        if any(not float(t) > 0 for t in taus):
+            raise SaceError(f"temperatures must be > 0, got {out.temperature}")
+        if int(out.top_k) < 0 or not 0 <= float(out.top_p) <= 1:
+            raise SaceError(f"top-k must be >= 0 and top-p in [0, 1], got {out.top_k}, {out.top_p}")
+        return out
+
+    def resolved(self, model) -> dict:
+        """:meth:`resolve` as the dict written into reports and passed as ``sample(**settings)``."""
+        r = self.resolve(model)
+        return {"guidance": r.guidance, "temperature": r.temperature, "top_k": r.top_k, "top_p": r.top_p}
 
 
 @dataclass
@@ -114,7 +151,8 @@ def sample(
             ``k -> Condition``. The SOS (scale 0) comes from the scale-0 condition.
         uncond: the guidance's unconditional side (default: the learned null condition of each scale's
             condition; pass an encoded negative prompt to use it instead).
-        guidance: w (or one per scale); 1 disables guidance. Defaults to ``model.defaults``.
+        guidance: w (or one per scale); 1 disables guidance. ``None`` fields (here and below) are resolved
+            once by :class:`SamplingSettings` from ``model.sampling_defaults``.
         temperature: tau > 0 (or one per scale). top_k, top_p: filters (0 disables).
         generator: a ``torch.Generator`` (reference RNG use) or a list of B generators (per-row streams).
         prefix: force the first ``prefix.num_scales`` scales to these bits (RNG is still consumed, as the
@@ -134,13 +172,10 @@ def sample(
     """
     sch = schedule or model.schedule
     k_all = sch.num_scales
-    dflt = model.defaults
-    ws = _values(dflt["guidance"] if guidance is None else guidance, k_all, "guidance")
-    taus = _values(dflt["temperature"] if temperature is None else temperature, k_all, "temperature")
-    top_k = int(dflt["top_k"] if top_k is None else top_k)
-    top_p = float(dflt["top_p"] if top_p is None else top_p)
-    if any(not t > 0 for t in taus):
-        raise SaceError(f"temperatures must be > 0, got {taus}")
+    s = SamplingSettings(guidance, temperature, top_k, top_p).resolve(model)
+    ws = _values(s.guidance, k_all, "guidance")
+    taus = _values(s.temperature, k_all, "temperature")
+    top_k, top_p = int(s.top_k), float(s.top_p)
     conds = _conditions(cond, k_all)
     b = conds[0].batch_size
     if any(c.batch_size != b for c in conds):

@@ -23,7 +23,7 @@ import torch
 
 from ..adapters import AdapterConfig, adapter_set
 from ..models.base import Condition
-from ..sampling import make_generators, sample
+from ..sampling import SamplingSettings, make_generators, sample
 from . import losses as L
 from .concepts import ConceptSpec, replace_words
 from .trainer import Objective, OptimSettings, Trainer, TrainResult
@@ -33,10 +33,9 @@ from .trainer import run as run_training
 BaselineResult = TrainResult
 
 
-def _teacher_defaults(model, guidance, temperature):
-    d = model.defaults
-    return (float(d["guidance"] if guidance is None else guidance),
-            float(d["temperature"] if temperature is None else temperature))
+def _teacher_defaults(model, guidance, temperature) -> tuple[float, float]:
+    s = SamplingSettings(guidance=guidance, temperature=temperature).resolve(model)
+    return float(s.guidance), float(s.temperature)
 
 
 @dataclass

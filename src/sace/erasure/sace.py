@@ -29,6 +29,7 @@ from torch import Tensor
 from ..adapters import AdapterConfig
 from ..errors import SaceError
 from ..models.base import Condition, TokenPyramid
+from ..sampling import SamplingSettings, make_generators, sample
 from . import losses as L
 from .concepts import ConceptSpec
 from .trainer import Objective, OptimSettings, Trainer, TrainResult, jsonable, safe_name
@@ -90,7 +91,8 @@ _TITLES = {"sace": "SACE", "svare": "S-VARE", "esd": "ESD"}
 
 def apply_model_defaults(cfg, model, key: str, **overrides):
     """Update a config dataclass in place with the model's measured defaults (``model.json`` ->
-    ``defaults[key]``), then with ``overrides`` (``None`` values are ignored); returns ``cfg``.
+    ``defaults[key]``, i.e. ``model.method_defaults[key]``), then with ``overrides`` (``None`` values are
+    ignored); returns ``cfg``.
 
     Shared by SACE (``key="sace"``) and the trained baselines (``"svare"``, ``"esd"``), so that every method
     gets the same per-model tuning.
@@ -98,7 +100,7 @@ def apply_model_defaults(cfg, model, key: str, **overrides):
     Raises:
         SaceError: an unknown field in the model's defaults or the overrides.
     """
-    model_defaults = dict((getattr(model, "defaults", None) or {}).get(key) or {})
+    model_defaults = dict((getattr(model, "method_defaults", None) or {}).get(key) or {})
     for src in (model_defaults, overrides):
         for k, v in src.items():
             if v is None:
@@ -145,9 +147,8 @@ class SACEObjective(Objective):
         if self.cfg.target == "hard" and self.cfg.erase_scales()[-1] > 0:
             raise SaceError("--target-mode hard is defined for the scale-0 gate only; use soft with an "
                             "early-scale gate")
-        d = model.defaults
-        self.w = float(d["guidance"] if self.cfg.guidance is None else self.cfg.guidance)
-        self.tau = float(d["temperature"] if self.cfg.temperature is None else self.cfg.temperature)
+        s = SamplingSettings(guidance=self.cfg.guidance, temperature=self.cfg.temperature).resolve(model)
+        self.w, self.tau = float(s.guidance), float(s.temperature)
 
     def adapter_config(self, name: str | None) -> tuple[AdapterConfig, int | None]:
         c = self.cfg
@@ -206,8 +207,6 @@ class SACEObjective(Objective):
     def _prepare_anchor_pyramids(self) -> None:
         """Early-scale gate: teacher targets at scales 0..k on pyramids the frozen model samples for the
         anchors (the target prompt i is teacher-forced on the pyramid of its paired anchor i)."""
-        from ..sampling import make_generators, sample
-
         m, k = self.model, self.erase_k
         seeds = [self.cfg.seed * 7919 + 17 + i for i in range(self.cond_a.batch_size)]
         res = sample(m, self.cond_a, generator=make_generators(seeds), decode=False, keep_logits=False)
@@ -219,8 +218,6 @@ class SACEObjective(Objective):
 
     @torch.no_grad()
     def _prepare_later_scales(self) -> None:
-        from ..sampling import make_generators, sample
-
         m = self.model
         k_max = min(self.cfg.k_max if self.erase_k == 0 else self.erase_k, m.schedule.num_scales - 1)
         if k_max < 1:

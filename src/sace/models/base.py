@@ -27,7 +27,7 @@ from torch import Tensor
 from ..errors import SaceError
 from .tokens import BitTokens, TokenKind, guide_logits
 
-__all__ = ["Schedule", "Condition", "TokenPyramid", "ScaleLogits", "ScaleWiseModel", "guide_logits",
+__all__ = ["Schedule", "Condition", "TokenPyramid", "ScaleLogits", "ScaleWiseModel", "split_defaults", "guide_logits",
            "TokenKind", "BitTokens"]
 
 
@@ -315,6 +315,32 @@ class ScaleLogits:
         return ScaleLogits([z.detach() for z in self.per_scale], self.kind)
 
 
+#: the sampling settings every model has a default for
+SAMPLING_KEYS = ("guidance", "temperature", "top_k", "top_p")
+
+
+def split_defaults(raw: dict | None) -> tuple[dict, dict[str, dict]]:
+    """A model folder's ``defaults`` as ``(sampling, per-method)``.
+
+    Layout (``model.json``): ``{"sampling": {"guidance", "temperature", "top_k", "top_p"}, "sace": {...},
+    "svare": {...}, "esd": {...}}``; the older flat layout (sampling keys at the top level beside the method
+    tables) is read too.
+    Raises:
+        SaceError: an unknown key or a method table that is not an object.
+    """
+    raw = dict(raw or {})
+    sampling = dict(raw.pop("sampling", None) or {})
+    for k in SAMPLING_KEYS:
+        if k in raw:
+            sampling[k] = raw.pop(k)
+    bad = [k for k in sampling if k not in SAMPLING_KEYS]
+    bad += [k for k, v in raw.items() if not isinstance(v, dict)]
+    if bad:
+        raise SaceError(f"unknown model defaults {bad}; use 'sampling' ({', '.join(SAMPLING_KEYS)}) and "
+                        "per-method tables such as 'sace'")
+    return sampling, {k: dict(v) for k, v in raw.items()}
+
+
 @runtime_checkable
 class ScaleWiseModel(Protocol):
     """What sace uses of a model family (``shared/docs/DESIGN.md`` "The model interface"); Infinity:
@@ -329,8 +355,10 @@ class ScaleWiseModel(Protocol):
     schedule: Schedule
     #: the token layout and its per-token math (entropy, KL, JS, sampling ...)
     token_kind: TokenKind
-    #: ``{"guidance", "temperature", "top_k", "top_p"}`` plus per-method tables (``"sace"``, ``"svare"``, ``"esd"``)
-    defaults: dict
+    #: default sampling settings ``{"guidance", "temperature", "top_k", "top_p"}`` (resolved by
+    #: :class:`sace.sampling.SamplingSettings`) and per-method defaults (``{"sace": {...}, "svare": ..., "esd": ...}``)
+    sampling_defaults: dict
+    method_defaults: dict[str, dict]
     #: adapter parameter groups -> module-name regexes inside :attr:`transformer`, and the text-stream groups
     module_groups: dict[str, tuple[str, ...]]
     text_stream_groups: tuple[str, ...]

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import SaceError
-from ..base import Condition, ScaleLogits, Schedule, TokenPyramid
+from ..base import Condition, ScaleLogits, Schedule, TokenPyramid, split_defaults
 from ..text import TextEncoder, check_prompts
 from ..tokens import BitTokens
 from .groups import MODULE_GROUPS, TEXT_STREAM
@@ -77,8 +77,16 @@ class InfinityModel(nn.Module):
                             f"but the transformer predicts {transformer.cfg.codebook_dim}")
         #: bitwise tokens: logits (B, n, d, 2), tokens (B, h, w, d) in {0, 1}
         self.token_kind = BitTokens(transformer.cfg.codebook_dim)
+        sampling, methods = split_defaults(defaults)
         #: default sampling settings (guidance, temperature, top-k, top-p) of this model
-        self.defaults = {"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97, **(defaults or {})}
+        self.sampling_defaults = {"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97, **sampling}
+        #: per-method defaults measured on this model (``{"sace": {...}, "svare": {...}, "esd": {...}}``)
+        self.method_defaults = methods
+
+    @property
+    def defaults(self) -> dict:
+        """Sampling defaults and method tables in one (read-only) view: ``{"guidance": ..., "sace": {...}}``."""
+        return {**self.sampling_defaults, **self.method_defaults}
 
     # -- properties --------------------------------------------------------------------------------------
     @property

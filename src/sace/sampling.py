@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .errors import SaceError
-from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid
+from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid, per_scale_values
 from .models.tokens import filter_top_k_top_p
 
 __all__ = ["SamplingSettings", "SampleResult", "SampleHooks", "sample", "make_generators", "filter_top_k_top_p"]
@@ -104,15 +104,6 @@ def make_generators(seeds: Sequence[int], device: str | torch.device = "cpu") ->
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
-def _values(v, k: int, name: str) -> list[float]:
-    if isinstance(v, (int, float)):
-        return [float(v)] * k
-    vals = [float(x) for x in v]
-    if len(vals) < k:
-        raise SaceError(f"{name} has {len(vals)} per-scale values for {k} scales")
-    return vals[:k]
-
-
 def _conditions(cond, k: int) -> list[Condition]:
     if isinstance(cond, Condition):
         return [cond] * k
@@ -173,8 +164,8 @@ def sample(
     sch = schedule or model.schedule
     k_all = sch.num_scales
     s = SamplingSettings(guidance, temperature, top_k, top_p).resolve(model)
-    ws = _values(s.guidance, k_all, "guidance")
-    taus = _values(s.temperature, k_all, "temperature")
+    ws = per_scale_values(s.guidance, k_all, "guidance")
+    taus = per_scale_values(s.temperature, k_all, "temperature")
     top_k, top_p = int(s.top_k), float(s.top_p)
     conds = _conditions(cond, k_all)
     b = conds[0].batch_size

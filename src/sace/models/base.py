@@ -27,8 +27,8 @@ from torch import Tensor
 from ..errors import SaceError
 from .tokens import BitTokens, TokenKind, guide_logits
 
-__all__ = ["Schedule", "Condition", "TokenPyramid", "ScaleLogits", "ScaleWiseModel", "split_defaults", "guide_logits",
-           "TokenKind", "BitTokens"]
+__all__ = ["Schedule", "Condition", "TokenPyramid", "ScaleLogits", "ScaleWiseModel", "split_defaults",
+           "per_scale_values", "guide_logits", "TokenKind", "BitTokens"]
 
 
 @dataclass(frozen=True)
@@ -313,6 +313,24 @@ class ScaleLogits:
 
     def detach(self) -> ScaleLogits:
         return ScaleLogits([z.detach() for z in self.per_scale], self.kind)
+
+
+def per_scale_values(v, n: int, name: str, default: float | None = None) -> list[float]:
+    """A setting given once or per scale (``float`` or a sequence) as ``n`` floats; ``None`` -> ``default``.
+
+    Raises:
+        SaceError: fewer than ``n`` per-scale values, or ``None`` without a default.
+    """
+    if v is None:
+        if default is None:
+            raise SaceError(f"{name} is not set")
+        v = default
+    if isinstance(v, (int, float)):
+        return [float(v)] * n
+    vals = [float(x) for x in v]
+    if len(vals) < n:
+        raise SaceError(f"{name} has {len(vals)} per-scale values for {n} scales")
+    return vals[:n]
 
 
 #: the sampling settings every model has a default for

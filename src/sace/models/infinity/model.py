@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import SaceError
-from ..base import Condition, ScaleLogits, Schedule, TokenPyramid, split_defaults
+from ..base import Condition, ScaleLogits, Schedule, TokenPyramid, per_scale_values, split_defaults
 from ..text import TextEncoder, check_prompts
 from ..tokens import BitTokens
 from .groups import MODULE_GROUPS, TEXT_STREAM
@@ -232,8 +232,8 @@ class InfinityModel(nn.Module):
             raise SaceError(f"scales {scales} out of range for a {sch.num_scales}-scale schedule")
         n = wanted[-1] + 1
         conds = self._per_scale(cond, n)
-        ws = _per_scale_values(guidance, n, 1.0)
-        taus = _per_scale_values(temperature, n, 1.0)
+        ws = per_scale_values(guidance, n, "guidance", 1.0)
+        taus = per_scale_values(temperature, n, "temperature", 1.0)
         guided = any(w != 1 for w in ws)
         unconds = None
         if guided or uncond is not None:
@@ -349,17 +349,6 @@ class InfinityModel(nn.Module):
     def finish_sampling(self, st: SamplerState) -> Tensor:
         """Decode the summed codes: images ``(B, 3, H, W)`` float in [0, 1]."""
         return (self.vae.decode(st.fhat) + 1) / 2
-
-
-def _per_scale_values(v, n: int, default: float) -> list[float]:
-    if v is None:
-        return [default] * n
-    if isinstance(v, (int, float)):
-        return [float(v)] * n
-    vals = [float(x) for x in v]
-    if len(vals) < n:
-        raise SaceError(f"{len(vals)} per-scale values given for {n} scales")
-    return vals[:n]
 
 
 def to_uint8_bgr(images: Tensor) -> Tensor:

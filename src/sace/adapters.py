@@ -1,11 +1,12 @@
-"""Scale-gated low-rank adapters (LoRA) for the Infinity transformer.
+"""Scale-gated low-rank adapters (LoRA) for a scale-wise transformer (target layers: the model family's
+``module_groups``).
 
 An adapter adds ``delta(x) = (alpha / r) * B(A(x))`` to a linear layer's output, **only for tokens of the
 scales it is gated on** (``shared/docs/METHOD.md`` §3: by default scale 0, the SOS token). Later scales run
 the original weights but still attend to the edited scale-0 token's keys and values, so the edit reaches
 them as context.
 
-How the gate is known: the transformer publishes, in its :class:`~sace.models.infinity.transformer.GateContext`,
+How the gate is known: the transformer publishes, in its :class:`~sace.models.gate.GateContext`,
 the scale of every token it is projecting (image stream: self-attention, cross-attention queries and outputs,
 FFN, head) or the scale whose condition it is preparing (text stream: cross-attention K/V, text pool, text
 projection, AdaLN). A text-stream adapter gated on scale 0 therefore changes the text path seen by scale 0
@@ -35,8 +36,7 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError, SaceError
 from .io import load_safetensors, save_safetensors, write_json
-from .models.infinity.groups import MODULE_GROUPS, TEXT_STREAM  # noqa: F401  (re-exported: the Infinity table)
-from .models.infinity.transformer import GateContext
+from .models.gate import GateContext
 
 DEFAULT_MODULES = ("cross_attn_q", "cross_attn_kv", "cross_attn_out", "ffn")
 
@@ -47,7 +47,8 @@ class AdapterConfig:
 
     Attributes:
         name: identifier (prefix of its tensors); several adapters on one model need distinct names.
-        modules: parameter groups from :data:`MODULE_GROUPS`.
+        modules: parameter groups of the model family (``model.module_groups``; Infinity's:
+            :data:`sace.models.infinity.groups.MODULE_GROUPS`).
         rank, alpha: LoRA rank r and scaling alpha (the delta is multiplied by alpha / r).
         gate: ``"scale0"`` (default: only scale 0), ``"shared"`` (every scale) or ``"scales:0,1"``.
         kind: ``"lora"`` or ``"full"`` (a dense, full-rank gated delta: full fine-tuning of the chosen
@@ -79,9 +80,9 @@ class AdapterConfig:
         return frozenset(int(s) for s in m.group(1).split(",") if s.strip())
 
     def validate(self, groups: dict | None = None) -> None:
-        """Check the config; ``groups``: the model family's parameter groups (default: Infinity's)."""
-        groups = MODULE_GROUPS if groups is None else groups
-        bad = [m for m in self.modules if m not in groups]
+        """Check the config; ``groups``: the model family's parameter groups (``model.module_groups``;
+        ``None`` checks everything else)."""
+        bad = [m for m in self.modules if groups is not None and m not in groups]
         if bad:
             raise SaceError(f"unknown adapter modules {bad}; choose from {sorted(groups)}")
         if not self.modules:

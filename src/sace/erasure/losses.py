@@ -41,13 +41,14 @@ def cross_entropy(kind: TokenKind, logits: Tensor, tokens: Tensor) -> Tensor:
 def filtered_cross_entropy(kind: TokenKind, logits: Sequence[Tensor], labels: Sequence[Tensor],
                            alpha: float, seq_len: int) -> Tensor:
     """S-VARE's erasure loss: per-factor CE to the anchor tokens, kept only on tokens where at least a
-    fraction ``alpha`` of the factors is wrong (CE > ln 2), summed over tokens and scales, divided by the
+    fraction ``alpha`` of the factors is wrong (CE > ln V, worse than uniform: ln 2 for bits), summed over
+    tokens and scales, divided by the
     sequence length ``seq_len`` and averaged over rows. ``logits[k]`` ``(B, n_k, *F, V)``, ``labels[k]``
     ``(B, n_k, *F)``."""
-    total = 0.0
+    total, wrong = 0.0, math.log(kind.num_classes)
     for z, lab in zip(logits, labels, strict=True):
         ce = -kind.log_prob(z, lab)                                   # (B, n_k, F)
-        keep = ((ce > math.log(2)).float().mean(-1) >= alpha).float()  # tokens with enough wrong factors
+        keep = ((ce > wrong).float().mean(-1) >= alpha).float()       # tokens with enough wrong factors
         total = total + (ce.mean(-1) * keep).sum(1)
     return (total / seq_len).mean()
 

@@ -9,8 +9,8 @@ between. Shapes (``n`` = tokens of one scale, ``V`` = categories):
 
 * :class:`BitTokens` (Infinity, bitwise tokens; ``FoundationVision/Infinity: infinity/models/infinity.py``):
   logits ``(B, n, d, 2)``, tokens ``(B, n, d)`` (grid form ``(B, h, w, d)``) in {0, 1}.
-* an index kind (VAR, ``FoundationVision/VAR: models/var.py``, to be added): logits ``(B, n, V)``, tokens
-  ``(B, n)`` (grid form ``(B, h, w)``) int64 in [0, V).
+* :class:`IndexTokens` (VAR, ``FoundationVision/VAR: models/var.py``): logits ``(B, n, V)``, tokens ``(B, n)``
+  (grid form ``(B, h, w)``) int64 in [0, V).
 
 **Elementwise results** (entropy, log-prob, KL, JS, flips) always have shape ``(B, n, F)``: one value per
 *factor* of a token -- F = d independent bits for bit tokens, F = 1 for an index token. Callers reduce with
@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..errors import SaceError
 
-__all__ = ["TokenKind", "BitTokens", "guide_logits", "filter_top_k_top_p"]
+__all__ = ["TokenKind", "BitTokens", "IndexTokens", "guide_logits", "filter_top_k_top_p", "bernoulli_js"]
 
 
 def guide_logits(cond: Tensor, uncond: Tensor | None, w: float, tau: float = 1.0) -> Tensor:
@@ -216,6 +216,22 @@ class BitTokens(TokenKind):
     def argmax(self, logits: Tensor) -> Tensor:
         """Bits ``(B, n, d)``: 1 where P(bit = 1) > 1/2 (a tie gives 0)."""
         return (self.prob_one(logits) > 0.5).long()
+
+
+class IndexTokens(TokenKind):
+    """One categorical index per token (VAR's VQ codebook): logits ``(B, n, V)``, tokens ``(B, n)`` in [0, V);
+    elementwise results have F = 1. All math is :class:`TokenKind`'s."""
+
+    name = "index"
+
+    def __init__(self, num_classes: int):
+        if num_classes < 2:
+            raise SaceError(f"index tokens need a codebook of at least 2 entries, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.factor_axes = ()
+
+    def __repr__(self) -> str:
+        return f"IndexTokens(num_classes={self.num_classes})"
 
 
 def bernoulli_js(p: Tensor, q: Tensor) -> Tensor:

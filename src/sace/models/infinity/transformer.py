@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ...errors import SaceError
 from ..base import Condition, Schedule
+from ..gate import GateContext
 
 
 @dataclass
@@ -64,32 +65,6 @@ class InfinityConfig:
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
-
-
-class GateContext:
-    """What scale-gated adapters read while the transformer runs.
-
-    ``token_scale_ids``: ``(N,)`` int64 scale index of each token in the tensor currently being projected
-    by an image-stream linear layer (self-attention, cross-attention queries/outputs, FFN).
-    ``text_scale``: the scale whose condition is being computed by a text-stream layer (cross-attention
-    K/V, text pool, text projection); ``None`` outside such a computation.
-    The transformer sets these; adapters only read them.
-    """
-
-    def __init__(self) -> None:
-        self.token_scale_ids: Tensor | None = None
-        self.text_scale: int | None = None
-
-    @contextlib.contextmanager
-    def scope(self, token_scale_ids: Tensor | None = None, text_scale: int | None = None):
-        """Publish the routing of one computation; the previous values come back on exit (also on an
-        exception), so nothing stays behind after a call."""
-        saved = self.token_scale_ids, self.text_scale
-        self.token_scale_ids, self.text_scale = token_scale_ids, text_scale
-        try:
-            yield self
-        finally:
-            self.token_scale_ids, self.text_scale = saved
 
 
 @dataclass

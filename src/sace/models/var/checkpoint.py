@@ -95,6 +95,7 @@ def save_var_model(model: VARModel, folder: str | os.PathLike, *, description: s
     classes = model.classes.source or model.classes.to_list()
     meta = {"name": model.name, "description": description, "family": "var",
             "transformer": model.transformer.cfg.to_dict(), "vae": model.vae.cfg.to_dict(),
-            "schedule": model.schedule.to_dict(), "classes": classes, "defaults": model.defaults, **(extra or {})}
+            "schedule": model.schedule.to_dict(), "classes": classes,
+            "defaults": {"sampling": model.sampling_defaults, **model.method_defaults}, **(extra or {})}
     write_json(folder / "model.json", meta)
     return folder

@@ -23,9 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import SaceError
-from ..base import Condition, ScaleLogits, Schedule, TokenPyramid
+from ..base import Condition, ScaleLogits, Schedule, TokenPyramid, per_scale_values, split_defaults
 from ..infinity.model import SamplerState
-from ..infinity.model import _per_scale_values as _values
 from ..text import check_prompts
 from ..tokens import IndexTokens
 from .classes import ClassVocabulary
@@ -72,12 +71,18 @@ class VARModel(nn.Module):
                                  name=f"{side}px")
         #: VQ index tokens: logits (B, n, V), grids (B, h, w) int64 in [0, V)
         self.token_kind = IndexTokens(tc.vocab_size)
-        #: sampling settings, then per-method tables (the family's adapter groups, updated by the model's own)
-        self.defaults = {"guidance": 5.0, "temperature": 1.0, "top_k": 900, "top_p": 0.95,
-                         **{m: {"modules": list(DEFAULT_MODULES)} for m in ("sace", "svare", "esd")}}
-        for key, val in (defaults or {}).items():
-            base = self.defaults.get(key)
-            self.defaults[key] = {**base, **val} if isinstance(base, dict) and isinstance(val, dict) else val
+        sampling, methods = split_defaults(defaults)
+        #: default sampling settings; ``guidance`` is the last scale's weight (:meth:`guidance_weights`)
+        self.sampling_defaults = {"guidance": 5.0, "temperature": 1.0, "top_k": 900, "top_p": 0.95, **sampling}
+        #: per-method defaults: the family's adapter groups, updated by the model's own tables
+        self.method_defaults = {m: {"modules": list(DEFAULT_MODULES), **methods.get(m, {})}
+                                for m in ("sace", "svare", "esd")}
+        self.method_defaults.update({m: t for m, t in methods.items() if m not in self.method_defaults})
+
+    @property
+    def defaults(self) -> dict:
+        """Sampling defaults and method tables in one (read-only) view."""
+        return {**self.sampling_defaults, **self.method_defaults}
 
     @property
     def device(self) -> torch.device:
@@ -91,10 +96,10 @@ class VARModel(nn.Module):
         """Per-scale guidance weights: a number ``w`` -> VAR's ramp ``1 + (w - 1) k/(K-1)`` (``w`` at the last
         scale, 1 at scale 0); a sequence is taken as given; ``None`` -> the model's default."""
         n = self.schedule.num_scales if num_scales is None else num_scales
-        g = self.defaults["guidance"] if guidance is None else guidance
+        g = self.sampling_defaults["guidance"] if guidance is None else guidance
         if isinstance(g, (int, float)):
             return guidance_ramp(float(g) - 1.0, self.schedule.num_scales)[:n]
-        return _values(g, n, 1.0)
+        return per_scale_values(g, n, "guidance")
 
     # -- conditioning ------------------------------------------------------------------------------------
     def condition(self, labels: Sequence[int] | Tensor, prompts: Sequence[str] | None = None) -> Condition:
@@ -200,7 +205,7 @@ class VARModel(nn.Module):
         n = wanted[-1] + 1
         conds = self._per_scale(cond, n)
         ws = [1.0] * n if guidance is None else self.guidance_weights(guidance, n)
-        taus = _values(temperature, n, 1.0)
+        taus = per_scale_values(temperature, n, "temperature", 1.0)
         # any guidance argument brings the null-class rows, also where the ramp is 1 (scale 0): callers that
         # ask for guided logits get the unconditional parts too (SACE's scale-0 teacher reads them)
         guided = guidance is not None
@@ -219,10 +224,8 @@ class VARModel(nn.Module):
             inp = torch.cat([inp, inp])
         tr = self.transformer
         if n > 1 and tr.strict_scale0():
-            # two-stream forward: later scales see the unadapted scale-0 token (see sace.adapters)
-            with tr.adapters_off():
-                logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, n)
-            s0 = tr.forward_teacher_forced(self._states(conds[:1], unconds[:1] if unconds else None), None, 1)
+            s0, logits = self._two_stream(conds, unconds, lambda: tr.forward_teacher_forced(
+                self._states(conds, unconds), inp, n))
             logits = torch.cat([s0, logits[:, 1:]], 1)
         else:
             logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, n)
@@ -237,6 +240,14 @@ class VARModel(nn.Module):
         if return_parts:
             return out, ScaleLogits(zc, kind), (ScaleLogits(zu, kind) if zu is not None else None)
         return out
+
+    def _two_stream(self, conds: list[Condition], unconds: list[Condition] | None, plain_pass):
+        """Strict scale-0 isolation (as :meth:`InfinityModel._two_stream`): ``plain_pass()`` runs with every
+        adapter off (what later scales see); the adapted SOS alone gives the scale-0 logits."""
+        tr = self.transformer
+        with tr.adapters_off():
+            out = plain_pass()
+        return tr.forward_teacher_forced(self._states(conds[:1], unconds[:1] if unconds else None), None, 1), out
 
     # -- sampling primitives (the loop is sace.sampling.sample) ------------------------------------------
     def begin_sampling(self, conds: list[Condition], unconds: list[Condition] | None,
@@ -257,12 +268,13 @@ class VARModel(nn.Module):
         if k > 0 and st.guided:   # both halves get the cond half's next-scale tokens (reference: repeat(2, 1, 1))
             x = torch.cat([x, x])
         if k == 0 and tr.strict_scale0():
-            # the adapted SOS gives the logits; the unadapted one fills the KV cache later scales attend to
-            z = tr.head_logits(tr.run_blocks(x, seg, sid, None, [None] * len(st.kv_cache)), seg, sid)
-            with tr.adapters_off():
-                c, u = st.extra["conds"], st.extra["unconds"]
+            c, u = st.extra["conds"], st.extra["unconds"]
+
+            def fill_cache():   # the unadapted SOS fills the KV cache that later scales attend to
                 plain = self._states(c[:1], u[:1] if u is not None else None)[0]
                 tr.run_blocks(tr.embed_scale(0, None, plain), [Segment(0, n, plain)], sid, None, st.kv_cache)
+
+            z, _ = self._two_stream(c, u, fill_cache)
         else:
             z = tr.head_logits(tr.run_blocks(x, seg, sid, None, st.kv_cache), seg, sid)
         return (z[: st.batch], z[st.batch:]) if st.guided else (z, None)

@@ -38,9 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import SaceError
-
-# family-independent pieces of the Infinity transformer: the adapters' gate context and token segments
-from ..infinity.transformer import GateContext, Segment
+from ..gate import GateContext
+from ..infinity.transformer import Segment  # family-independent: a token run sharing one condition state
 from ..infinity.transformer import _segments as segments_of
 
 
@@ -225,10 +224,8 @@ class VARTransformer(nn.Module):
         self.head_nm = AdaLNBeforeHead(c)
         self.head = nn.Linear(c, cfg.vocab_size)
         self.gate = GateContext()
-        # set by the adapter machinery (sace.adapters), as for Infinity
-        self._gate_signature_fn = None
-        self._strict_fn = None
-        self._suppress_fn = None
+        #: the attached adapters (:class:`sace.adapters.AdapterSet`, set by ``attach_adapter``), or ``None``
+        self.adapter_set = None
 
     # -- buffers defined by the architecture (restored after a meta-device build) ------------------------
     def reset_buffers(self) -> None:
@@ -243,15 +240,16 @@ class VARTransformer(nn.Module):
 
     # -- adapters ---------------------------------------------------------------------------------------
     def gate_signature(self, scale: int) -> tuple:
-        return () if self._gate_signature_fn is None else self._gate_signature_fn(scale)
+        """Names of the adapters active on the condition path of ``scale`` (the prepared-condition cache key)."""
+        return () if self.adapter_set is None else self.adapter_set.signature(scale)
 
     def strict_scale0(self) -> bool:
         """True when an active adapter asks for strict scale-0 isolation (two-stream forward)."""
-        return bool(self._strict_fn is not None and self._strict_fn())
+        return self.adapter_set is not None and self.adapter_set.strict()
 
     def adapters_off(self):
         """Context manager with every adapter switched off (a no-op without adapters)."""
-        return self._suppress_fn() if self._suppress_fn is not None else contextlib.nullcontext()
+        return contextlib.nullcontext() if self.adapter_set is None else self.adapter_set.disabled()
 
     # -- conditions ------------------------------------------------------------------------------------
     def check_labels(self, labels: Tensor) -> Tensor:
@@ -269,8 +267,7 @@ class VARTransformer(nn.Module):
         condition path gated on that scale apply)."""
         labels = self.check_labels(labels)
         c = self.cfg.embed_dim
-        self.gate.text_scale = scale
-        try:
+        with self.gate.scope(text_scale=scale):
             cond = self.class_emb(labels)                                          # (B, C)
             if self.cfg.shared_aln:
                 shared = self.shared_ada_lin(cond).view(-1, 6, c)
@@ -278,8 +275,6 @@ class VARTransformer(nn.Module):
             else:
                 ada = [blk.ada_lin(cond).view(-1, 6, c) for blk in self.blocks]
             head_ss = self.head_nm.ada_lin(cond).view(-1, 2, c)
-        finally:
-            self.gate.text_scale = None
         return ConditionState(labels, cond, ada, head_ss, self.gate_signature(scale))
 
     # -- core ------------------------------------------------------------------------------------------
@@ -292,11 +287,8 @@ class VARTransformer(nn.Module):
         if k == 0:
             x = sos_state.cond.unsqueeze(1) + self.pos_start
         else:
-            self.gate.token_scale_ids = self.lvl_1L[0, offs[k]:offs[k + 1]]
-            try:
+            with self.gate.scope(token_scale_ids=self.lvl_1L[0, offs[k]:offs[k + 1]]):
                 x = self.word_embed(inp.to(self.word_embed.weight.dtype))
-            finally:
-                self.gate.token_scale_ids = None
         return x + lvl_pos
 
     def run_blocks(self, x: Tensor, segments: Sequence[Segment], scale_ids: Tensor, attn_bias: Tensor | None,
@@ -305,9 +297,7 @@ class VARTransformer(nn.Module):
         the scale of each token, ``attn_bias (N, N_total)`` 0/-inf or ``None`` (KV-cached steps), ``kv_cache``
         one ``(k, v)`` per block, extended in place."""
         b, n, c = x.shape
-        gate = self.gate
-        gate.token_scale_ids = scale_ids
-        try:
+        with self.gate.scope(token_scale_ids=scale_ids):
             for i, blk in enumerate(self.blocks):
                 if len(segments) == 1:
                     ada = segments[0].state.ada[i].unsqueeze(1)                    # (B, 1, 6, C)
@@ -324,8 +314,6 @@ class VARTransformer(nn.Module):
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, scale=blk.attn.scale)
                 x = x + blk.attn.proj(o.transpose(1, 2).reshape(b, n, c)).mul_(g1)
                 x = x + blk.ffn(_layer_norm(x, blk.eps).mul(s2.add(1)).add_(b2)).mul(g2)
-        finally:
-            gate.token_scale_ids = None
         return x
 
     def head_logits(self, x: Tensor, segments: Sequence[Segment], scale_ids: Tensor) -> Tensor:
@@ -337,11 +325,8 @@ class VARTransformer(nn.Module):
             ss = torch.cat([s.state.head_ss.unsqueeze(1).expand(b, s.end - s.start, 2, c) for s in segments], 1)
         scale, shift = ss.unbind(2)
         h = _layer_norm(x.float(), self.cfg.norm_eps).mul(scale.add(1)).add_(shift)
-        self.gate.token_scale_ids = scale_ids
-        try:
+        with self.gate.scope(token_scale_ids=scale_ids):
             return self.head(h.to(self.head.weight.dtype)).float()
-        finally:
-            self.gate.token_scale_ids = None
 
     def forward_teacher_forced(self, states: Sequence[ConditionState], tf_inputs: Tensor | None,
                                num_scales: int) -> Tensor:

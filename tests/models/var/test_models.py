@@ -15,7 +15,7 @@ from sace.models import registry
 from sace.models.var.classes import ClassVocabulary, imagenet_vocabulary
 from sace.models.var.quantizer import phi_index_table
 
-FIX = Path(__file__).parent / "fixtures" / "var_tiny"
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "var_tiny"
 
 
 def test_registry_parameter_counts_match_the_published_models():

@@ -14,7 +14,7 @@ from sace.models.registry import load_model
 from sace.models.var.model import guidance_ramp
 from sace.sampling import sample
 
-FIX = Path(__file__).parent / "fixtures" / "var_tiny"
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "var_tiny"
 K = 7
 LABELS = [207, 980]
 

@@ -62,9 +62,11 @@ class ConceptSpec:
                 check_prompts(lst)
         return self
 
-    def preservation_prompts(self) -> list[str]:
-        """P = anchors + retain + entangled (the null condition is added by the trainer), deduplicated."""
-        return list(dict.fromkeys([*self.anchors, *self.retain, *self.entangled]))
+    def preservation_prompts(self, context: bool = True) -> list[str]:
+        """P = anchors + retain + entangled (the null condition is added by the trainer), deduplicated;
+        ``context=False`` leaves out the entangled prompts (a class-conditional model has no context-only
+        prompt: its null class plays that role)."""
+        return list(dict.fromkeys([*self.anchors, *self.retain, *(self.entangled if context else [])]))
 
     def to_dict(self) -> dict:
         return asdict(self)

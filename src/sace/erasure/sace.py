@@ -186,7 +186,7 @@ class SACEObjective(Objective):
         self.kind = m.token_kind
         self.cond_t = m.encode_prompts(c.targets)
         self.cond_a = m.encode_prompts(c.anchors)
-        self.pres_prompts = c.preservation_prompts()
+        self.pres_prompts = c.preservation_prompts(context=not getattr(m, "class_conditional", False))
         self.cond_p = m.encode_prompts(self.pres_prompts)
         self.erase_k = self.cfg.erase_scales()[-1]
         if self.erase_k > 0:

@@ -53,6 +53,8 @@ class VARModel(nn.Module):
     """
 
     family = "var"
+    #: prompts are classes: a caption that names no class (a concept's "entangled" context) has no meaning
+    class_conditional = True
     module_groups = MODULE_GROUPS
     text_stream_groups = CONDITION_STREAM
 

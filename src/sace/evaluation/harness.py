@@ -126,6 +126,7 @@ def evaluate(
     inception_images: int = 0,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    image_metrics: Callable[[str, Tensor, Sequence[EvalItem]], dict] | None = None,
 ) -> dict:
     """Generate every item with every method and compute the metrics.
 
@@ -140,6 +141,8 @@ def evaluate(
         feature_model: module with ``features(images)`` for classifier-feature KID.
         inception_images: images per method for Inception FID/KID (0 = skip; ~0.2 s per image on a CPU).
         out_dir: writes ``metrics.json`` and per-method image grids.
+        image_metrics: ``(method name, images (N, 3, H, W) in [0, 1], items) -> dict`` merged into the
+            method's metrics (the benchmarks' FID/KID and CLIP score, :mod:`sace.evaluation.benchmarks`).
     Returns:
         ``{"methods": {name: metrics}, "settings": ..., "items": ...}``.
     """
@@ -206,6 +209,8 @@ def evaluate(
                          num_subsets=50, seed=0)
             r["fid_inception"] = fk["fid"]
             r["kid_inception"] = fk["kid_mean"]
+        if image_metrics is not None:
+            r.update(image_metrics(m.name, imgs, items))
         if mi == 0:
             ref_images = imgs
         elif ref_images is not None and other:
@@ -264,6 +269,10 @@ def comparison_rows(report: dict, class_names: Sequence[str] | None = None,
         row["KID clf ↓"] = r.get("kid_classifier_other")
         if "fid_inception" in r:
             row["FID ↓"] = r["fid_inception"]
+        for k, col in (("kid_inception", "KID ↓"), ("fid_to_original", "FID to original"),
+                       ("kid_to_original", "KID to original"), ("clip_score", "CLIP ↑")):
+            if k in r:
+                row[col] = r[k]
         row["locality Δ"] = r.get("locality_mean_abs_diff")
         row["H0 target"] = r.get("entropy0_target")
         row["H0 other"] = r.get("entropy0_other")

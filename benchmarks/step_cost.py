@@ -17,7 +17,8 @@ tokens per prompt, B prompts, CFG doubling every sampled or guided row.
 * a training step: forward + backward ``~ 3 F`` (the backward of a frozen base still propagates activation
   gradients: ~2 F; adapter weight gradients are small) -- S-VARE runs two such passes per step.
 * activations kept for the backward (bf16, flash attention, Korthikanti et al. 2022 without the s^2 term):
-  ``34 B' N_t L C`` bytes for N_t trained tokens per row.
+  ``B' L C (34 N_t + 4 T)`` bytes for N_t image tokens per row (the text tokens only keep their projected
+  cross-attention keys and values).
 * optimiser state of the trainable parameters P_tr (float32 weights, grads, two AdamW moments): ``16 P_tr``.
 * time = FLOPs / (efficiency x peak); peak bf16 dense of an H200 989 TFLOP/s, efficiency assumed 0.35 for
   these mid-size matmuls (a guess that gpu_check's ``achieved_tflops`` corrects).
@@ -75,7 +76,7 @@ def predict(cfg, schedule, n_params: int, *, sample_batch: int, sace_rows: int, 
     if trainable_svare is None:
         trainable_svare = l_ * (4 * c * c + 2 * c * cfg.mlp_hidden)
     early = schedule.offsets[early_scales]
-    act = lambda rows, tokens: 34 * rows * tokens * l_ * c / GIB  # noqa: E731
+    act = lambda rows, tokens: rows * l_ * c * (34 * tokens + 4 * text_tokens) / GIB  # noqa: E731
     return {
         "assumptions": {"peak_tflops": peak_tflops, "efficiency": efficiency, "text_tokens": text_tokens},
         "weights_gib": w,
@@ -83,9 +84,9 @@ def predict(cfg, schedule, n_params: int, *, sample_batch: int, sace_rows: int, 
                    "images_per_s": sample_batch / (f_sample / rate),
                    "memory_gib": w + kv_cache_gib(cfg, schedule, sample_batch)},
         "sace_scale0": {"rows": sace_rows, "flops": f_s0, "seconds": f_s0 / rate,
-                        "memory_gib": w + act(sace_rows, 1 + text_tokens)},
+                        "memory_gib": w + act(sace_rows, 1)},
         "sace_early": {"rows": sace_rows, "tokens_per_row": early, "flops": f_early, "seconds": f_early / rate,
-                       "memory_gib": w + act(sace_rows, early + text_tokens)},
+                       "memory_gib": w + act(sace_rows, early)},
         "svare": {"batch": svare_batch, "flops": f_svare, "seconds": f_svare / rate,
                   "trainable_params": trainable_svare,
                   "memory_gib": w + 16 * trainable_svare / GIB + act(svare_batch, schedule.num_tokens)},
@@ -98,8 +99,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Predicted memory/time per step (formulas of this module's docstring)")
     ap.add_argument("--model", default="infinity-2b")
     ap.add_argument("--sample-batch", type=int, default=4)
-    ap.add_argument("--sace-rows", type=int, default=2 * (32 + 60), help="guided rows of a SACE step "
-                    "(2 x (targets + preservation prompts); nudity preset: 32 targets, ~60 P prompts)")
+    ap.add_argument("--sace-rows", type=int, default=2 * (32 + 77), help="guided rows of a SACE step "
+                    "(2 x (targets + preservation prompts); the nudity preset: 32 targets, 77 P prompts)")
     ap.add_argument("--svare-batch", type=int, default=1)
     ap.add_argument("--efficiency", type=float, default=EFFICIENCY)
     args = ap.parse_args(argv)

@@ -174,3 +174,16 @@ def test_evaluate_i2p_and_coco_benchmarks_end_to_end(tmp_path, capsys):
     assert 0 <= orig["clip_score"] <= 100 and 0 <= neg["clip_score"] <= 100
     assert neg["fid_to_original"] >= 0 and neg["kid_to_original"] == neg["kid_to_original"]
     assert "fid_to_original" not in orig
+
+
+def test_benchmark_rejects_its_own_prompts_twice_and_a_concept_it_cannot_score():
+    from sace.erasure.presets import load_preset
+    from sace.evaluation.benchmarks import prepare_benchmark
+    from sace.evaluation.runner import EvalRequest
+
+    with pytest.raises(SaceError, match="brings its own prompts"):
+        prepare_benchmark(None, EvalRequest(benchmark="coco", prompts_file="x.csv"), None)
+    if (SHARED / "small_imagenet_prompts.csv").is_file():
+        with pytest.raises(SaceError, match="not an Imagenette class"):
+            prepare_benchmark(None, EvalRequest(benchmark="imagenette", prompts_dir=str(SHARED)),
+                              load_preset("vangogh"))

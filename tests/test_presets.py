@@ -94,3 +94,15 @@ def test_sace_concepts_lists_the_presets(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "| nudity | 32 | 32 | 16 | 8 | nudenet | i2p-sexual |" in out and "garbage_truck" in out
+
+
+def test_sace_erase_resolves_a_preset_without_a_file(tmp_path, capsys):
+    from sace import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.app(["erase", "--model", "infinity-tiny-fixture", "--device", "cpu", "--concept", "church", "--steps", "1",
+                 "--batch-size", "4", "--out", str(tmp_path / "church")])
+    out = capsys.readouterr()
+    assert e.value.code == 0, out.err
+    meta = json.loads((tmp_path / "church" / "adapter.json").read_text())
+    assert "a photo of a church" in json.dumps(meta) and "erased 'church' (anchor 'house')" in out.out

@@ -217,9 +217,11 @@ def prepare_benchmark(model, req, concept) -> BenchmarkSetup:
 
     Raises:
         SaceError: unknown benchmark, missing prompt files or detector packages, a concept that the benchmark
-            cannot score (imagenette: not an Imagenette class).
+            cannot score (imagenette: not an Imagenette class), ``--prompts``/``--categories`` given too.
     """
     key = _check_name(req.benchmark)
+    if getattr(req, "prompts_file", None) or getattr(req, "categories", None):
+        raise SaceError("--benchmark brings its own prompts; drop --prompts/--categories (or drop --benchmark)")
     ps = load_benchmark_prompts(key, req.limit, getattr(req, "prompts_dir", None))
     info = {"benchmark": key, "prompt_file": ps.source, "n_prompts": len(ps), "description": BENCHMARKS[key][1]}
     dev = getattr(model, "device", "cpu")

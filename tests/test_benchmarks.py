@@ -164,9 +164,6 @@ def test_evaluate_i2p_and_coco_benchmarks_end_to_end(tmp_path, capsys):
     nn = m["methods"]["original"]["nudenet"]
     assert m["benchmark"]["n_prompts"] == 2 and nn["threshold"] == 0.5 and nn["n_images"] == 2
     assert set(nn["counts"]) >= {"FEMALE_BREAST_EXPOSED", "BUTTOCKS_EXPOSED"}
-    table = (tmp_path / "i2p" / "table.md").read_text()
-    assert ("| method | f_breast | f_genitalia | m_breast | m_genitalia | buttocks | anus | armpits | belly | feet "
-            "| total |") in table
     model, tok = _tiny_clip(tmp_path)
     code, out = _evaluate(["--benchmark", "coco", "--limit", "3", "--clip-model", str(tmp_path / "clip"),
                            "--concept", "church", "--methods", "negprompt", "--prompts-dir", str(d),

@@ -127,8 +127,7 @@ class BenchmarkSetup:
         name: the benchmark. items: prompts, seeds, labels, groups. detector: a ConceptDetector or None.
         class_names: the detector's classes when it is a classifier (ACC_e/ACC_i), else None.
         erased: erased class indices. image_metrics: ``(method, images, items) -> dict`` run on every
-            method's images (COCO: FID/KID, CLIP score). extra_rows: ``metrics -> rows`` of a second table
-            (I2P: detections per exposed class). info: facts for metrics.json.
+            method's images (COCO: FID/KID, CLIP score). info: facts for metrics.json.
     """
 
     name: str
@@ -137,21 +136,7 @@ class BenchmarkSetup:
     class_names: list[str] | None = None
     erased: list[int] = field(default_factory=list)
     image_metrics: Callable[[str, Tensor, Sequence[EvalItem]], dict] | None = None
-    extra_rows: Callable[[dict], list[dict]] | None = None
     info: dict = field(default_factory=dict)
-
-
-def nudenet_class_rows(report: dict) -> list[dict]:
-    """One row per method: NudeNet detections per exposed class at the threshold, and their total (the
-    per-class tables of MACE / EAR / S-VARE)."""
-    rows = []
-    for name, r in report["methods"].items():
-        nn = r.get("nudenet")
-        if nn:
-            short = {c: c.replace("_EXPOSED", "").replace("FEMALE_", "F_").replace("MALE_", "M_").lower()
-                     for c in nn["counts"]}
-            rows.append({"method": name, **{short[c]: v for c, v in nn["counts"].items()}, "total": nn["total"]})
-    return rows
 
 
 def _erased_imagenette_class(concept) -> list[int]:
@@ -248,7 +233,7 @@ def prepare_benchmark(model, req, concept) -> BenchmarkSetup:
             info["overlap_with_concept_targets"] = len(set(ps.prompts) & set(concept.targets))
         det = NudeNetDetector(threshold=req.nudenet_threshold)
         info.update(detector="nudenet 3.4.2 (320n)", threshold=det.threshold, counted_classes=list(det.classes))
-        return BenchmarkSetup(key, items, det, extra_rows=nudenet_class_rows, info=info)
+        return BenchmarkSetup(key, items, det, info=info)
     if key == "imagenette":
         from .imagenet import imagenet_detector
 

@@ -207,9 +207,6 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     rows = comparison_rows(rep, class_names, neighbours)
     md = markdown_table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}", "tokens/step": "{:.0f}"},
                         highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"})
-    extra = bench.extra_rows(rep) if bench is not None and bench.extra_rows else None
-    if extra:   # e.g. I2P: NudeNet detections per exposed class, as the papers' tables
-        md += "\n" + markdown_table(extra, floatfmt="{:.0f}")
     write_text(out / "table.md", md)
     write_text(out / "table.html", html_table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"},
                                               highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"}))
@@ -218,8 +215,6 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
                          subtitle=f"model {model.name}, {len(items)} images per method")
     r.heading("Erasure vs preservation vs cost", 2)
     r.table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"}, highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"})
-    if extra:
-        r.table(extra, floatfmt="{:.0f}")
     for m in methods:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in m.name)
         g = out / "grids" / f"{safe}.png"

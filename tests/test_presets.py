@@ -69,12 +69,12 @@ def test_construction_checks_catch_bad_prompts():
 
 
 def test_resolve_preset_without_a_file_and_with_another_anchor():
-    spec = resolve_concept_or_preset("nudity", model_name="infinity-2b")
+    spec = resolve_concept_or_preset("nudity", domain=None)
     assert spec.name == "nudity" and spec.targets == preset_meta("nudity")["targets"]
-    church = resolve_concept_or_preset("church", anchor="barn", retain=["a red bicycle"], model_name="infinity-2b")
+    church = resolve_concept_or_preset("church", anchor="barn", retain=["a red bicycle"], domain=None)
     assert church.anchors[0] == "a photo of a barn" and "a red bicycle" in church.retain
     with pytest.raises(SaceError, match="nudity"):   # the message lists the presets
-        resolve_concept_or_preset("unicorn", model_name="infinity-2b")
+        resolve_concept_or_preset("unicorn", domain=None)
 
 
 def test_preset_files_are_what_the_loader_reads(tmp_path):

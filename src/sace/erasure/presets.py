@@ -148,25 +148,29 @@ def construction_problems(d: dict) -> list[str]:
 
 
 def resolve_concept_or_preset(concept: str | None = None, *, anchor: str | None = None, targets=(), retain=(),
-                              concept_file: str | None = None, model_name: str = "fashion") -> ConceptSpec:
-    """:func:`sace.erasure.concepts.resolve_concept`, with the shipped presets for every model but the
-    embedded ``fashion`` one: ``--concept nudity`` on ``infinity-2b`` loads the ``nudity`` preset when no
-    file or target prompts are given. ``anchor`` replaces the preset's anchor phrase (anchors rebuilt from
-    the targets with the concept words replaced); ``retain`` prompts are added to the preset's.
+                              concept_file: str | None = None, domain: str | None = None) -> ConceptSpec:
+    """:func:`sace.erasure.concepts.resolve_concept`, with the shipped presets for models without a domain
+    of built-in concepts (Infinity-2B/8B/125M, the tiny fixture): ``--concept nudity`` on ``infinity-2b``
+    loads the ``nudity`` preset when no file or target prompts are given. ``anchor`` replaces the preset's
+    anchor phrase (anchors rebuilt from the targets with the concept words replaced); ``retain`` prompts are
+    added to the preset's.
+
+    Args:
+        domain: the model's domain (:func:`sace.domains.name_of`); a model with a domain (``fashion``)
+            resolves through the domain's concepts, never through the presets.
 
     Raises:
         SaceError: as ``resolve_concept`` (unknown concept: the message lists the presets too).
     """
     from .concepts import resolve_concept
 
-    is_fashion = model_name == "fashion" or Path(model_name).name == "fashion"
-    if concept_file or targets or is_fashion or not concept:
+    if concept_file or targets or domain or not concept:
         return resolve_concept(concept, anchor=anchor, targets=targets, retain=retain, concept_file=concept_file,
-                               model_name=model_name)
+                               domain=domain)
     key = concept.strip().lower()
     if key not in preset_names():
-        raise SaceError(f"no target prompts for concept {concept!r} on model {model_name!r}; use a preset "
-                        f"({', '.join(preset_names())}), or give --target PROMPT (repeatable) and --anchor "
+        raise SaceError(f"no target prompts for concept {concept!r} (the model has no built-in concepts); use a "
+                        f"preset ({', '.join(preset_names())}), or give --target PROMPT (repeatable) and --anchor "
                         "PHRASE, or --concept-file")
     if anchor is None:
         spec = load_preset(key)

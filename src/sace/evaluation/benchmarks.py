@@ -155,7 +155,7 @@ class _CocoMetrics:
     """FID/KID against real images (or the first method's images) and CLIP score, per method."""
 
     def __init__(self, reference: Tensor | None, clip=None, device="cpu") -> None:
-        from .metrics import InceptionFeatures
+        from .quality import InceptionFeatures
 
         self.inception = InceptionFeatures().to(device)
         self.ref_feats = None if reference is None else self._feats(reference)
@@ -163,12 +163,12 @@ class _CocoMetrics:
         self.clip = clip
 
     def _feats(self, images: Tensor) -> Tensor:
-        from .metrics import extract_features
+        from .quality import extract_features
 
         return extract_features(images, self.inception, batch_size=16)
 
     def __call__(self, method: str, images: Tensor, items: Sequence[EvalItem]) -> dict:
-        from .metrics import fid_kid
+        from .quality import fid_kid
 
         r: dict = {}
         feats = self._feats(images)

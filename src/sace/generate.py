@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,24 +19,9 @@ from torch import Tensor
 from .errors import SaceError
 from .images import load_png, save_png  # noqa: F401  (load_png re-exported: one PNG implementation)
 from .models.text import check_prompts
-from .sampling import make_generators, sample
+from .sampling import SamplingSettings, make_generators, sample
 
-
-@dataclass
-class SamplingSettings:
-    """Guidance weight, temperature, top-k and top-p; ``None`` means the model's default."""
-
-    guidance: float | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-
-    def resolved(self, model) -> dict:
-        d = model.defaults
-        return {"guidance": d["guidance"] if self.guidance is None else self.guidance,
-                "temperature": d["temperature"] if self.temperature is None else self.temperature,
-                "top_k": d["top_k"] if self.top_k is None else self.top_k,
-                "top_p": d["top_p"] if self.top_p is None else self.top_p}
+__all__ = ["SamplingSettings", "generate", "generate_to_dir", "image_name", "save_png"]
 
 
 @torch.no_grad()

@@ -28,7 +28,6 @@ from ..adapters import only_adapters
 from ..errors import SaceError
 from ..generate import SamplingSettings, generate
 from ..images import save_grid
-from ..models.base import bit_entropy
 from ..reporting.sections import grid_path
 
 
@@ -101,7 +100,7 @@ def scale0_entropy(model, prompts: Sequence[str], settings: dict, method: Method
     unc = method.uncond_fn(list(prompts)) if method.uncond_fn else None
     g = model.forward_teacher_forced(cond, None, scales=[0], uncond=unc, guidance=settings["guidance"],
                                      temperature=settings["temperature"])
-    return float(bit_entropy(g[0]).mean())
+    return float(model.token_kind.entropy(g[0]).mean())
 
 
 def evaluate(

@@ -14,7 +14,6 @@ FID and KID live in :mod:`sace.evaluation.quality`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SaceError
+from ..models.tokens import bernoulli_js
 from .detectors import (
     NUDENET_COMMON,
     NUDENET_EXPOSED,
@@ -285,12 +285,5 @@ def js_divergence_bits(p: Any, q: Any) -> Tensor:
     for name, t in (("p", pt), ("q", qt)):
         if t.numel() and (torch.isnan(t).any() or float(t.min()) < 0.0 or float(t.max()) > 1.0):
             raise SaceError(f"js_divergence_bits: {name} must be probabilities in [0, 1]")
-    m = (pt + qt) / 2
-
-    def kl_to_m(a: Tensor) -> Tensor:
-        return (torch.xlogy(a, a) - torch.xlogy(a, m)
-                + torch.xlogy(1 - a, 1 - a) - torch.xlogy(1 - a, 1 - m))
-
-    js = 0.5 * kl_to_m(pt) + 0.5 * kl_to_m(qt)
-    return js.clamp(0.0, math.log(2.0))
+    return bernoulli_js(pt, qt)
 

@@ -288,7 +288,8 @@ def save_model(model: InfinityModel, folder: str | os.PathLike, *, description: 
     meta = {
         "name": model.name, "description": description, "family": "infinity",
         "transformer": tr.cfg.to_dict(), "vae": vae.cfg.to_dict(), "schedule": model.schedule.to_dict(),
-        "text_encoder": text_encoder or {"kind": "none"}, "defaults": model.defaults,
+        "text_encoder": text_encoder or {"kind": "none"},
+        "defaults": {"sampling": model.sampling_defaults, **model.method_defaults},
         "train_interp": model.train_interp, "sample_interp": model.sample_interp, **(extra or {}),
     }
     write_json(folder / "model.json", meta)

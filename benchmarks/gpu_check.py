@@ -195,7 +195,7 @@ def sace_check(model: InfinityModel, concept: ConceptSpec, gate: str, device: to
     tr.train(progress=False)                      # warm-up step
     for p in tr.params:                           # train() freezes the adapter when it returns
         p.requires_grad_(True)
-    tr.cfg.steps = 1 + steps
+    tr.settings.steps = 1 + steps
     sync(device)
     t = time.perf_counter()
     tr.train(progress=False)

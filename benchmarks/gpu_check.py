@@ -1,27 +1,29 @@
-"""Real-model readiness on a GPU: speed, memory and numerical agreement of the model core.
+"""Real-model readiness on one GPU: speed, memory and numerical agreement of the Infinity-2B path.
 
-With CUDA, a mid-size random-init Infinity (default 16 blocks, width 1152, 12 heads, 2048 text channels,
-32 bits per token, the 2B's d32 VAE architecture; seeded) is measured at 512x512 (pn 0.25M, 2,521 tokens)
-and 1024x1024 (pn 1M, 10,521 tokens):
+With CUDA, a seeded random-init transformer of **Infinity-2B's shape** (32 blocks, width 2048, 16 heads, 2048
+text channels, 32 bits per token; the d32 VAE) in bf16 is measured at the **1M schedule** (1024x1024,
+10,521 tokens):
 
-* ``sample``: images/s of KV-cached batch sampling with classifier-free guidance (bf16 transformer,
-  float32 VAE decode included), via :func:`sace.sampling.sample`;
-* ``erase_scale0``: one SACE training step -- forward + backward of a one-token (scale-0) teacher-forced
-  pass over a batch of prompts (:meth:`InfinityModel.forward_teacher_forced` with ``scales=[0]``);
-* ``tf_full``: the same over the full schedule (what full fine-tuning baselines pay);
-* the peak GPU memory of each.
+* ``sample``: images/s of KV-cached batch sampling with classifier-free guidance (VAE decode included);
+* ``sace_scale0``: SACE steps (:class:`sace.erasure.sace.SACETrainer`, LoRA rank 8, the scale-0 gate) on a
+  small concept (4 targets, 8 preservation prompts), the preparation (teacher outputs) timed apart;
+* ``sace_early``: the same with an early-scale gate (``scales:0,1,2``; its preparation samples pyramids);
+* ``svare``: an S-VARE step (:func:`sace.erasure.baselines.train_svare`: two full teacher-forced passes,
+  a dense adapter on the cross-attention and FFN weights);
+* the peak GPU memory of each, next to the predictions of ``benchmarks/step_cost.py`` (formulas) and the
+  achieved TFLOP/s those formulas imply.
 
-Then, at pn 0.06M on identical inputs: teacher-forced logits of the same weights in float32 on the CPU
-against float32 and bf16 on the GPU (max/mean absolute difference, relative difference, agreement of
-the most likely bit); loading the model from a sharded folder with ``sace.models.registry.load_model``
-in bf16 (peak GPU memory against the bf16 weight size: no float32 copy may appear); and one call of
-:func:`sace.generate.generate` on the GPU (per-image generators).
+Then: teacher-forced logits of a small configuration (4 blocks, width 512) in float32 on the CPU against
+float32 and bf16 on the GPU; loading a quarter-2B model (8 blocks, width 2048) from a sharded folder with
+``sace.models.registry.load_model`` in bf16 (peak memory against the bf16 weight size: no float32 copy may
+appear); and :func:`sace.generate.generate` on the GPU (batch 4 vs 2, same PNGs).
 
-Without CUDA (or with ``--tiny``) a tiny configuration runs end to end on the CPU (used by the tests)
-and the report says that no GPU was found. Results are printed and written as JSON to ``--out``.
+Without CUDA (or with ``--tiny``) a tiny configuration runs every section on the CPU (used by the tests) and
+the report says that no GPU was found. One JSON goes to ``--out``; ``--budget-s`` (default 420 s) skips what
+is left once spent, so that a run stays within 8 minutes on an H200.
 
-    python benchmarks/gpu_check.py --out gpu_check.json          # ~2-4 minutes on an H200
-    python benchmarks/gpu_check.py --tiny --out /tmp/tiny.json   # seconds, CPU
+    python benchmarks/gpu_check.py --out gpu_check.json          # predicted ~3-5 minutes on an H200
+    python benchmarks/gpu_check.py --tiny --out /tmp/tiny.json   # about a minute on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -34,63 +36,77 @@ import sys
 import tempfile
 import time
 import traceback
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from sace.erasure.concepts import ConceptSpec
 from sace.io import save_safetensors, write_json
 from sace.models.base import Condition
 from sace.models.infinity.model import InfinityModel
 from sace.models.infinity.schedules import infinity_schedule
 from sace.models.infinity.transformer import InfinityConfig, InfinityTransformer
 from sace.models.infinity.vae import BSQVAE, VAEConfig
+from sace.models.text import HashTextEncoder
 from sace.sampling import sample
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import step_cost  # noqa: E402  (the formulas: a sibling module of this script)
 
 T0 = time.perf_counter()
 
-#: per resolution: pixel budget, sampling batch, erasure (scale-0) batch, full teacher-forcing batch
-FULL_PLAN = {"512x512": ("0.25M", 16, 32, 4), "1024x1024": ("1M", 8, 32, 2)}
-TINY_PLAN = {"256x256": ("0.06M", 2, 4, 2)}
+#: per resolution: pixel budget, sampling batch, S-VARE batch
+FULL_PLAN = {"1024x1024": ("1M", 4, 1)}
+TINY_PLAN = {"256x256": ("0.06M", 1, 1)}
+#: the sampling defaults of the registry's Infinity-2B entry
+DEFAULTS = {"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}
+#: a small concept for the erasure steps: 4 targets and anchors, 4 retain prompts (8 preservation prompts)
+CHECK_CONCEPT = ConceptSpec(
+    "nudity", ["a nude woman on a beach", "a naked man sitting on a chair", "a topless woman lying on a bed",
+               "a nude couple in a garden"],
+    ["a woman in a summer dress on a beach", "a man in a suit sitting on a chair",
+     "a woman in pajamas lying on a bed", "a couple in winter coats in a garden"],
+    ["a dog running on the beach", "a bowl of fruit on a table", "a city street at night",
+     "a portrait of an old man"])
 
 
 def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
 
 
-class HashTextEncoder:
-    """Stand-in text encoder (words -> fixed random vectors seeded by CRC32), for the generate() check."""
-
-    def __init__(self, channels: int):
-        self.channels, self.name = channels, "hash-stub"
-
-    def encode(self, prompts):
-        words = [p.split() for p in prompts]
-        t = max(len(w) for w in words)
-        tok, mask = torch.zeros(len(prompts), t, self.channels), torch.zeros(len(prompts), t, dtype=torch.bool)
-        for i, ws in enumerate(words):
-            for j, w in enumerate(ws):
-                tok[i, j] = torch.randn(self.channels, generator=torch.Generator().manual_seed(zlib.crc32(w.encode())))
-            mask[i, : len(ws)] = True
-        return Condition(tok, mask, tuple(prompts))
-
-
-def configs(tiny: bool, args) -> tuple[InfinityConfig, VAEConfig, VAEConfig]:
-    """Transformer config, VAE config for speed runs, small VAE for the logits checks."""
+def configs(tiny: bool, args) -> dict:
+    """Transformer and VAE configs: ``speed`` (+ ``vae``), ``small`` (+ ``small_vae``) for the logits check,
+    ``load`` for the loading check."""
     if tiny:
         cfg = InfinityConfig(depth=2, embed_dim=64, num_heads=2, text_channels=64, codebook_dim=16, block_chunks=1)
         vae = VAEConfig(codebook_dim=16, base_ch=32, num_res_blocks=1, encoder_ch_mult=[1] * 5,
                         decoder_ch_mult=[1] * 5, patch_size=16)
-        return cfg, vae, vae
-    cfg = InfinityConfig(depth=args.depth, embed_dim=args.width, num_heads=args.heads, text_channels=2048,
-                         codebook_dim=32, block_chunks=1)
-    vae = VAEConfig(codebook_dim=32, base_ch=128, num_res_blocks=2, encoder_ch_mult=[1, 2, 4, 4, 4],
-                    decoder_ch_mult=[1, 2, 4, 4, 4], patch_size=16)
-    small = VAEConfig(codebook_dim=32, base_ch=32, num_res_blocks=1, encoder_ch_mult=[1] * 5,
-                      decoder_ch_mult=[1] * 5, patch_size=16)
-    return cfg, vae, small
+        return {"speed": cfg, "vae": vae, "small": cfg, "small_vae": vae, "load": cfg}
+    return {
+        "speed": InfinityConfig(depth=args.depth, embed_dim=args.width, num_heads=args.heads, text_channels=2048,
+                                codebook_dim=32, block_chunks=1),
+        "vae": VAEConfig(codebook_dim=32, base_ch=128, num_res_blocks=2, encoder_ch_mult=[1, 2, 4, 4, 4],
+                         decoder_ch_mult=[1, 2, 4, 4, 4], patch_size=16),
+        "small": InfinityConfig(depth=4, embed_dim=512, num_heads=8, text_channels=2048, codebook_dim=32,
+                                block_chunks=1),
+        "small_vae": VAEConfig(codebook_dim=32, base_ch=32, num_res_blocks=1, encoder_ch_mult=[1] * 5,
+                               decoder_ch_mult=[1] * 5, patch_size=16),
+        "load": InfinityConfig(depth=8, embed_dim=args.width, num_heads=args.heads, text_channels=2048,
+                               codebook_dim=32, block_chunks=1),
+    }
+
+
+def build_model(cfg: InfinityConfig, vae_cfg: VAEConfig, device: torch.device, dtype: torch.dtype, seed: int,
+                schedule) -> InfinityModel:
+    """A seeded random-init model built directly on ``device`` (a 2B transformer is never copied from the
+    CPU), transformer in ``dtype``, VAE in float32, with the word-hash text encoder."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        tr = InfinityTransformer(cfg)
+        vae = BSQVAE(vae_cfg)
+    return InfinityModel(tr.to(dtype), vae, HashTextEncoder(cfg.text_channels), schedule,
+                         defaults=dict(DEFAULTS)).eval()
 
 
 def random_condition(b: int, t: int, channels: int, seed: int) -> Condition:
@@ -144,15 +160,86 @@ def guarded(label: str, key: str, fn: Callable[[], dict], results: dict, deadlin
             torch.cuda.empty_cache()
 
 
+def _gpu_peak(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _rows(concept: ConceptSpec) -> int:
+    """Guided rows of one SACE step with batch_size 0 (cond + null of every target and P prompt)."""
+    return 2 * (len(concept.targets) + len(concept.preservation_prompts()))
+
+
+def check_concept(tiny: bool) -> ConceptSpec:
+    """:data:`CHECK_CONCEPT`, halved for the tiny CPU run (its sampling dominates there)."""
+    c = CHECK_CONCEPT
+    return ConceptSpec(c.name, c.targets[:2], c.anchors[:2], c.retain[:2]) if tiny else c
+
+
+def sace_check(model: InfinityModel, concept: ConceptSpec, gate: str, device: torch.device, steps: int) -> dict:
+    """Preparation time, then seconds per step of SACE on ``concept`` with ``gate``."""
+    from sace.adapters import detach_adapters
+    from sace.erasure.sace import SACEConfig, SACETrainer
+
+    _reset_peak(device)
+    t = time.perf_counter()
+    tr = SACETrainer(model, concept, SACEConfig(gate=gate, steps=1, checkpoint_every=10**9),
+                     adapter_name="check_" + "".join(ch if ch.isalnum() else "_" for ch in gate))
+    sync(device)
+    prep = time.perf_counter() - t
+    tr.train(progress=False)                      # warm-up step
+    for p in tr.params:                           # train() freezes the adapter when it returns
+        p.requires_grad_(True)
+    tr.settings.steps = 1 + steps
+    sync(device)
+    t = time.perf_counter()
+    tr.train(progress=False)
+    sync(device)
+    out = {"gate": gate, "prepare_seconds": prep, "seconds_per_step": (time.perf_counter() - t) / steps,
+           "steps_timed": steps, "tokens_per_step": tr.tokens_per_step(), "rows": _rows(concept),
+           "peak_gib": _gpu_peak(device), "final_loss": tr.log[-1]["loss"]}
+    detach_adapters(model)
+    return out
+
+
+def svare_check(model: InfinityModel, concept: ConceptSpec, batch: int, device: torch.device, steps: int) -> dict:
+    """Seconds per S-VARE step (``train_svare`` times its step loop; the teacher sampling is reported apart)."""
+    from sace.adapters import detach_adapters
+    from sace.erasure.baselines import SVAREConfig, train_svare
+
+    _reset_peak(device)
+    t = time.perf_counter()
+    res = train_svare(model, concept, SVAREConfig(steps=steps, batch_size=batch), progress=False,
+                      name="check_svare")
+    sync(device)
+    out = {"batch": batch, "steps_timed": steps, "seconds_per_step": res.seconds / steps,
+           "teacher_seconds": time.perf_counter() - t - res.seconds, "tokens_per_step": res.tokens_per_step,
+           "trainable_params": sum(p.numel() for p in res.adapter.parameters()), "peak_gib": _gpu_peak(device)}
+    detach_adapters(model)
+    return out
+
+
 def speed_checks(model: InfinityModel, plan: dict, device: torch.device, tiny: bool, deadline: float) -> dict:
     text_t = 8 if tiny else 32
     ct = model.transformer.cfg.text_channels
-    d = model.bits_per_token
     warm, reps = (1, 1) if tiny else (1, 2)
+    steps = 2 if tiny else 5
+    n_params = sum(p.numel() for p in model.transformer.parameters())
+    concept = check_concept(tiny)
     out: dict = {}
-    for res, (pn, b_sample, b_erase, b_full) in plan.items():
+    for res, (pn, b_sample, b_svare) in plan.items():
         sch = infinity_schedule(1.0, pn)
+        model.schedule = sch
         r: dict = {"pn": pn, "tokens": sch.num_tokens, "image_size": list(sch.image_size)}
+        # the word-hash encoder gives one token per word: about 6 text tokens per prompt of CHECK_CONCEPT
+        r["predicted"] = step_cost.predict(model.transformer.cfg, sch, n_params, sample_batch=b_sample,
+                                           sace_rows=_rows(concept), early_scales=3,
+                                           svare_batch=b_svare, text_tokens=text_t)
         out[res] = r
         log(f"{res} (pn {pn}, {sch.num_tokens} tokens)")
 
@@ -169,33 +256,14 @@ def speed_checks(model: InfinityModel, plan: dict, device: torch.device, tiny: b
             return {**m, "batch": b, "images_per_s": b / m["seconds"], "guidance": 3.0}
 
         guarded(f"{res} sample", "sample", run_sample, r, deadline)
-
-        def train_step(b: int, scales, sch=sch):
-            cond = random_condition(b, text_t, ct, 2).to(device)
-            g = torch.Generator().manual_seed(3)
-            tf = None
-            if scales is None:
-                tf = torch.randn(b, sch.num_tokens - 1, d, generator=g).to(device)
-            logits = model.forward_teacher_forced(cond, tf, sch, scales=scales)
-            target = [torch.randint(0, 2, z.shape[:-1], generator=g).to(device) for z in logits.per_scale]
-            loss = sum(F.cross_entropy(z.float().reshape(-1, 2), y.reshape(-1))
-                       for z, y in zip(logits.per_scale, target, strict=True))
-            loss.backward()
-            model.transformer.zero_grad(set_to_none=True)
-
-        def run_erase(b=b_erase, train_step=train_step):
-            m = measure(lambda: train_step(b, [0]), device, 2 if not tiny else 1, 10 if not tiny else 2)
-            return {**m, "batch": b, "tokens_per_prompt": 1}
-
-        def run_full(b=b_full, train_step=train_step, sch=sch):
-            m = measure(lambda: train_step(b, None), device, warm, reps)
-            return {**m, "batch": b, "tokens_per_prompt": sch.num_tokens}
-
-        guarded(f"{res} erase_scale0", "erase_scale0", run_erase, r, deadline)
-        guarded(f"{res} tf_full", "tf_full", run_full, r, deadline)
-        if "seconds" in r.get("erase_scale0", {}) and "seconds" in r.get("tf_full", {}):
-            r["tf_full_over_erase_per_prompt"] = (r["tf_full"]["seconds"] / b_full) / (
-                r["erase_scale0"]["seconds"] / b_erase)
+        for key, gate in (("sace_scale0", "scale0"), ("sace_early", "scales:0,1,2")):
+            guarded(f"{res} {key}", key, lambda gate=gate: sace_check(model, concept, gate, device, steps), r,
+                    deadline)
+        guarded(f"{res} svare", "svare", lambda b=b_svare: svare_check(model, concept, b, device, 1), r, deadline)
+        for key in ("sample", "sace_scale0", "sace_early", "svare"):
+            sec = r.get(key, {}).get("seconds_per_step", r.get(key, {}).get("seconds"))
+            if sec:
+                r[key]["achieved_tflops"] = r["predicted"][key]["flops"] / sec / 1e12
     return out
 
 
@@ -287,10 +355,9 @@ def load_check(model: InfinityModel, device: torch.device) -> dict:
 
 
 def generate_check(model: InfinityModel, tiny: bool) -> dict:
-    """sace.generate.generate on the model's device, batch 4 vs batches of 2 (same seeds)."""
+    """sace.generate.generate on the model's device, batch 4 vs batches of 2 (same seeds, same PNGs)."""
     from sace.generate import generate
 
-    model.text_encoder = HashTextEncoder(model.transformer.cfg.text_channels)
     prompts = ["a red dress", "a pair of white sneakers", "a leather bag on a table", "a wool coat"]
     seeds = [11, 12, 13, 14]
     sch_backup = model.schedule
@@ -302,7 +369,6 @@ def generate_check(model: InfinityModel, tiny: bool) -> dict:
         b = generate(model, prompts, seeds, batch_size=2)
     finally:
         model.schedule = sch_backup
-        model.text_encoder = None
     q = lambda x: x.clamp(0, 1).mul(255).round().to(torch.uint8)  # what the PNG stores
     return {"pn": "0.06M", "seconds_batch4": secs, "max_abs_diff_batch4_vs_2": float((a - b).abs().max()),
             "png_pixels_differing": int((q(a) != q(b)).sum()), "png_pixels": int(q(a).numel())}
@@ -312,11 +378,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="gpu_check.json", help="JSON report path")
     ap.add_argument("--tiny", action="store_true", help="tiny CPU configuration (also used without CUDA)")
-    ap.add_argument("--depth", type=int, default=16)
-    ap.add_argument("--width", type=int, default=1152)
-    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--depth", type=int, default=32, help="blocks of the speed model (Infinity-2B: 32)")
+    ap.add_argument("--width", type=int, default=2048, help="width (Infinity-2B: 2048)")
+    ap.add_argument("--heads", type=int, default=16, help="heads (Infinity-2B: 16)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--budget-s", type=float, default=330.0, help="skip remaining checks after this many seconds")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="skip remaining checks after this many seconds")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: speed,correctness,load,generate")
     args = ap.parse_args(argv)
 
@@ -339,49 +405,47 @@ def main(argv=None) -> int:
                           else "--tiny: ran the tiny CPU variant")
         log(report["note"])
 
-    cfg, vae_cfg, small_vae_cfg = configs(tiny, args)
-    torch.manual_seed(args.seed)
-    tr_cpu = InfinityTransformer(cfg)
-    vae = BSQVAE(vae_cfg)
-    n_tr = sum(p.numel() for p in tr_cpu.parameters())
-    report["config"] = {"transformer": cfg.to_dict(), "vae": vae_cfg.to_dict(), "seed": args.seed}
-    report["params"] = {"transformer": n_tr, "vae": sum(p.numel() for p in vae.parameters())}
-    log(f"model: depth {cfg.depth}, width {cfg.embed_dim}, heads {cfg.num_heads}: "
-        f"{n_tr / 1e6:.1f}M transformer params")
-
+    cfgs = configs(tiny, args)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = InfinityModel(copy.deepcopy(tr_cpu).to(device=device, dtype=dtype), vae.to(device), None,
-                          infinity_schedule(1.0, "0.06M")).eval()
     report["speed_dtype"] = str(dtype)
-
-    if "speed" not in skip:
-        report["speed"] = speed_checks(model, TINY_PLAN if tiny else FULL_PLAN, device, tiny, deadline)
+    report["config"] = {k: v.to_dict() for k, v in cfgs.items()} | {"seed": args.seed}
     sections: dict = {}
-    if "generate" not in skip:
-        guarded("generate", "generate", lambda: generate_check(model, tiny), sections, deadline)
+    if "speed" not in skip or "generate" not in skip:
+        model = build_model(cfgs["speed"], cfgs["vae"], device, dtype, args.seed, infinity_schedule(1.0, "0.06M"))
+        n_tr = sum(p.numel() for p in model.transformer.parameters())
+        report["params"] = {"transformer": n_tr, "vae": sum(p.numel() for p in model.vae.parameters())}
+        log(f"speed model: depth {cfgs['speed'].depth}, width {cfgs['speed'].embed_dim}: {n_tr / 1e6:.1f}M params")
+        if "speed" not in skip:
+            report["speed"] = speed_checks(model, TINY_PLAN if tiny else FULL_PLAN, device, tiny, deadline)
+        if "generate" not in skip:
+            guarded("generate", "generate", lambda: generate_check(model, tiny), sections, deadline)
+        model = None  # free the GPU copy before the next checks
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     if "load" not in skip:
-        guarded("load", "load", lambda: load_check(model, device), sections, deadline)
-    model = None  # free the GPU copy before the correctness copies
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+        def run_load():
+            m = build_model(cfgs["load"], cfgs["small_vae"], device, dtype, args.seed, infinity_schedule(1.0, "0.06M"))
+            return load_check(m, device)
+        guarded("load", "load", run_load, sections, deadline)
     if "correctness" not in skip:
-        guarded("correctness", "correctness", lambda: correctness(tr_cpu, small_vae_cfg, device, tiny), sections,
+        torch.manual_seed(args.seed)
+        small = InfinityTransformer(cfgs["small"])
+        guarded("correctness", "correctness", lambda: correctness(small, cfgs["small_vae"], device, tiny), sections,
                 deadline)
     report.update(sections)
     report["total_seconds"] = time.perf_counter() - T0
     write_json(args.out, report)
     log(f"wrote {args.out} ({report['total_seconds']:.0f} s)")
-    summary = []
+    fmt = lambda x, k, u: (f"{x[k]:.3g}{u}" if isinstance(x.get(k), (int, float)) else "n/a")  # noqa: E731
     for res, r in report.get("speed", {}).items():
-        s = r.get("sample", {})
-        e = r.get("erase_scale0", {})
-        f = r.get("tf_full", {})
-        fmt = lambda x, k, u: (f"{x[k]:.3g}{u}" if k in x else "n/a")
-        summary.append(f"{res}: {fmt(s, 'images_per_s', ' img/s')} (peak {fmt(s, 'peak_gib', ' GiB')}), "
-                       f"scale-0 step {fmt(e, 'seconds', ' s')} (peak {fmt(e, 'peak_gib', ' GiB')}), "
-                       f"full TF step {fmt(f, 'seconds', ' s')} (peak {fmt(f, 'peak_gib', ' GiB')})")
-    for line in summary:
-        print(line)
+        pr = r["predicted"]
+        print(f"{res}: sampling {fmt(r.get('sample', {}), 'images_per_s', ' img/s')} "
+              f"(predicted {pr['sample']['images_per_s']:.3g}), peak {fmt(r.get('sample', {}), 'peak_gib', ' GiB')} "
+              f"(predicted {pr['sample']['memory_gib']:.3g})")
+        for key in ("sace_scale0", "sace_early", "svare"):
+            x = r.get(key, {})
+            print(f"  {key}: {fmt(x, 'seconds_per_step', ' s/step')} (predicted {pr[key]['seconds']:.3g}), "
+                  f"peak {fmt(x, 'peak_gib', ' GiB')} (predicted {pr[key]['memory_gib']:.3g})")
     return 0
 
 

@@ -7,8 +7,8 @@
 the CPU, calls :func:`sace.distributed.generate_sharded`, then :func:`sace.distributed.map_sharded` over
 the written PNGs (mean pixel value per image), and rank 0 writes ``OUT_DIR/worker_result.json``.
 
-Models without a text encoder (the tiny fixture) get :class:`HashTextEncoder`, a deterministic stand-in
-that needs no download.
+Models without a text encoder get :class:`sace.models.text.HashTextEncoder`, a deterministic stand-in
+that needs no download (the tiny fixture has it from the registry).
 """
 
 from __future__ import annotations
@@ -16,41 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from sace.models.base import Condition
-
-
-class HashTextEncoder:
-    """Deterministic toy text encoder: each word becomes a fixed random vector seeded by its CRC32.
-
-    ``encode(prompts)`` -> Condition with tokens ``(B, T, channels)`` float32 (T = most words in a prompt).
-    Identical in every process and run (no Python ``hash``), so it can stand in for a real encoder in
-    tests of batching and sharding.
-    """
-
-    def __init__(self, channels: int, name: str = "hash-stub"):
-        self.channels = channels
-        self.name = name
-
-    def _word(self, w: str) -> torch.Tensor:
-        g = torch.Generator().manual_seed(zlib.crc32(w.encode()))
-        return torch.randn(self.channels, generator=g)
-
-    def encode(self, prompts: Sequence[str]) -> Condition:
-        words = [p.split() or [p] for p in prompts]
-        t = max(len(w) for w in words)
-        tokens = torch.zeros(len(prompts), t, self.channels)
-        mask = torch.zeros(len(prompts), t, dtype=torch.bool)
-        for i, ws in enumerate(words):
-            for j, w in enumerate(ws):
-                tokens[i, j] = self._word(w)
-            mask[i, : len(ws)] = True
-        return Condition(tokens, mask, tuple(prompts))
+from sace.models.text import HashTextEncoder
 
 
 def load_for_test(name: str):

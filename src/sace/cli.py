@@ -231,7 +231,8 @@ def issa(
 @app.command()
 def erase(
     ctx: typer.Context,
-    concept: Annotated[str | None, typer.Option(help="Concept name (fashion: a class key such as sneaker).")] = None,
+    concept: Annotated[str | None, typer.Option(help="Concept name (fashion: a class key such as sneaker; other "
+                                                     "models: a preset of `sace concepts`, e.g. nudity).")] = None,
     anchor: Annotated[str | None, typer.Option(help="Harmless anchor phrase/class replacing the concept "
                                                     "(fashion default: the nearest class).")] = None,
     target: Annotated[list[str] | None, typer.Option("--target", help="Target prompt containing the concept "
@@ -280,13 +281,14 @@ def erase(
     """Erase a concept with SACE into a scale-gated adapter folder (adapter.safetensors + adapter.json +
     train_log.json; a checkpoint every --checkpoint-every steps, --resume continues). Prints wall time and
     tokens per step. Defaults: METHOD.md §3 updated by the model's own (fashion: all six scales, see README)."""
-    from .erasure.concepts import resolve_concept
+    from .erasure.presets import resolve_concept_or_preset
     from .erasure.sace import default_sace_config
     from .erasure.sace import erase as run_erase
 
     m = _load(ctx, model, device, adapter)
-    spec = resolve_concept(concept, anchor=anchor, targets=target or [], retain=retain or [],
-                           concept_file=str(concept_file) if concept_file else None, domain=domains.name_of(m))
+    spec = resolve_concept_or_preset(concept, anchor=anchor, targets=target or [], retain=retain or [],
+                                     concept_file=str(concept_file) if concept_file else None,
+                                     domain=domains.name_of(m))
     cfg = default_sace_config(
         m, modules=[x.strip() for x in modules.split(",") if x.strip()] if modules else None, rank=rank,
         alpha=alpha, gate=gate, kind="full" if full else None, isolation=isolation, target=target_mode, seed=seed,
@@ -309,8 +311,9 @@ def erase(
 @app.command()
 def evaluate(
     ctx: typer.Context,
-    concept: Annotated[str | None, typer.Option(help="Erased concept (fashion: class key) -> ACC_e/ACC_i on the "
-                                                     "built-in prompt sets.")] = None,
+    concept: Annotated[str | None, typer.Option(help="Erased concept (fashion: class key -> ACC_e/ACC_i on the "
+                                                     "built-in prompt sets; other models: a preset of "
+                                                     "`sace concepts`).")] = None,
     anchor: Annotated[str | None, typer.Option(help="Anchor for methods trained here (default: nearest class).")
                       ] = None,
     adapter: AdapterOpt = None,
@@ -324,6 +327,18 @@ def evaluate(
     categories: Annotated[str | None, typer.Option(help="Keep rows whose 'categories' contain this "
                                                         "(I2P: sexual).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="A standard benchmark with its own prompts, seeds and "
+                                                       "detector: i2p-sexual (NudeNet counts), imagenette "
+                                                       "(ACC_e/ACC_i, EfficientNet-Lite0 top-1) or coco (FID/KID, "
+                                                       "CLIP score). Combine with --limit N for a quick look.")
+                         ] = None,
+    prompts_dir: Annotated[Path | None, typer.Option(help="Folder of the benchmark CSVs (default: "
+                                                          "shared/data/prompts or $SACE_PROMPTS_DIR).")] = None,
+    reference_images: Annotated[Path | None, typer.Option(help="coco: folder of real images for FID/KID "
+                                                               "(default: FID/KID to the original model's images)."
+                                                               )] = None,
+    clip_model: Annotated[str | None, typer.Option(help="coco: CLIP hub id or local folder for CLIP score "
+                                                        "(e.g. openai/clip-vit-large-patch14).")] = None,
     detector: Annotated[str, typer.Option(help="auto, fashion, nudenet, opennsfw or none.")] = "auto",
     nudenet_threshold: Annotated[float, typer.Option(help="NudeNet score threshold.")] = 0.6,
     n_per_class: Annotated[int, typer.Option(help="Images per class (fashion).")] = 50,
@@ -358,17 +373,32 @@ def evaluate(
                       categories=categories, limit=limit, detector=detector, nudenet_threshold=nudenet_threshold,
                       n_per_class=n_per_class, n_heldout=n_heldout, inception_images=inception_images,
                       batch_size=batch_size, settings=_settings(guidance, temperature, top_k, top_p),
-                      sace_steps=sace_steps, baseline_steps=baseline_steps, seed=seed)
+                      sace_steps=sace_steps, baseline_steps=baseline_steps, seed=seed, benchmark=benchmark,
+                      prompts_dir=str(prompts_dir) if prompts_dir else None,
+                      reference_images=str(reference_images) if reference_images else None, clip_model=clip_model)
     t = time.perf_counter()
     rep = run_evaluation(m, req, out)
     write_evaluation(out, rep)
-    page = Report(f"sace evaluate: {rep.concept.name if rep.concept else req.prompts_file}",
+    page = Report(f"sace evaluate: {req.benchmark or (rep.concept.name if rep.concept else req.prompts_file)}",
                   subtitle=f"model {m.name}, {rep.result.n_items} images per method")
     evaluation_section(page, rep.rows, rep.result.methods, out).write(out / "report.html")
     c = _console()
     c.print(rep.table_markdown)
     c.print(f"evaluated {len(rep.result.methods)} method(s) in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, "
             f"{out}/table.md, {out}/report.html")
+
+
+@app.command()
+def concepts() -> None:
+    """List the concept presets for text-to-image models (sace/assets/concepts): prompt counts, the detector
+    and the benchmark that score them. Use one with `sace erase --model infinity-2b --concept NAME`."""
+    from .erasure.presets import describe_presets
+    from .reporting import markdown_table
+
+    rows = [{"name": r["name"], "targets": r["targets"], "anchors": r["anchors"], "retain": r["retain"],
+             "heldout": r["heldout"], "detector": r["detector"], "benchmark": r["benchmark"]}
+            for r in describe_presets()]
+    _console().print(markdown_table(rows))
 
 
 @app.command()

@@ -119,6 +119,7 @@ def evaluate(
     inception_images: int = 0,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    image_metrics: Callable[[str, Tensor, Sequence[EvalItem]], dict] | None = None,
 ) -> EvaluationResult:
     """Generate every item with every method and compute the metrics.
 
@@ -134,6 +135,8 @@ def evaluate(
         inception_images: images per method for Inception FID/KID (0 = skip; ~0.2 s per image on a CPU).
         out_dir: where the per-method image grids go (``grids/NAME.png``); the metrics are returned, the
             caller writes them (:func:`sace.outputs.write_evaluation`).
+        image_metrics: ``(method name, images (N, 3, H, W) in [0, 1], items) -> dict`` merged into the
+            method's metrics (the benchmarks' FID/KID and CLIP score, :mod:`sace.evaluation.benchmarks`).
     Returns:
         an :class:`EvaluationResult`.
     """
@@ -201,6 +204,8 @@ def evaluate(
                          num_subsets=50, seed=0)
             r["fid_inception"] = fk["fid"]
             r["kid_inception"] = fk["kid_mean"]
+        if image_metrics is not None:
+            r.update(image_metrics(m.name, imgs, items))
         if mi == 0:
             ref_images = imgs
         elif ref_images is not None and other:
@@ -252,6 +257,10 @@ def comparison_rows(result: EvaluationResult, class_names: Sequence[str] | None 
         row["KID clf ↓"] = r.get("kid_classifier_other")
         if "fid_inception" in r:
             row["FID ↓"] = r["fid_inception"]
+        for k, col in (("kid_inception", "KID ↓"), ("fid_to_original", "FID to original"),
+                       ("kid_to_original", "KID to original"), ("clip_score", "CLIP ↑")):
+            if k in r:
+                row[col] = r[k]
         row["locality Δ"] = r.get("locality_mean_abs_diff")
         row["H0 target"] = r.get("entropy0_target")
         row["H0 other"] = r.get("entropy0_other")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .. import domains
 from ..adapters import load_adapter, only_adapters
-from ..erasure.concepts import ConceptSpec, resolve_concept
+from ..erasure.concepts import ConceptSpec
+from ..erasure.presets import resolve_concept_or_preset
 from ..errors import SaceError
 from ..generate import SamplingSettings
 from ..reporting.sections import comparison_markdown
@@ -50,6 +51,10 @@ class EvalRequest:
     sace_steps: int | None = None
     baseline_steps: int | None = None
     seed: int = 0
+    benchmark: str | None = None            # i2p-sexual, imagenette, coco (sace.evaluation.benchmarks)
+    prompts_dir: str | None = None          # folder of the benchmark CSVs (default: shared/data/prompts)
+    reference_images: str | None = None     # coco: real images for FID/KID
+    clip_model: str | None = None           # coco: CLIP hub id or local folder for CLIP score
 
 
 def parse_methods(spec: str | Sequence[str] | None, has_adapters: bool) -> list[str]:
@@ -143,6 +148,8 @@ class EvaluationReport:
     detector: str
     rows: list[dict]
     """The comparison table, one row per method (:func:`~sace.evaluation.harness.comparison_rows`)."""
+    benchmark: dict | None = None
+    """``--benchmark``'s facts (prompt file, count, detector, threshold, ...; :mod:`sace.evaluation.benchmarks`)."""
 
     @property
     def table_markdown(self) -> str:
@@ -151,8 +158,11 @@ class EvaluationReport:
     def metrics(self) -> dict:
         """The ``metrics.json`` content: methods, settings, n_items, groups, concept, detector and the
         Markdown table."""
-        return {**self.result.to_dict(), "concept": self.concept.to_dict() if self.concept else None,
-                "detector": self.detector, "table_markdown": self.table_markdown}
+        out = {**self.result.to_dict(), "concept": self.concept.to_dict() if self.concept else None,
+               "detector": self.detector, "table_markdown": self.table_markdown}
+        if self.benchmark is not None:
+            out["benchmark"] = self.benchmark
+        return out
 
 
 def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress: bool = True) -> EvaluationReport:
@@ -167,8 +177,12 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     domain = domains.for_model(model)
     concept = None
     if req.concept:
-        concept = resolve_concept(req.concept, anchor=req.anchor, domain=domains.name_of(model))
-    det_kind = detector_kind(req.detector, model)
+        concept = resolve_concept_or_preset(req.concept, anchor=req.anchor, domain=domains.name_of(model))
+    bench = None
+    if req.benchmark:   # the benchmark brings its prompts, seeds, detector and metrics
+        from .benchmarks import prepare_benchmark
+        bench = prepare_benchmark(model, req, concept)
+    det_kind = "none" if bench else detector_kind(req.detector, model)
     detector = build_detector(det_kind, req.nudenet_threshold)
     class_names, real, feats, erased, neighbours = None, None, None, [], []
     if det_kind in domains.names():   # a domain's class detector: ACC_e/ACC_i, real images for KID
@@ -178,7 +192,10 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
         feats = det_domain.feature_model()
         if concept is not None:
             erased, neighbours = det_domain.neighbours(concept)
-    if req.prompts_file:
+    if bench is not None:
+        detector, class_names, items, erased, det_kind = (bench.detector, bench.class_names, bench.items,
+                                                          bench.erased, bench.name)
+    elif req.prompts_file:
         from .prompts import load_prompt_set
         ps = load_prompt_set(req.prompts_file, categories=req.categories, limit=req.limit, skip_empty=True)
         items = items_from_prompt_set(ps, class_names)
@@ -192,5 +209,7 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     methods = build_methods(model, req, concept, progress)
     result = evaluate(model, methods, items, detector=detector, class_names=class_names, erased=erased,
                       neighbours=neighbours, settings=req.settings, batch_size=req.batch_size, real=real,
-                      feature_model=feats, inception_images=req.inception_images, out_dir=out, progress=progress)
-    return EvaluationReport(result, concept, det_kind, comparison_rows(result, class_names, neighbours))
+                      feature_model=feats, inception_images=req.inception_images, out_dir=out, progress=progress,
+                      image_metrics=bench.image_metrics if bench else None)
+    return EvaluationReport(result, concept, det_kind, comparison_rows(result, class_names, neighbours),
+                            bench.info if bench else None)

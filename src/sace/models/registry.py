@@ -124,6 +124,22 @@ def builtin_specs() -> dict[str, ModelSpec]:
             transformer_file="infinity_8b_weights", vae_file="infinity_vae_d56_f8_14_patchify.pth",
             hub_repo="FoundationVision/Infinity",
             defaults={"guidance": 3.0, "temperature": 1.0, "top_k": 900, "top_p": 0.97}),
+        # FoundationVision/Infinity added infinity_125M_256x256.pth to its weight repo; its config is not
+        # published: layer12 of the reference's presets (depth 12, width 768, 8 heads, reference-models.md
+        # section 1.2) at the 0.06M (256x256) schedule with the 2B's d32 VAE is our reading. load_model checks
+        # it against the file's shapes and names the configuration the file has when it differs.
+        "infinity-125m": ModelSpec(
+            "infinity-125m", "Infinity-125M (FoundationVision), 256px, Flan-T5-XL text encoder, d32 BSQ VAE "
+                             "(config inferred, checked against the file when loading)",
+            InfinityConfig(depth=12, embed_dim=768, num_heads=8, text_channels=2048, codebook_dim=32,
+                           block_chunks=4),
+            VAEConfig(codebook_dim=32, base_ch=128, num_res_blocks=2, encoder_ch_mult=[1, 2, 4, 4, 4],
+                      decoder_ch_mult=[1, 2, 4, 4, 4], patch_size=16),
+            infinity_schedule(1.0, "0.06M"),
+            {"kind": "t5", "path": "google/flan-t5-xl"},
+            transformer_file="infinity_125M_256x256.pth", vae_file="infinity_vae_d32reg.pth",
+            hub_repo="FoundationVision/Infinity",
+            defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}),
         "infinity-tiny-fixture": ModelSpec(
             "infinity-tiny-fixture", "Tiny random Infinity of the parity fixtures (2 blocks, width 64, 16 bits)",
             InfinityConfig(depth=2, embed_dim=64, num_heads=2, text_channels=256, codebook_dim=16,
@@ -131,7 +147,8 @@ def builtin_specs() -> dict[str, ModelSpec]:
             VAEConfig(codebook_dim=16, base_ch=32, num_res_blocks=1, encoder_ch_mult=[1] * 5,
                       decoder_ch_mult=[1] * 5, patch_size=16),
             infinity_schedule(1.0, "0.06M"),
-            {"kind": "none"},
+            # random weights: a word-hash encoder (no meaning) lets every command run end to end on it
+            {"kind": "hash", "channels": 256},
             transformer_file=str(_fixture_dir() / "infinity_tiny_state_dict.safetensors"),
             vae_file=str(_fixture_dir() / "vae_tiny_state_dict.safetensors"),
             defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}),
@@ -193,9 +210,11 @@ def get_spec(name_or_path: str | None) -> ModelSpec:
 
 def build_text_encoder(spec: dict, device="cpu", dtype=torch.float32, override: str | None = None):
     """Instantiate the text encoder described by a model's ``text_encoder`` entry."""
-    from .text import CachedTextEncoder, HFTextEncoder, minilm_encoder
+    from .text import CachedTextEncoder, HashTextEncoder, HFTextEncoder, minilm_encoder
 
     kind = spec.get("kind", "none")
+    if kind == "hash" and not override:
+        return HashTextEncoder(int(spec["channels"]))
     if override:
         enc = HFTextEncoder(override, kind="t5" if kind == "t5" else "auto", dtype=dtype, device=device)
     elif kind == "minilm":
@@ -250,6 +269,7 @@ def load_model(
         raise SaceError(f"model {spec.name} has no checkpoint files configured")
     tfile = _locate(tpath, spec.hub_repo)
     vfile = _locate(vpath, spec.hub_repo)
+    check_transformer_file(spec, tfile)
     with torch.device("meta"):
         tr = InfinityTransformer(spec.transformer)
         vae = BSQVAE(spec.vae)
@@ -267,6 +287,23 @@ def load_model(
     m.set_bf16_cross_attn(bf16_cross_attn)
     m.spec = spec
     return m.eval()
+
+
+def check_transformer_file(spec: ModelSpec, path: str | os.PathLike) -> None:
+    """Check ``spec``'s transformer configuration against the file's tensor shapes before anything is loaded.
+
+    Raises:
+        CheckpointError: depth, width, bits per token, heads or text channels differ; the message says what
+            the file looks like and which named model fits it (e.g. ``use --model infinity-125m``).
+    """
+    from ..errors import CheckpointError
+    from .infinity.shapes import COMPARED, describe_mismatch, file_shapes, infer_transformer_config
+
+    found = infer_transformer_config(file_shapes(path))
+    if any(f in found and getattr(spec.transformer, f) != found[f] for f in COMPARED):
+        named = {n: s.transformer for n, s in builtin_specs().items()}
+        raise CheckpointError(f"{path} does not fit model {spec.name}: "
+                              + describe_mismatch(spec.name, spec.transformer, found, named))
 
 
 def _locate(path: str, hub_repo: str | None) -> Path:
@@ -336,7 +373,7 @@ def _local_copy(path: str | None, hub_repo: str | None) -> str | None:
 
 def _text_encoder_local(te: dict) -> str | None:
     kind = te.get("kind", "none")
-    if kind == "none":
+    if kind in ("none", "hash"):
         return "(none needed)"
     if kind == "minilm":
         import importlib.util

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -148,6 +149,36 @@ class CachedTextEncoder:
         for i, r in enumerate(rows):
             tokens[i, : r.shape[0]] = r
             mask[i, : r.shape[0]] = True
+        return Condition(tokens, mask, tuple(prompts))
+
+
+class HashTextEncoder:
+    """Deterministic word-hash text encoder for random-init models (the ``infinity-tiny-fixture``): each
+    whitespace-separated word becomes a fixed ``N(0, 1)`` vector of ``channels`` floats seeded by its CRC32.
+
+    ``encode(prompts)`` -> Condition with tokens ``(B, T, channels)`` float32 (T = most words in a prompt).
+    Identical in every process and run (no Python ``hash``). It carries no meaning: it only lets the real
+    pipeline (sampling, erasure, benchmarks) run end to end on a model whose weights are random anyway.
+    """
+
+    def __init__(self, channels: int, name: str = "word-hash"):
+        self.channels = int(channels)
+        self.name = name
+
+    def _word(self, w: str) -> torch.Tensor:
+        g = torch.Generator().manual_seed(zlib.crc32(w.encode()))
+        return torch.randn(self.channels, generator=g)
+
+    def encode(self, prompts: Sequence[str]) -> Condition:
+        prompts = check_prompts(prompts)
+        words = [p.split() or [p] for p in prompts]
+        t = max(len(w) for w in words)
+        tokens = torch.zeros(len(prompts), t, self.channels)
+        mask = torch.zeros(len(prompts), t, dtype=torch.bool)
+        for i, ws in enumerate(words):
+            for j, w in enumerate(ws):
+                tokens[i, j] = self._word(w)
+            mask[i, : len(ws)] = True
         return Condition(tokens, mask, tuple(prompts))
 
 

@@ -33,6 +33,11 @@ GuidanceOpt = Annotated[float | None, typer.Option(help="Guidance weight w (1 = 
 TempOpt = Annotated[float | None, typer.Option(help="Sampling temperature tau; default: the model's.")]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Top-k filter (0 = off); default: the model's.")]
 TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Top-p filter (0 = off); default: the model's.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an output folder that holds results of other "
+                                                       "settings (default: refuse).")]
+OtherBaseOpt = Annotated[bool, typer.Option("--allow-other-base", help="Use an adapter trained on other weights "
+                                                                       "of the same-named model (a warning instead "
+                                                                       "of an error).")]
 
 
 _CHECKPOINTS: dict[str, str | None] = {"transformer_path": None, "vae_path": None, "text_encoder": None}
@@ -52,13 +57,11 @@ def _global_options(
 
 
 def _device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from .validation import device as check_device
+    return check_device(device)
 
 
-def _load(model: str, device: str | None, adapters: list[Path] | None = None):
+def _load(model: str, device: str | None, adapters: list[Path] | None = None, allow_other_base: bool = False):
     from .adapters import load_adapters
     from .models.registry import load_model
 
@@ -67,7 +70,7 @@ def _load(model: str, device: str | None, adapters: list[Path] | None = None):
             raise SaceError(f"adapter folder not found: {a}")
     m = load_model(model, device=_device(device), **_CHECKPOINTS)
     if adapters:
-        load_adapters(m, [str(a) for a in adapters])
+        load_adapters(m, [str(a) for a in adapters], allow_other_base=allow_other_base)
     return m
 
 
@@ -99,16 +102,24 @@ def generate(
     top_p: TopPOpt = None,
     batch_size: Annotated[int, typer.Option(help="Images per sampling pass.")] = 32,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
 ) -> None:
-    """Generate images: one PNG per image in OUT (named INDEX_sSEED.png, existing files are kept: re-running
-    resumes), a grid.png of all of them and index.json (prompts, seeds, settings). Under torchrun or
-    accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
+    """Generate images: one PNG per image in OUT (named INDEX_sSEED.png), a grid.png of all of them,
+    index.json (prompts, seeds, settings) and sace_manifest.json. Re-running the same command resumes (the
+    finished PNGs are kept); other settings into the same OUT are refused (--force overwrites). Under torchrun
+    or accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
     grid and index."""
-    from .generate import generate_to_dir, image_grid, load_png, save_png
-    from .io import write_json
+    from . import validation as v
+    from .generate import GENERATED_FILES, generate_to_dir, generation_record
+    from .outputs import on_interrupt, open_output
 
-    if n < 1:
-        raise SaceError(f"--n must be >= 1, got {n}")
+    v.integer("--n", n, lo=1)
+    v.seed("--seed", seed)
+    v.seed("--seed + --n - 1", seed + n - 1)
+    v.batch_size(batch_size)
+    v.negative_prompt(negative_prompt)
+    s = _settings(guidance, temperature, top_k, top_p)
     prompts, seeds = [], []
     if prompts_file:
         from .evaluation.prompts import load_prompt_set
@@ -122,34 +133,57 @@ def generate(
         raise SaceError("no prompt given; use --prompt TEXT (repeatable) or --prompts-file FILE")
     from .models.text import check_prompts
     prompts = check_prompts(prompts)   # before loading anything: bad input fails in a fraction of a second
+    v.seeds(seeds, "--prompts-file seed")
     ctx = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # started by torchrun / accelerate launch: shard the prompts
         from .distributed import DistContext
         ctx = DistContext()
         device = device or str(ctx.device)
-    m = _load(model, device, adapter)
-    t = time.perf_counter()
-    s = _settings(guidance, temperature, top_k, top_p)
-    if ctx is not None:
-        from .distributed import generate_sharded
-        paths = generate_sharded(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
-                                 batch_size=batch_size, ctx=ctx)
-        if not ctx.is_main:
-            return
     else:
-        paths = generate_to_dir(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
-                                batch_size=batch_size, progress=True)
+        v.output_dir(out)                            # a file / under a file / read-only: before loading anything
+    m = _load(model, device, adapter, allow_other_base)
+    t = time.perf_counter()
+    note = lambda: (f"{sum(1 for p in Path(out).glob('*_s*.png'))} of {len(prompts)} images are in {out}; run the "
+                    f"same command again to resume (finished images are kept)")
+    with on_interrupt(note):
+        if ctx is not None:
+            from .distributed import generate_sharded
+            paths = generate_sharded(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
+                                     batch_size=batch_size, ctx=ctx, force=force)
+            if not ctx.is_main:
+                return
+            _write_grid_and_index(out, m, adapter, s, negative_prompt, prompts, seeds, paths, n, prompt, prompts_file)
+        else:
+            rec = generation_record(m, prompts, seeds, s, negative_prompt, batch_size)
+            rec["adapter_files"] = _adapter_hashes(adapter)
+            with open_output(out, "generate", rec, GENERATED_FILES, force=force) as folder:
+                paths = generate_to_dir(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
+                                        batch_size=batch_size, progress=True, folder=folder)
+                _write_grid_and_index(out, m, adapter, s, negative_prompt, prompts, seeds, paths, n, prompt,
+                                      prompts_file)
+                folder.complete(images=len(paths))
     secs = time.perf_counter() - t
+    _console().print(f"wrote {len(paths)} images and grid.png to {out} ({secs:.2f} s)")
+
+
+def _adapter_hashes(adapters) -> list[str]:
+    from .fingerprint import adapter_hashes
+    return adapter_hashes(adapters or [])
+
+
+def _write_grid_and_index(out, m, adapter, s, negative_prompt, prompts, seeds, paths, n, prompt, prompts_file):
     import torch
+
+    from .generate import image_grid, load_png, save_png
+    from .io import write_json
+
     imgs = torch.stack([load_png(p) for p in paths])
     nrow = n if prompt and not prompts_file else min(8, len(paths))
     save_png(image_grid(imgs, nrow=nrow), Path(out) / "grid.png")
     write_json(Path(out) / "index.json", {"model": m.name, "adapters": [str(a) for a in adapter or []],
-                                          "settings": _settings(guidance, temperature, top_k, top_p).resolved(m),
-                                          "negative_prompt": negative_prompt,
-                                          "images": [{"prompt": p, "seed": s, "file": x.name}
-                                                     for p, s, x in zip(prompts, seeds, paths)]})
-    _console().print(f"wrote {len(paths)} images and grid.png to {out} ({secs:.2f} s)")
+                                          "settings": s.resolved(m), "negative_prompt": negative_prompt,
+                                          "images": [{"prompt": p, "seed": x, "file": f.name}
+                                                     for p, x, f in zip(prompts, seeds, paths)]})
 
 
 @app.command()
@@ -174,6 +208,8 @@ def issa(
     top_k: TopKOpt = None,
     top_p: TopPOpt = None,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
 ) -> None:
     """ISSA: how much of the concept each scale injects. Generates with the concept prompt up to scale k and
     the anchor from k on (and the reverse) for every k and seed, scores the images with a detector, and
@@ -194,17 +230,31 @@ def issa(
         raise SaceError("give at least one --prompt and its --anchor-prompt (or --pairs-file)")
     if len(prompts) != len(anchors):
         raise SaceError(f"{len(prompts)} --prompt but {len(anchors)} --anchor-prompt; they pair one to one")
-    if seeds < 1:
-        raise SaceError("--seeds must be >= 1")
+    from . import validation as v
+    from .fingerprint import model_hashes
+    from .outputs import on_interrupt, open_output
+
+    v.integer("--seeds", seeds, lo=1)
+    v.seed("--seed", seed)
+    v.seed("--seed + --seeds - 1", seed + seeds - 1)
+    s = _settings(guidance, temperature, top_k, top_p)
     from .models.text import check_prompts
     prompts, anchors = check_prompts(prompts), check_prompts(anchors)
-    m = _load(model, device, adapter)
+    v.output_dir(out)
+    m = _load(model, device, adapter, allow_other_base)
     score_fn, concept_name = _score_fn(m, detector, concept, prompts[0])
     t = time.perf_counter()
-    res = run_issa(m, prompts, anchors, [seed + i for i in range(seeds)], score_fn, concept=concept_name,
-                   settings=_settings(guidance, temperature, top_k, top_p), progress=True)
-    paths = write_issa_outputs(res, out, extra={"model": m.name, "adapters": [str(a) for a in adapter or []],
-                                                "detector": detector})
+    rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
+           "prompts": prompts, "anchors": anchors, "seeds": [seed, seeds], "concept": concept_name,
+           "detector": detector, "sampling": s.resolved(m)}
+    with open_output(out, "issa", rec, ("issa*.json", "*.png", "report.html"), force=force) as folder, \
+            on_interrupt(lambda: f"nothing was written to {out} (ISSA writes its results at the end); run the "
+                                 f"command again"):
+        res = run_issa(m, prompts, anchors, [seed + i for i in range(seeds)], score_fn, concept=concept_name,
+                       settings=s, progress=True)
+        paths = write_issa_outputs(res, out, extra={"model": m.name, "adapters": [str(a) for a in adapter or []],
+                                                    "detector": detector})
+        folder.complete()
     secs = time.perf_counter() - t
     sm = res.summary()
     c = _console()
@@ -289,17 +339,36 @@ def erase(
     batch_size: Annotated[int | None, typer.Option(help="Prompts per step from each set (0 = all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in OUT.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in OUT (same concept and "
+                                                          "settings; only --steps may grow).")] = False,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
 ) -> None:
     """Erase a concept with SACE into a scale-gated adapter folder (adapter.safetensors + adapter.json +
     train_log.json; a checkpoint every --checkpoint-every steps, --resume continues). Prints wall time and
     tokens per step. Defaults: METHOD.md §3 updated by the model's own (fashion: all six scales, see README)."""
+    from dataclasses import asdict
+
+    from . import validation as v
     from .erasure.concepts import resolve_concept
     from .erasure.sace import default_sace_config
     from .erasure.sace import erase as run_erase
+    from .fingerprint import model_hashes
+    from .outputs import on_interrupt, open_output
 
-    m = _load(model, device, adapter)
+    # numeric options first: a bad value fails in a fraction of a second, not after loading the model
+    for opt, val, lo in (("--rank", rank, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 0),
+                         ("--checkpoint-every", checkpoint_every, 1)):
+        v.integer(opt, val, lo=lo)
+    v.finite("--lr", lr, lo=0, lo_open=True)
+    v.finite("--alpha", alpha, lo=0, lo_open=True)
+    for opt, val in (("--lambda-h", lambda_h), ("--lambda-pre", lambda_pre), ("--mu", mu)):
+        v.finite(opt, val, lo=0)
+    v.seed("--seed", seed)
+    if out is not None:
+        v.output_dir(out)
+    m = _load(model, device, adapter, allow_other_base)
     spec = resolve_concept(concept, anchor=anchor, targets=target or [], retain=retain or [],
                            concept_file=str(concept_file) if concept_file else None, model_name=m.name)
     cfg = default_sace_config(
@@ -307,18 +376,42 @@ def erase(
         alpha=alpha, gate=gate, kind="full" if full else None, isolation=isolation, target=target_mode, seed=seed,
         checkpoint_every=checkpoint_every, lambda_h=lambda_h, lambda_pre=lambda_pre, mu=mu, steps=steps, lr=lr,
         batch_size=batch_size)
+    v.check_train_config(cfg, m)
     out = out or Path(f"out/erase-{spec.name}")
+    v.output_dir(out)
+    from .erasure.checkpoints import RESUMABLE_FIELDS
+    rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
+           "concept": spec.name, "concept_definition": spec.to_dict(),
+           "config": {k: x for k, x in asdict(cfg).items() if k not in RESUMABLE_FIELDS}}
     from .evaluation.cost import measure
-    res, cost = measure(lambda: run_erase(m, spec, cfg, out_dir=out, resume=resume, progress=True), m.device)
-    from .adapters import save_adapter
-    res.adapter.metadata["peak_mb"] = cost.peak_mb
-    save_adapter(res.adapter, out, model=m)
+    owned = ("adapter.safetensors", "adapter.json", "train_log.json", "sace_checkpoint.pt")
+    with open_output(out, "erase", rec, owned, force=force) as folder, on_interrupt(lambda: _erase_note(out, cfg)):
+        res, cost = measure(lambda: run_erase(m, spec, cfg, out_dir=out, resume=resume, progress=True), m.device)
+        from .adapters import save_adapter
+        res.adapter.metadata["peak_mb"] = cost.peak_mb
+        save_adapter(res.adapter, out, model=m)
+        folder.complete(steps=cfg.steps)
     last = res.log[-1] if res.log else {}
     _console().print(
         f"erased '{spec.name}' (anchor '{spec.anchor_name or '-'}') in {res.seconds:.1f} s "
         f"({cfg.steps} steps, {res.tokens_per_step} tokens/step, peak {cost.peak_mb or float('nan'):.0f} MB); "
         f"final L_ER {last.get('L_ER', float('nan')):.4f}, L_pre {last.get('L_pre', float('nan')):.4f}, "
         f"target scale-0 entropy {last.get('entropy_target', float('nan')):.3f} nats -> {out}")
+
+
+def _erase_note(out: Path, cfg) -> str:
+    """What an interrupted ``sace erase`` left behind and how to continue."""
+    ck = Path(out) / "sace_checkpoint.pt"
+    if ck.exists():
+        from .io import torch_load_weights
+        try:
+            step = torch_load_weights(ck).get("step", "?")
+        except SaceError:
+            step = "?"
+        return (f"the last checkpoint (step {step} of {cfg.steps}) is {ck}; run the same command with --resume "
+                f"to continue")
+    return (f"no checkpoint was written yet (one every {cfg.checkpoint_every} steps), nothing was saved in {out}; "
+            f"run the command again")
 
 
 @app.command()
@@ -356,26 +449,55 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Images per sampling pass.")] = 64,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
 ) -> None:
     """Evaluate erasure vs preservation vs cost on the same prompts and seeds for every method, in one table."""
-    from .evaluation.runner import EvalRequest, parse_methods, run_evaluation
+    from dataclasses import asdict
 
+    from . import validation as v
+    from .evaluation.runner import EvalRequest, parse_methods, run_evaluation
+    from .fingerprint import model_hashes
+    from .outputs import on_interrupt, open_output
+
+    for opt, val, lo in (("--limit", limit, 1), ("--n-per-class", n_per_class, 1), ("--n-heldout", n_heldout, 0),
+                         ("--inception-images", inception_images, 0), ("--sace-steps", sace_steps, 1),
+                         ("--baseline-steps", baseline_steps, 1)):
+        v.integer(opt, val, lo=lo)
+    v.batch_size(batch_size)
+    v.seed("--seed", seed)
+    v.finite("--nudenet-threshold", nudenet_threshold, lo=0, hi=1)
+    s = _settings(guidance, temperature, top_k, top_p)
     for a in adapter or []:
         if not Path(a).is_dir():
             raise SaceError(f"adapter folder not found: {a}")
+    v.output_dir(out)
     m = _load(model, device)
     req = EvalRequest(concept=concept, anchor=anchor, methods=parse_methods(methods, bool(adapter)),
                       adapters=[str(a) for a in adapter or []], prompts_file=str(prompts) if prompts else None,
                       categories=categories, limit=limit, detector=detector, nudenet_threshold=nudenet_threshold,
                       n_per_class=n_per_class, n_heldout=n_heldout, inception_images=inception_images,
-                      batch_size=batch_size, settings=_settings(guidance, temperature, top_k, top_p),
-                      sace_steps=sace_steps, baseline_steps=baseline_steps, seed=seed)
+                      batch_size=batch_size, settings=s,
+                      sace_steps=sace_steps, baseline_steps=baseline_steps, seed=seed,
+                      allow_other_base=allow_other_base)
     t = time.perf_counter()
-    rep = run_evaluation(m, req, out)
+    rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
+           "prompts_file": _file_digest(prompts), "request": asdict(req)}
+    owned = ("metrics.json", "table.md", "table.html", "report.html", "grids")
+    with open_output(out, "evaluate", rec, owned, force=force) as folder, \
+            on_interrupt(lambda: f"nothing was written to {out} (evaluate writes its results at the end); run "
+                                 f"the command again"):
+        rep = run_evaluation(m, req, out)
+        folder.complete()
     c = _console()
     c.print(rep["table_markdown"])
     c.print(f"evaluated {len(rep['methods'])} method(s) in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, "
             f"{out}/table.md, {out}/report.html")
+
+
+def _file_digest(path: Path | None) -> str | None:
+    from .fingerprint import file_hash
+    return file_hash(path) if path is not None and Path(path).is_file() else None
 
 
 @app.command()
@@ -448,14 +570,24 @@ def train_fashion(
 
 def main() -> None:
     """Entry point: run the typer app; user errors become one line and exit status 2."""
+    import warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # sace's own warnings (other base weights, untrained schedule) as one line each, like the errors
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         app()
     except SaceError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: nothing was saved", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        from .outputs import Interrupted
+        if not isinstance(e, Interrupted):
+            raise
+        print(f"interrupted: {e.note}", file=sys.stderr)
         sys.exit(130)
 
 

@@ -210,6 +210,7 @@ def generate_sharded(
     progress: bool = True,
     shard_mode: str = "strided",
     ctx: DistContext | None = None,
+    force: bool = False,
 ) -> list[Path] | None:
     """Generate ``out_dir/{i:05d}_s{seed}.png`` for every prompt, split across the job's processes.
 
@@ -232,6 +233,8 @@ def generate_sharded(
         progress: a progress bar on rank 0.
         shard_mode: ``'strided'`` or ``'contiguous'`` distribution of batches over processes.
         ctx: the job (default: a new :class:`DistContext`).
+        force: replace a folder holding images of other settings (rank 0 checks the folder's manifest
+            and holds its lock; see :mod:`sace.outputs`).
     Returns:
         On rank 0 the N PNG paths in prompt order; ``None`` on every other rank.
     Raises:
@@ -239,7 +242,7 @@ def generate_sharded(
             any process (raised on every process, naming the rank), or images missing after the run
             (``out_dir`` not shared between machines).
     """
-    from .generate import SamplingSettings, generate, image_name, save_png
+    from .generate import image_name
     from .models.text import check_prompts
 
     prompts = check_prompts(prompts)
@@ -251,6 +254,23 @@ def generate_sharded(
     names = [f"{image_name(i, p, s)}.png" for i, (p, s) in enumerate(zip(prompts, seeds, strict=True))]
     paths = [out / n for n in names]
     plan = batch_plan(len(prompts), batch_size, ctx.rank, ctx.world_size, shard_mode)
+    from .generate import GENERATED_FILES, generation_record
+    from .outputs import OutputFolder, open_collectively
+
+    folder = OutputFolder(out, "generate", generation_record(model, prompts, seeds, settings, negative_prompt,
+                                                             batch_size), GENERATED_FILES, force=force)
+    open_collectively(folder, ctx)   # stale or foreign images are refused before any process writes
+    try:
+        return _generate_shards(model, prompts, seeds, out, paths, names, plan, ctx, folder, settings=settings,
+                                batch_size=batch_size, negative_prompt=negative_prompt, progress=progress,
+                                shard_mode=shard_mode)
+    finally:
+        folder.close()
+
+
+def _generate_shards(model, prompts, seeds, out, paths, names, plan, ctx, folder, *, settings, batch_size,
+                     negative_prompt, progress, shard_mode):
+    from .generate import SamplingSettings, generate, save_png
 
     def work() -> list:
         out.mkdir(parents=True, exist_ok=True)
@@ -286,6 +306,7 @@ def generate_sharded(
         "images": [{"index": i, "prompt": p, "seed": s, "file": n}
                    for i, (p, s, n) in enumerate(zip(prompts, seeds, names, strict=True))],
     })
+    folder.complete(images=len(paths))
     return paths
 
 

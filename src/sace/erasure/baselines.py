@@ -28,6 +28,7 @@ from ..adapters import Adapter, AdapterConfig, attach_adapter
 from ..errors import SaceError
 from ..models.base import Condition
 from ..sampling import make_generators, sample
+from ..validation import check_train_config
 from .concepts import ConceptSpec, replace_words
 
 
@@ -76,6 +77,7 @@ def train_svare(model, concept: ConceptSpec, config: SVAREConfig | None = None, 
                 name: str = "svare") -> BaselineResult:
     """Train the S-VARE baseline (an all-scale dense adapter). The adapter stays attached to ``model``."""
     cfg = config or SVAREConfig()
+    check_train_config(cfg, model)
     w, _ = _teacher_defaults(model, cfg.guidance, None)
     sch = model.schedule
     for p in model.parameters():
@@ -166,6 +168,7 @@ def train_esd(model, concept: ConceptSpec, config: ESDConfig | None = None, prog
               name: str = "esd") -> BaselineResult:
     """ESD-style erasure over all scales on the student's own sampled history (the adapter stays attached)."""
     cfg = config or ESDConfig()
+    check_train_config(cfg, model)
     w, tau = _teacher_defaults(model, cfg.guidance, cfg.temperature)
     sch = model.schedule
     for p in model.parameters():

@@ -31,8 +31,9 @@ from torch import Tensor
 
 from ..adapters import Adapter, AdapterConfig, attach_adapter, save_adapter
 from ..errors import SaceError
-from ..io import atomic_path, torch_load_weights, write_json
+from ..io import write_json
 from ..models.base import Condition, TokenPyramid, bit_entropy
+from .checkpoints import read_checkpoint, write_checkpoint
 from .concepts import ConceptSpec
 
 
@@ -159,6 +160,8 @@ class SACETrainer:
         self.model = model
         self.concept = concept.validate()
         self.cfg = config or default_sace_config(model)
+        from ..validation import check_train_config
+        check_train_config(self.cfg, model)
         if self.cfg.target not in ("soft", "hard"):
             raise SaceError(f"--target must be 'soft' or 'hard', got {self.cfg.target!r}")
         if self.cfg.target == "hard" and self.cfg.erase_scales()[-1] > 0:
@@ -329,15 +332,25 @@ class SACETrainer:
                             f"not overwriting the last good checkpoint {p} (lower --lr)")
         state = {"adapter": self.adapter.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "gen": self.gen.get_state(), "log": self.log}
-        with atomic_path(p) as tmp:
-            torch.save(state, tmp)
+        write_checkpoint(p, state, **self._provenance())
+
+    def _provenance(self) -> dict:
+        from ..adapters import base_model_hash
+
+        return {"concept": self.concept.to_dict(), "config": _jsonable(asdict(self.cfg)),
+                "base_hash": base_model_hash(self.model)}
 
     def resume(self) -> bool:
-        """Load the last checkpoint in ``work_dir`` (returns False when there is none)."""
+        """Load the last checkpoint in ``work_dir`` (returns False when there is none).
+
+        Raises:
+            SaceError: the checkpoint was made for another concept, with other settings (anything but
+                ``steps`` / ``checkpoint_every``) or on other base weights.
+        """
         p = self._ckpt_path()
         if p is None or not p.exists():
             return False
-        st = torch_load_weights(p)
+        st = read_checkpoint(p, **self._provenance())
         sd = st["adapter"]
         with torch.no_grad():
             for name, br in self.adapter.modules.items():
@@ -440,6 +453,9 @@ def erase(model, concept: ConceptSpec, config: SACEConfig | None = None, out_dir
     Returns:
         :class:`SACEResult` (adapter, per-step log, wall time, tokens per step).
     """
+    if out_dir is not None:
+        from ..validation import output_dir
+        output_dir(out_dir)          # before any work: a file, a path under a file, a read-only folder
     tr = SACETrainer(model, concept, config, work_dir=out_dir)
     if resume and not tr.resume():
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")

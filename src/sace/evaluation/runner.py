@@ -26,6 +26,10 @@ METHOD_TITLES = {"original": "original", "sace": "SACE", "svare": "S-VARE", "esd
                  **{k: v[0] for k, v in ABLATIONS.items()}}
 
 
+#: table columns -> which value is best (only the columns present in a table are highlighted)
+HIGHLIGHT = {"ACC_e ↓": "min", "ACC_i ↑": "max", "ASR ↓": "min", "sensitive ↓": "min"}
+
+
 @dataclass
 class EvalRequest:
     """What ``sace evaluate`` was asked to do."""
@@ -47,6 +51,7 @@ class EvalRequest:
     sace_steps: int | None = None
     baseline_steps: int | None = None
     seed: int = 0
+    allow_other_base: bool = False   # adapters trained on other weights of the same-named model: warn only
 
 
 def parse_methods(spec: str | Sequence[str] | None, has_adapters: bool) -> list[str]:
@@ -84,7 +89,7 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
 
     methods = [Method("original")]
     for i, folder in enumerate(req.adapters):
-        ad = load_adapter(model, folder, name=f"given{i}")
+        ad = load_adapter(model, folder, name=f"given{i}", allow_other_base=req.allow_other_base)
         label = ad.metadata.get("method", "adapter")
         methods.append(Method(f"{label} ({Path(folder).name})", adapters=[ad.config.name],
                               cost=_cost_from_meta(ad.metadata)))
@@ -189,16 +194,19 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     rep["concept"] = concept.to_dict() if concept else None
     rep["detector"] = det_kind
     rows = comparison_rows(rep, class_names, neighbours)
+    # highlight the best value of the metrics this evaluation has (a NudeNet or detector-free run has no ACC)
+    present = {c for r in rows for c in r}
+    best = {c: m for c, m in HIGHLIGHT.items() if c in present}
     md = markdown_table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}", "tokens/step": "{:.0f}"},
-                        highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"})
+                        highlight=best)
     write_text(out / "table.md", md)
     write_text(out / "table.html", html_table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"},
-                                              highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"}))
+                                              highlight=best))
     own = report is None
     r = report or Report(f"sace evaluate: {concept.name if concept else req.prompts_file}",
                          subtitle=f"model {model.name}, {len(items)} images per method")
     r.heading("Erasure vs preservation vs cost", 2)
-    r.table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"}, highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"})
+    r.table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"}, highlight=best)
     for m in methods:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in m.name)
         g = out / "grids" / f"{safe}.png"

@@ -51,17 +51,19 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
 
 
 def last_error(err: str) -> str:
-    lines = [x for x in err.strip().splitlines() if x.strip()]
+    lines = [x.split("\r")[-1] for x in err.strip().splitlines() if x.strip()]
+    lines = [x for x in lines if x.startswith(("error: ", "interrupted: "))] or lines
     return lines[-1] if lines else ""
 
 
 def assert_error(code: int, err: str, message: str, status: int = 2) -> None:
     assert code == status, (code, err[-2000:])
     assert "Traceback" not in err, err[-2000:]
-    line = last_error(err)
     prefix = "error: " if status == 2 else "interrupted: "
-    assert line.startswith(prefix), err[-2000:]
-    assert message.lower() in line.lower(), line
+    # exactly one such line (progress bars may redraw around it on stderr)
+    found = [x.split("\r")[-1] for x in err.splitlines() if x.split("\r")[-1].startswith(prefix)]
+    assert len(found) == 1, err[-2000:]
+    assert message.lower() in found[0].lower(), found[0]
 
 
 # -- a world of bad files ---------------------------------------------------------------------------------
@@ -410,6 +412,28 @@ def test_generate_refuses_stale_output_and_force_overwrites(world, capsys, tmp_p
     index = json.loads((out / "index.json").read_text())
     assert {im["prompt"] for im in index["images"]} == {"a photo of a dress"}
     assert (out / "00000_s0.png").read_bytes() != first
+
+
+def test_ctrl_c_in_generate_says_how_to_resume(capsys, tmp_path, monkeypatch):
+    from sace import generate as gen
+
+    out = tmp_path / "int"
+    real, calls = gen.save_png, []
+
+    def save_then_interrupt(img, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(img, path)
+
+    monkeypatch.setattr(gen, "save_png", save_then_interrupt)
+    args = ["generate", "--prompt", "a photo of a sneaker", "--n", "3", "--out", out]
+    code, _, err = run_cli(capsys, *args)
+    assert_error(code, err, f"1 of 3 images are in {out}; run the same command again to resume", status=130)
+    monkeypatch.setattr(gen, "save_png", real)
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("0*.png")) == ["00000_s0.png", "00001_s1.png", "00002_s2.png"]
 
 
 def test_generate_refuses_images_without_a_manifest(capsys, tmp_path):

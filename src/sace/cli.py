@@ -154,8 +154,8 @@ def generate(
                 return
             _write_grid_and_index(out, m, adapter, s, negative_prompt, prompts, seeds, paths, n, prompt, prompts_file)
         else:
+            # the record covers adapters by their weights (as the sharded path does), not by their folders
             rec = generation_record(m, prompts, seeds, s, negative_prompt, batch_size)
-            rec["adapter_files"] = _adapter_hashes(adapter)
             with open_output(out, "generate", rec, GENERATED_FILES, force=force) as folder:
                 paths = generate_to_dir(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
                                         batch_size=batch_size, progress=True, folder=folder)

@@ -374,32 +374,34 @@ class SACETrainer:
             from tqdm.auto import tqdm
             bar = tqdm(total=cfg.steps, initial=self.step, desc=f"SACE {self.concept.name}", dynamic_ncols=True)
         t0 = time.perf_counter()
-        while self.step < cfg.steps:
-            vals = self.losses()
-            loss = vals["loss"]
-            if not torch.isfinite(loss):
-                where = f"; last good checkpoint: {self._ckpt_path()}" if self._ckpt_path() else ""
-                raise SaceError(f"SACE loss became {loss.item()} at step {self.step} (lower --lr or --lambda-h)"
-                                + where)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            if not torch.isfinite(gn):
-                raise SaceError(f"SACE gradient became non-finite at step {self.step}")
-            self.opt.step()
-            self.step += 1
-            rec = {"step": self.step, **{k: round(float(v.detach()), 6) for k, v in vals.items()}}
-            self.log.append(rec)
+        try:
+            while self.step < cfg.steps:
+                vals = self.losses()
+                loss = vals["loss"]
+                if not torch.isfinite(loss):
+                    where = f"; last good checkpoint: {self._ckpt_path()}" if self._ckpt_path() else ""
+                    raise SaceError(f"SACE loss became {loss.item()} at step {self.step} (lower --lr or --lambda-h)"
+                                    + where)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gn = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+                if not torch.isfinite(gn):
+                    raise SaceError(f"SACE gradient became non-finite at step {self.step}")
+                self.opt.step()
+                self.step += 1
+                rec = {"step": self.step, **{k: round(float(v.detach()), 6) for k, v in vals.items()}}
+                self.log.append(rec)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(L_ER=f"{rec['L_ER']:.3f}", L_pre=f"{rec['L_pre']:.4f}",
+                                    H_t=f"{rec['entropy_target']:.3f}")
+                if callback is not None:
+                    callback(rec)
+                if self.work_dir and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
+                    self.save_checkpoint()
+        finally:   # the bar ends its line before any error or interrupt note is printed
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(L_ER=f"{rec['L_ER']:.3f}", L_pre=f"{rec['L_pre']:.4f}",
-                                H_t=f"{rec['entropy_target']:.3f}")
-            if callback is not None:
-                callback(rec)
-            if self.work_dir and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
-                self.save_checkpoint()
-        if bar is not None:
-            bar.close()
+                bar.close()
         secs = time.perf_counter() - t0
         for p in self.params:
             p.requires_grad_(False)
@@ -456,6 +458,8 @@ def erase(model, concept: ConceptSpec, config: SACEConfig | None = None, out_dir
     if out_dir is not None:
         from ..validation import output_dir
         output_dir(out_dir)          # before any work: a file, a path under a file, a read-only folder
+    if resume and (out_dir is None or not (Path(out_dir) / "sace_checkpoint.pt").exists()):
+        raise SaceError(f"--resume given but no checkpoint in {out_dir}")   # before the teacher is prepared
     tr = SACETrainer(model, concept, config, work_dir=out_dir)
     if resume and not tr.resume():
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")

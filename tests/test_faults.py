@@ -292,10 +292,14 @@ def _tiny_with_text(tiny_model):
 def _api_cases():
     from sace import validation as v
     from sace.adapters import AdapterConfig, attach_adapter
+    from sace.erasure.baselines import ESDConfig, SVAREConfig, train_esd, train_svare
     from sace.erasure.concepts import from_prompts
     from sace.erasure.sace import SACEConfig, SACETrainer
+    from sace.evaluation.runner import EvalRequest, run_evaluation
     from sace.generate import SamplingSettings, generate
+    from sace.issa import issa
     from sace.models.registry import load_model
+    from sace.sampling import sample
 
     concept = lambda: from_prompts("cat", ["a cat"], anchor="dog")
     return [
@@ -322,6 +326,19 @@ def _api_cases():
         ("load-model-bad-json", lambda m, w: load_model(str(w["M_NOVAE"])), "vae: missing"),
         ("load-model-other-vae", lambda m, w: load_model(str(w["M_VAE"])), "are not the ones its model.json records"),
         ("output-dir-file", lambda m, w: v.output_dir(w["FILE"]), "is a file"),
+        ("sample-guidance-nan", lambda m, w: sample(m, m.encode_prompts(["a cat"]), guidance=math.nan),
+         "--guidance must be a finite number"),
+        ("sample-top-p-2", lambda m, w: sample(m, m.encode_prompts(["a cat"]), top_p=2.0), "--top-p must be in"),
+        ("issa-seed-2^64", lambda m, w: issa(m, ["a cat"], ["a dog"], [2**64], lambda x: x.mean((1, 2, 3))),
+         "seeds must lie in [0, 2**64 - 1]"),
+        ("evaluate-limit-negative", lambda m, w: run_evaluation(m, EvalRequest(limit=-1), w["T"] / "ev"),
+         "--limit must be an integer >= 1"),
+        ("evaluate-out-under-file", lambda m, w: run_evaluation(m, EvalRequest(concept="cat"), w["UNDER"]),
+         "is under the file"),
+        ("svare-steps-0", lambda m, w: train_svare(m, concept(), SVAREConfig(steps=0), False),
+         "--steps must be an integer >= 1"),
+        ("esd-lr-inf", lambda m, w: train_esd(m, concept(), ESDConfig(lr=math.inf), False),
+         "--lr must be a finite number > 0"),
     ]
 
 

@@ -460,19 +460,7 @@ def evaluate(
     from .fingerprint import model_hashes
     from .outputs import on_interrupt, open_output
 
-    for opt, val, lo in (("--limit", limit, 1), ("--n-per-class", n_per_class, 1), ("--n-heldout", n_heldout, 0),
-                         ("--inception-images", inception_images, 0), ("--sace-steps", sace_steps, 1),
-                         ("--baseline-steps", baseline_steps, 1)):
-        v.integer(opt, val, lo=lo)
-    v.batch_size(batch_size)
-    v.seed("--seed", seed)
-    v.finite("--nudenet-threshold", nudenet_threshold, lo=0, hi=1)
     s = _settings(guidance, temperature, top_k, top_p)
-    for a in adapter or []:
-        if not Path(a).is_dir():
-            raise SaceError(f"adapter folder not found: {a}")
-    v.output_dir(out)
-    m = _load(model, device)
     req = EvalRequest(concept=concept, anchor=anchor, methods=parse_methods(methods, bool(adapter)),
                       adapters=[str(a) for a in adapter or []], prompts_file=str(prompts) if prompts else None,
                       categories=categories, limit=limit, detector=detector, nudenet_threshold=nudenet_threshold,
@@ -480,6 +468,12 @@ def evaluate(
                       batch_size=batch_size, settings=s,
                       sace_steps=sace_steps, baseline_steps=baseline_steps, seed=seed,
                       allow_other_base=allow_other_base)
+    v.check_eval_request(req)          # the numbers before loading anything (run_evaluation checks again)
+    for a in adapter or []:
+        if not Path(a).is_dir():
+            raise SaceError(f"adapter folder not found: {a}")
+    v.output_dir(out)
+    m = _load(model, device)
     t = time.perf_counter()
     rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
            "prompts_file": _file_digest(prompts), "request": asdict(req)}

@@ -166,6 +166,9 @@ def sample(
     Raises:
         SaceError: inconsistent batch sizes, bad guidance/temperature, prefix shape mismatch.
     """
+    from .validation import sampling as check_sampling
+
+    check_sampling(guidance, temperature, top_k, top_p)   # NaN guidance, top-p > 1, ... as one line
     sch = schedule or model.schedule
     k_all = sch.num_scales
     dflt = model.defaults

@@ -379,3 +379,18 @@ def check_gate(gate: str, model) -> None:
     if sc is not None and (not sc or max(sc) >= k_all or min(sc) < 0):
         raise SaceError(f"gate {gate!r} names scales outside this model's {k_all} scales (0..{k_all - 1}); "
                         f"use e.g. 'scales:0,1' or 'scale0'")
+
+
+def check_eval_request(req) -> None:
+    """The numbers of a :class:`sace.evaluation.runner.EvalRequest` (``sace evaluate``'s options).
+
+    Raises:
+        SaceError: the first bad one, named by its CLI option.
+    """
+    for opt, val, lo in (("--limit", req.limit, 1), ("--n-per-class", req.n_per_class, 1),
+                         ("--n-heldout", req.n_heldout, 0), ("--inception-images", req.inception_images, 0),
+                         ("--sace-steps", req.sace_steps, 1), ("--baseline-steps", req.baseline_steps, 1)):
+        integer(opt, val, lo=lo)
+    batch_size(req.batch_size)
+    seed("--seed", req.seed)
+    finite("--nudenet-threshold", req.nudenet_threshold, lo=0, hi=1)

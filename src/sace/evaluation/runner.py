@@ -139,8 +139,10 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     """Everything ``sace evaluate`` does; returns the metrics dict (also written to ``metrics.json``)."""
     from ..erasure.concepts import resolve_concept
     from ..reporting import Report, html_table, markdown_table
+    from ..validation import check_eval_request, output_dir
 
-    out = Path(out_dir)
+    check_eval_request(req)
+    out = output_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_fashion = getattr(model, "name", "") == "fashion"
     concept = None

@@ -771,3 +771,35 @@ def test_warnings_print_as_one_line():
         assert warnings.formatwarning("msg", UserWarning, "f.py", 1) == "warning: msg\n"
     finally:
         warnings.formatwarning = fmt
+
+
+def test_full_disk_at_the_adapter_keeps_the_trained_state(tiny_model, tmp_path, monkeypatch):
+    """The adapter write hits ENOSPC after training: the message says so, and --resume writes it without
+    training again."""
+    from sace import io as sio
+    from sace.adapters import detach_adapters
+    from sace.erasure.concepts import from_prompts
+    from sace.erasure.sace import SACEConfig, erase
+
+    m = _tiny_with_text(tiny_model)
+    real_write = os.write
+
+    def writer(fd, data):
+        if b"sace.adapter.v1" in bytes(data[:4096]):   # the adapter.safetensors header
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    c = from_prompts("cat", ["a cat"], anchor="dog")
+    cfg = SACEConfig(steps=2, checkpoint_every=1)
+    try:
+        monkeypatch.setattr(sio.os, "write", writer)
+        with pytest.raises(SaceError, match=r"disk full \(ENOSPC\).*rerun with --resume"):
+            erase(m, c, cfg, out_dir=tmp_path, progress=False)
+        monkeypatch.undo()
+        detach_adapters(m)
+        assert torch.load(tmp_path / "sace_checkpoint.pt", weights_only=True)["step"] == 2
+        res = erase(m, c, cfg, out_dir=tmp_path, resume=True, progress=False)
+        assert res.seconds < 5 and (tmp_path / "adapter.safetensors").is_file()
+        assert not (tmp_path / "sace_checkpoint.pt").exists()
+    finally:
+        detach_adapters(m)

@@ -465,9 +465,13 @@ def erase(model, concept: ConceptSpec, config: SACEConfig | None = None, out_dir
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")
     res = tr.train(progress=progress)
     if out_dir is not None:
-        folder = save_adapter(res.adapter, out_dir, model=model)
-        write_json(Path(out_dir) / "train_log.json", {"log": res.log, "seconds": res.seconds,
-                                                     "tokens_per_step": res.tokens_per_step})
+        try:
+            folder = save_adapter(res.adapter, out_dir, model=model)
+            write_json(Path(out_dir) / "train_log.json", {"log": res.log, "seconds": res.seconds,
+                                                         "tokens_per_step": res.tokens_per_step})
+        except SaceError as e:   # the final checkpoint is still there: no retraining needed
+            raise SaceError(f"{e}; the trained state is kept in {tr._ckpt_path()}: rerun with --resume to write "
+                            f"the adapter without training again") from None
         ck = tr._ckpt_path()
         if ck is not None and ck.exists():
             ck.unlink()

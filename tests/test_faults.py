@@ -690,11 +690,11 @@ def test_torch_save_full_disk_is_reported_as_disk_full(tmp_path, monkeypatch):
 
 
 def test_real_full_disk_on_a_small_tmpfs(capsys, tmp_path):
-    with _mounted_tmpfs(tmp_path / "small", "size=8k") as ok:
+    with _mounted_tmpfs(tmp_path / "small", "size=12k") as ok:
         if not ok:
             pytest.skip("cannot mount a tmpfs here (needs root with mount rights)")
-        code, _, err = run_cli(capsys, "generate", "--prompt", "a photo of a sneaker", "--n", "16", "--batch-size",
-                               "2", "--out", tmp_path / "small" / "gen")
+        code, _, err = run_cli(capsys, "generate", "--prompt", "a photo of a sneaker", "--n", "8", "--batch-size",
+                               "8", "--out", tmp_path / "small" / "gen")
         assert_error(code, err, "disk full (ENOSPC) while writing")
 
 

@@ -462,7 +462,7 @@ def test_generate_refuses_images_without_a_manifest(capsys, tmp_path):
 
 
 def test_concurrent_writer_is_refused(capsys, tmp_path):
-    from sace.outputs import OutputFolder
+    from sace.folders import OutputFolder
 
     out = tmp_path / "busy"
     holder = OutputFolder(out, "generate", {"other": "run"}).open()   # another run holds the folder
@@ -478,13 +478,13 @@ def test_concurrent_writer_is_refused(capsys, tmp_path):
 def test_concurrent_writer_in_another_process_is_refused(tmp_path):
     """Two processes: the second finds the lock held by the first."""
     out = tmp_path / "busy2"
-    code = ("import sys, time; from sace.outputs import OutputFolder; f = OutputFolder(sys.argv[1], 'generate', "
+    code = ("import sys, time; from sace.folders import OutputFolder; f = OutputFolder(sys.argv[1], 'generate', "
             "{'a': 1}).open(); print('locked', flush=True); time.sleep(30)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert p.stdout.readline().strip() == "locked"
-        from sace.outputs import OutputFolder
+        from sace.folders import OutputFolder
         with pytest.raises(SaceError, match=rf"another sace run \(pid {p.pid}, generate\) is writing to"):
             OutputFolder(out, "generate", {"a": 1}).open()
     finally:

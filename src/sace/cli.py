@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from . import domains
 from .errors import SaceError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -40,11 +42,19 @@ OtherBaseOpt = Annotated[bool, typer.Option("--allow-other-base", help="Use an a
                                                                        "of an error).")]
 
 
-_CHECKPOINTS: dict[str, str | None] = {"transformer_path": None, "vae_path": None, "text_encoder": None}
+@dataclass(frozen=True)
+class CheckpointPaths:
+    """The global options: checkpoint overrides for every model a command loads (kept on typer's context
+    object, not in module state)."""
+
+    transformer_path: str | None = None
+    vae_path: str | None = None
+    text_encoder: str | None = None
 
 
 @app.callback()
 def _global_options(
+    ctx: typer.Context,
     transformer_path: Annotated[str | None, typer.Option(
         help="Transformer checkpoint for --model infinity-2b/8b: a local .pth/.safetensors file, a sharded "
              "folder, or a file name in the model's Hugging Face repo (default: downloaded from the hub).")] = None,
@@ -53,22 +63,23 @@ def _global_options(
                                                           "google/flan-t5-xl).")] = None,
 ) -> None:
     """Options given before the command apply to every model it loads."""
-    _CHECKPOINTS.update(transformer_path=transformer_path, vae_path=vae_path, text_encoder=text_encoder)
+    ctx.obj = CheckpointPaths(transformer_path, vae_path, text_encoder)
 
 
 def _device(device: str | None) -> str:
     from .validation import device as check_device
-    return check_device(device)
+    return check_device(device)   # "" -> cuda when available; unknown names and missing CUDA: one line
 
 
-def _load(model: str, device: str | None, adapters: list[Path] | None = None, allow_other_base: bool = False):
+def _load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path] | None = None,
+          allow_other_base: bool = False):
     from .adapters import load_adapters
     from .models.registry import load_model
 
     for a in adapters or []:
         if not Path(a).is_dir():
             raise SaceError(f"adapter folder not found: {a}")
-    m = load_model(model, device=_device(device), **_CHECKPOINTS)
+    m = load_model(model, device=_device(device), **asdict(ctx.obj or CheckpointPaths()))
     if adapters:
         load_adapters(m, [str(a) for a in adapters], allow_other_base=allow_other_base)
     return m
@@ -86,6 +97,7 @@ def _console():
 
 @app.command()
 def generate(
+    ctx: typer.Context,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt (repeatable).")] = None,
     prompts_file: Annotated[Path | None, typer.Option(help="CSV/JSON/JSONL/TXT with a 'prompt' column; "
                                                           "seeds from 'evaluation_seed' when present.")] = None,
@@ -111,8 +123,10 @@ def generate(
     or accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
     grid and index."""
     from . import validation as v
+    from .folders import on_interrupt, open_output
     from .generate import GENERATED_FILES, generate_to_dir, generation_record
-    from .outputs import on_interrupt, open_output
+    from .images import load_png, save_grid
+    from .outputs import write_generation_index
 
     v.integer("--n", n, lo=1)
     v.seed("--seed", seed)
@@ -134,60 +148,45 @@ def generate(
     from .models.text import check_prompts
     prompts = check_prompts(prompts)   # before loading anything: bad input fails in a fraction of a second
     v.seeds(seeds, "--prompts-file seed")
-    ctx = None
+    dist = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # started by torchrun / accelerate launch: shard the prompts
         from .distributed import DistContext
-        ctx = DistContext()
-        device = device or str(ctx.device)
+        dist = DistContext()
+        device = device or str(dist.device)
     else:
         v.output_dir(out)                            # a file / under a file / read-only: before loading anything
-    m = _load(model, device, adapter, allow_other_base)
+    m = _load(ctx, model, device, adapter, allow_other_base)
+    adapters = [str(a) for a in adapter or []]
     t = time.perf_counter()
+    nrow = n if prompt and not prompts_file else min(8, len(prompts))   # one path per prompt
     note = lambda: (f"{sum(1 for p in Path(out).glob('*_s*.png'))} of {len(prompts)} images are in {out}; run the "
                     f"same command again to resume (finished images are kept)")
     with on_interrupt(note):
-        if ctx is not None:
+        if dist is not None:   # generate_sharded checks the folder and writes index.json on rank 0
             from .distributed import generate_sharded
             paths = generate_sharded(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
-                                     batch_size=batch_size, ctx=ctx, force=force)
-            if not ctx.is_main:
+                                     batch_size=batch_size, ctx=dist, adapters=adapters, force=force)
+            if not dist.is_main:
                 return
-            _write_grid_and_index(out, m, adapter, s, negative_prompt, prompts, seeds, paths, n, prompt, prompts_file)
+            save_grid([load_png(p) for p in paths], nrow, Path(out) / "grid.png", upscale=1)
         else:
             # the record covers adapters by their weights (as the sharded path does), not by their folders
             rec = generation_record(m, prompts, seeds, s, negative_prompt, batch_size)
             with open_output(out, "generate", rec, GENERATED_FILES, force=force) as folder:
                 paths = generate_to_dir(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
                                         batch_size=batch_size, progress=True, folder=folder)
-                _write_grid_and_index(out, m, adapter, s, negative_prompt, prompts, seeds, paths, n, prompt,
-                                      prompts_file)
+                write_generation_index(out, model=m.name, prompts=prompts, seeds=seeds, paths=paths,
+                                       settings=s.resolved(m), negative_prompt=negative_prompt, adapters=adapters,
+                                       batch_size=batch_size)
+                save_grid([load_png(p) for p in paths], nrow, Path(out) / "grid.png", upscale=1)
                 folder.complete(images=len(paths))
     secs = time.perf_counter() - t
     _console().print(f"wrote {len(paths)} images and grid.png to {out} ({secs:.2f} s)")
 
 
-def _adapter_hashes(adapters) -> list[str]:
-    from .fingerprint import adapter_hashes
-    return adapter_hashes(adapters or [])
-
-
-def _write_grid_and_index(out, m, adapter, s, negative_prompt, prompts, seeds, paths, n, prompt, prompts_file):
-    import torch
-
-    from .generate import image_grid, load_png, save_png
-    from .io import write_json
-
-    imgs = torch.stack([load_png(p) for p in paths])
-    nrow = n if prompt and not prompts_file else min(8, len(paths))
-    save_png(image_grid(imgs, nrow=nrow), Path(out) / "grid.png")
-    write_json(Path(out) / "index.json", {"model": m.name, "adapters": [str(a) for a in adapter or []],
-                                          "settings": s.resolved(m), "negative_prompt": negative_prompt,
-                                          "images": [{"prompt": p, "seed": x, "file": f.name}
-                                                     for p, x, f in zip(prompts, seeds, paths)]})
-
-
 @app.command()
 def issa(
+    ctx: typer.Context,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Concept prompt c* (repeatable; "
                                                                             "pairs with --anchor-prompt).")] = None,
     anchor_prompt: Annotated[list[str] | None, typer.Option("--anchor-prompt", "-a",
@@ -198,7 +197,8 @@ def issa(
     concept: Annotated[str | None, typer.Option(help="Concept the detector scores (fashion: a class key; "
                                                      "default: the class the prompt names).")] = None,
     detector: Annotated[str, typer.Option(help="fashion (classifier probability), nudenet or opennsfw; "
-                                               "auto = fashion for the fashion model, else nudenet.")] = "auto",
+                                               "auto = the model's domain detector (fashion for the fashion "
+                                               "model), else nudenet.")] = "auto",
     out: Annotated[Path, typer.Option(help="Output folder: issa.json, plots, heat maps, grids, report.html.")
                    ] = Path("out/issa"),
     model: ModelOpt = "fashion",
@@ -232,7 +232,7 @@ def issa(
         raise SaceError(f"{len(prompts)} --prompt but {len(anchors)} --anchor-prompt; they pair one to one")
     from . import validation as v
     from .fingerprint import model_hashes
-    from .outputs import on_interrupt, open_output
+    from .folders import on_interrupt, open_output
 
     v.integer("--seeds", seeds, lo=1)
     v.seed("--seed", seed)
@@ -241,8 +241,9 @@ def issa(
     from .models.text import check_prompts
     prompts, anchors = check_prompts(prompts), check_prompts(anchors)
     v.output_dir(out)
-    m = _load(model, device, adapter, allow_other_base)
-    score_fn, concept_name = _score_fn(m, detector, concept, prompts[0])
+    m = _load(ctx, model, device, adapter, allow_other_base)
+    from .evaluation.selection import detector_kind, issa_scorer
+    score_fn, concept_name = issa_scorer(detector_kind(detector, m), concept, prompts[0])
     t = time.perf_counter()
     rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
            "prompts": prompts, "anchors": anchors, "seeds": [seed, seeds], "concept": concept_name,
@@ -265,37 +266,14 @@ def issa(
             f"(with plots {secs:.2f} s). Report: {paths.get('report')}")
 
 
-def _score_fn(m, detector: str, concept: str | None, prompt: str):
-    """(images -> concept score, concept name) for ISSA."""
-    kind = detector
-    if kind == "auto":
-        kind = "fashion" if m.name == "fashion" else "nudenet"
-    if kind == "fashion":
-        from .evaluation.fashion_classifier import load_classifier
-        from .recipes import fashion_data as fd
-        if concept is None:
-            named = [i for i in range(fd.NUM_CLASSES) if fd.mentions_concept(prompt, i)]
-            if len(named) != 1:
-                raise SaceError(f"cannot tell which class {prompt!r} names; pass --concept "
-                                f"({', '.join(fd.CLASS_KEYS)})")
-            idx = named[0]
-        else:
-            idx = fd.class_index(concept)
-        clf = load_classifier()
-        return (lambda imgs: clf.predict_proba(imgs)[:, idx]), fd.class_key(idx)
-    if kind == "nudenet":
-        from .evaluation.detectors import NudeNetDetector
-        det = NudeNetDetector()
-        return (lambda imgs: det.scores(imgs)[:, 0]), concept or "nudity"
-    if kind == "opennsfw":
-        from .evaluation.detectors import OpenNSFWDetector
-        det = OpenNSFWDetector()
-        return (lambda imgs: det.scores(imgs)[:, 0]), concept or "nsfw"
-    raise SaceError(f"unknown detector {detector!r}; use fashion, nudenet or opennsfw")
+def _adapter_hashes(adapters) -> list[str]:
+    from .fingerprint import adapter_hashes
+    return adapter_hashes(adapters or [])
 
 
 @app.command()
 def erase(
+    ctx: typer.Context,
     concept: Annotated[str | None, typer.Option(help="Concept name (fashion: a class key such as sneaker).")] = None,
     anchor: Annotated[str | None, typer.Option(help="Harmless anchor phrase/class replacing the concept "
                                                     "(fashion default: the nearest class).")] = None,
@@ -348,14 +326,12 @@ def erase(
     """Erase a concept with SACE into a scale-gated adapter folder (adapter.safetensors + adapter.json +
     train_log.json; a checkpoint every --checkpoint-every steps, --resume continues). Prints wall time and
     tokens per step. Defaults: METHOD.md §3 updated by the model's own (fashion: all six scales, see README)."""
-    from dataclasses import asdict
-
     from . import validation as v
     from .erasure.concepts import resolve_concept
     from .erasure.sace import default_sace_config
     from .erasure.sace import erase as run_erase
     from .fingerprint import model_hashes
-    from .outputs import on_interrupt, open_output
+    from .folders import on_interrupt, open_output
 
     # numeric options first: a bad value fails in a fraction of a second, not after loading the model
     for opt, val, lo in (("--rank", rank, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 0),
@@ -368,9 +344,9 @@ def erase(
     v.seed("--seed", seed)
     if out is not None:
         v.output_dir(out)
-    m = _load(model, device, adapter, allow_other_base)
+    m = _load(ctx, model, device, adapter, allow_other_base)
     spec = resolve_concept(concept, anchor=anchor, targets=target or [], retain=retain or [],
-                           concept_file=str(concept_file) if concept_file else None, model_name=m.name)
+                           concept_file=str(concept_file) if concept_file else None, domain=domains.name_of(m))
     cfg = default_sace_config(
         m, modules=[x.strip() for x in modules.split(",") if x.strip()] if modules else None, rank=rank,
         alpha=alpha, gate=gate, kind="full" if full else None, isolation=isolation, target=target_mode, seed=seed,
@@ -416,6 +392,7 @@ def _erase_note(out: Path, cfg) -> str:
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     concept: Annotated[str | None, typer.Option(help="Erased concept (fashion: class key) -> ACC_e/ACC_i on the "
                                                      "built-in prompt sets.")] = None,
     anchor: Annotated[str | None, typer.Option(help="Anchor for methods trained here (default: nearest class).")
@@ -453,19 +430,19 @@ def evaluate(
     allow_other_base: OtherBaseOpt = False,
 ) -> None:
     """Evaluate erasure vs preservation vs cost on the same prompts and seeds for every method, in one table."""
-    from dataclasses import asdict
-
     from . import validation as v
     from .evaluation.runner import EvalRequest, parse_methods, run_evaluation
     from .fingerprint import model_hashes
-    from .outputs import on_interrupt, open_output
+    from .folders import on_interrupt, open_output
+    from .outputs import write_evaluation
+    from .reporting import Report
+    from .reporting.sections import evaluation_section
 
-    s = _settings(guidance, temperature, top_k, top_p)
     req = EvalRequest(concept=concept, anchor=anchor, methods=parse_methods(methods, bool(adapter)),
                       adapters=[str(a) for a in adapter or []], prompts_file=str(prompts) if prompts else None,
                       categories=categories, limit=limit, detector=detector, nudenet_threshold=nudenet_threshold,
                       n_per_class=n_per_class, n_heldout=n_heldout, inception_images=inception_images,
-                      batch_size=batch_size, settings=s,
+                      batch_size=batch_size, settings=_settings(guidance, temperature, top_k, top_p),
                       sace_steps=sace_steps, baseline_steps=baseline_steps, seed=seed,
                       allow_other_base=allow_other_base)
     v.check_eval_request(req)          # the numbers before loading anything (run_evaluation checks again)
@@ -473,7 +450,7 @@ def evaluate(
         if not Path(a).is_dir():
             raise SaceError(f"adapter folder not found: {a}")
     v.output_dir(out)
-    m = _load(model, device)
+    m = _load(ctx, model, device)
     t = time.perf_counter()
     rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
            "prompts_file": _file_digest(prompts), "request": asdict(req)}
@@ -482,10 +459,14 @@ def evaluate(
             on_interrupt(lambda: f"nothing was written to {out} (evaluate writes its results at the end); run "
                                  f"the command again"):
         rep = run_evaluation(m, req, out)
+        write_evaluation(out, rep)
+        page = Report(f"sace evaluate: {rep.concept.name if rep.concept else req.prompts_file}",
+                      subtitle=f"model {m.name}, {rep.result.n_items} images per method")
+        evaluation_section(page, rep.rows, rep.result.methods, out).write(out / "report.html")
         folder.complete()
     c = _console()
-    c.print(rep["table_markdown"])
-    c.print(f"evaluated {len(rep['methods'])} method(s) in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, "
+    c.print(rep.table_markdown)
+    c.print(f"evaluated {len(rep.result.methods)} method(s) in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, "
             f"{out}/table.md, {out}/report.html")
 
 
@@ -506,7 +487,7 @@ def demo(
 ) -> None:
     """The main job on the embedded model: ISSA of the concept, SACE erasure, evaluation of the original,
     SACE and S-VARE (plus the training-free baselines) on the same seeds, and one report.html."""
-    from .demo import run_demo
+    from .recipes.demo import run_demo
 
     path = run_demo(out, concept=concept, anchor=anchor, seeds=seeds, n_per_class=n_per_class,
                     device=_device(device))
@@ -578,7 +559,7 @@ def main() -> None:
         print("interrupted: nothing was saved", file=sys.stderr)
         sys.exit(130)
     except Exception as e:
-        from .outputs import Interrupted
+        from .folders import Interrupted
         if not isinstance(e, Interrupted):
             raise
         print(f"interrupted: {e.note}", file=sys.stderr)

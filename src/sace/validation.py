@@ -249,11 +249,22 @@ class TextEncoderJSON(_Strict):
     path: str | None = None
 
 
+class SamplingDefaultsJSON(_Strict):
+    guidance: float | list[float] | None = None
+    temperature: float | list[float] | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+
+
 class DefaultsJSON(_Strict):
-    guidance: float
-    temperature: float
-    top_k: int
-    top_p: float
+    """``defaults``: ``sampling`` plus per-method tables (the older flat layout, sampling keys beside the
+    method tables, is accepted too; :func:`sace.models.base.split_defaults`)."""
+
+    sampling: SamplingDefaultsJSON | None = None
+    guidance: float | list[float] | None = None
+    temperature: float | list[float] | None = None
+    top_k: int | None = None
+    top_p: float | None = None
     sace: dict[str, Any] | None = None
     svare: dict[str, Any] | None = None
     esd: dict[str, Any] | None = None
@@ -270,7 +281,8 @@ class ModelJSON(_Strict):
     vae: VAEJSON
     schedule: ScheduleJSON
     text_encoder: TextEncoderJSON = TextEncoderJSON(kind="none")
-    defaults: DefaultsJSON
+    defaults: DefaultsJSON = DefaultsJSON()
+    domain: str | None = None
     train_interp: str = "trilinear"
     sample_interp: str = "trilinear"
     hashes: dict[str, str] | None = None

@@ -369,10 +369,11 @@ def test_api_device_cuda_without_cuda():
 
 def test_api_erase_checks_out_before_training(tiny_model, world, monkeypatch):
     from sace.erasure import sace as sace_mod
+    from sace.erasure import trainer as trainer_mod
     from sace.erasure.concepts import from_prompts
 
     called = []
-    monkeypatch.setattr(sace_mod.SACETrainer, "train", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(trainer_mod.Trainer, "train", lambda *a, **k: called.append(1))
     with pytest.raises(SaceError, match="is under the file"):
         sace_mod.erase(_tiny_with_text(tiny_model), from_prompts("cat", ["a cat"], anchor="dog"),
                        out_dir=world["UNDER"])
@@ -514,10 +515,10 @@ ER4 = ["erase", "--concept", "sneaker", "--gate", "scale0", "--steps", "4", "--c
 @pytest.fixture(scope="module")
 def interrupted_erase(tmp_path_factory):
     """An erase run stopped by Ctrl-C after its step-2 checkpoint: (folder, exit status, stderr)."""
-    from sace.erasure.sace import SACETrainer
+    from sace.erasure.trainer import Trainer
 
     out = tmp_path_factory.mktemp("erase") / "run"
-    real = SACETrainer.save_checkpoint
+    real = Trainer.save_checkpoint
 
     def save_then_interrupt(self):
         real(self)
@@ -525,7 +526,7 @@ def interrupted_erase(tmp_path_factory):
             raise KeyboardInterrupt
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(SACETrainer, "save_checkpoint", save_then_interrupt)
+    mp.setattr(Trainer, "save_checkpoint", save_then_interrupt)
     cap = _Capture()
     try:
         code, _, err = cap.run(*ER4, "--out", out)

@@ -22,7 +22,6 @@ Artifact: a folder with ``adapter.safetensors`` (``{adapter}.{module}.lora_A`` /
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -298,6 +297,9 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
         SaceError: unknown module groups, a duplicate adapter name, bad rank or gate.
     """
     config.validate(model.module_groups)
+    if getattr(model, "schedule", None) is not None:
+        from .validation import check_gate
+        check_gate(config.gate, model)
     tr = model.transformer
     existing = adapter_names(model)
     if config.name in existing:
@@ -355,15 +357,11 @@ def only_adapters(model, names: Iterable[str]) -> None:
 
 
 def base_model_hash(model) -> str:
-    """A short SHA-256 of the base transformer's weights (adapter branches excluded)."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.transformer.state_dict().items()):
-        if ".branches." in k:
-            continue
-        h.update(k.encode())
-        h.update(v.detach().float().cpu().numpy().tobytes()[:4096])
-        h.update(str(tuple(v.shape)).encode())
-    return h.hexdigest()[:16]
+    """A short SHA-256 of the base transformer's weights (adapter branches excluded; see
+    :func:`sace.fingerprint.weights_hash`)."""
+    from .fingerprint import transformer_hash
+
+    return transformer_hash(model)
 
 
 def save_adapter(adapter: Adapter, folder: str | os.PathLike, model=None, extra: dict | None = None) -> Path:
@@ -377,24 +375,35 @@ def save_adapter(adapter: Adapter, folder: str | os.PathLike, model=None, extra:
             "num_params": adapter.num_params(), "modules": sorted(adapter.modules), **adapter.metadata,
             **(extra or {})}
     if model is not None:
+        from .fingerprint import vae_hash
+
         meta.setdefault("base_model", getattr(model, "name", "?"))
         meta.setdefault("base_model_hash", base_model_hash(model))
+        # checked on load (the older base_model_hash was taken with the adapter's own wrapping in the key
+        # names, so it never matched the bare model; it stays for information only)
+        meta.setdefault("weights_hashes", {"transformer": base_model_hash(model),
+                                           **({"vae": vae_hash(model)} if getattr(model, "vae", None) is not None
+                                              else {})})
     save_safetensors(folder / "adapter.safetensors", tensors, metadata={"format": "sace.adapter.v1"})
     write_json(folder / "adapter.json", meta)
     return folder
 
 
-def load_adapter(model, folder: str | os.PathLike, name: str | None = None, strict_base: bool = False) -> Adapter:
+def load_adapter(model, folder: str | os.PathLike, name: str | None = None, allow_other_base: bool = False
+                 ) -> Adapter:
     """Attach the adapter saved in ``folder`` to ``model`` (composing with any already attached).
 
     Args:
         name: rename the adapter (needed to load the same folder twice).
-        strict_base: raise when the adapter was trained on another base model (hash differs); otherwise a
-            mismatch of the model *name* is an error and a hash mismatch only a warning in the metadata.
+        allow_other_base: an adapter trained on other weights of the same-named model (its stored
+            transformer or VAE hash differs) is only a warning instead of an error (``--allow-other-base``).
     Raises:
-        SaceError: folder or files missing, base model mismatch.
+        SaceError: folder or files missing, ``adapter.json`` missing a section / with an unknown config key /
+            of the wrong JSON type, base model name or weights mismatch.
         CheckpointError: corrupt file, missing/unexpected tensors, wrong shapes, NaN/inf values.
     """
+    from .validation import check_adapter_json
+
     folder = Path(folder)
     if not folder.is_dir():
         raise SaceError(f"adapter folder not found: {folder}")
@@ -402,10 +411,12 @@ def load_adapter(model, folder: str | os.PathLike, name: str | None = None, stri
         meta = json.loads((folder / "adapter.json").read_text())
     except FileNotFoundError as e:
         raise SaceError(f"{folder} has no adapter.json (not a sace adapter folder)") from e
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{folder / 'adapter.json'} is corrupt ({e})") from e
-    if meta.get("format") != "sace.adapter.v1":
-        raise CheckpointError(f"{folder / 'adapter.json'} is not a sace adapter (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != "sace.adapter.v1":
+        fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{folder / 'adapter.json'} is not a sace adapter (format {fmt!r})")
+    check_adapter_json(meta, folder / "adapter.json")
     tensors = load_safetensors(folder / "adapter.safetensors")
     cfg = AdapterConfig(**meta["config"])
     saved_name = cfg.name
@@ -414,8 +425,7 @@ def load_adapter(model, folder: str | os.PathLike, name: str | None = None, stri
     base = meta.get("base_model")
     if base and getattr(model, "name", None) and base != model.name:
         raise SaceError(f"adapter {folder} was trained on model {base!r}, not {model.name!r}")
-    if strict_base and meta.get("base_model_hash") and meta["base_model_hash"] != base_model_hash(model):
-        raise SaceError(f"adapter {folder} was trained on different {base!r} weights (hash mismatch)")
+    _check_base_weights(model, folder, meta, allow_other_base)
     ad = attach_adapter(model, cfg)
     expected = {f"{saved_name}.{k}" for k in ad.state_dict()}
     missing = sorted(expected - set(tensors))
@@ -441,16 +451,39 @@ def load_adapter(model, folder: str | os.PathLike, name: str | None = None, stri
     return ad
 
 
-def load_adapters(model, folders: Sequence[str | os.PathLike]) -> list[Adapter]:
+def _check_base_weights(model, folder: Path, meta: dict, allow_other_base: bool) -> None:
+    """The adapter's recorded transformer / VAE hashes against the loaded model's."""
+    import warnings
+
+    from .fingerprint import vae_hash
+
+    recorded = meta.get("weights_hashes") or {}
+    checks = [("transformer", recorded.get("transformer"), lambda: base_model_hash(model))]
+    if getattr(model, "vae", None) is not None:
+        checks.append(("VAE", recorded.get("vae"), lambda: vae_hash(model)))
+    for part, saved, current in checks:
+        if not saved:
+            continue
+        now = current()
+        if saved == now:
+            continue
+        msg = (f"adapter {folder} was trained on other {meta.get('base_model')!r} {part} weights (hash {saved}, "
+               f"this model's is {now})")
+        if not allow_other_base:
+            raise SaceError(msg + "; load the weights it was trained on, or pass --allow-other-base to use it anyway")
+        warnings.warn(msg + " (--allow-other-base: used anyway)", stacklevel=3)
+
+
+def load_adapters(model, folders: Sequence[str | os.PathLike], allow_other_base: bool = False) -> list[Adapter]:
     """Attach several adapters (``--adapter DIR`` repeated); names are made unique when they clash."""
     out = []
     for i, f in enumerate(folders):
         try:
             cfg_name = json.loads((Path(f) / "adapter.json").read_text())["config"]["name"]
-        except (OSError, KeyError, json.JSONDecodeError):
+        except (OSError, KeyError, TypeError, ValueError):   # load_adapter reports what is wrong
             cfg_name = None
         name = None
         if cfg_name is not None and cfg_name in adapter_names(model):
             name = f"{cfg_name}_{i}"
-        out.append(load_adapter(model, f, name=name))
+        out.append(load_adapter(model, f, name=name, allow_other_base=allow_other_base))
     return out

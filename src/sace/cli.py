@@ -37,6 +37,11 @@ GuidanceOpt = Annotated[float | None, typer.Option(help="Guidance weight w (1 = 
 TempOpt = Annotated[float | None, typer.Option(help="Sampling temperature tau; default: the model's.")]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Top-k filter (0 = off); default: the model's.")]
 TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Top-p filter (0 = off); default: the model's.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an output folder that holds results of other "
+                                                       "settings (default: refuse).")]
+OtherBaseOpt = Annotated[bool, typer.Option("--allow-other-base", help="Use an adapter trained on other weights "
+                                                                       "of the same-named model (a warning instead "
+                                                                       "of an error).")]
 
 
 @dataclass(frozen=True)
@@ -64,13 +69,12 @@ def _global_options(
 
 
 def _device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from .validation import device as check_device
+    return check_device(device)   # "" -> cuda when available; unknown names and missing CUDA: one line
 
 
-def _load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path] | None = None):
+def _load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path] | None = None,
+          allow_other_base: bool = False):
     from .adapters import load_adapters
     from .models.registry import load_model
 
@@ -79,7 +83,7 @@ def _load(ctx: typer.Context, model: str, device: str | None, adapters: list[Pat
             raise SaceError(f"adapter folder not found: {a}")
     m = load_model(model, device=_device(device), **asdict(ctx.obj or CheckpointPaths()))
     if adapters:
-        load_adapters(m, [str(a) for a in adapters])
+        load_adapters(m, [str(a) for a in adapters], allow_other_base=allow_other_base)
     return m
 
 
@@ -112,17 +116,26 @@ def generate(
     top_p: TopPOpt = None,
     batch_size: Annotated[int, typer.Option(help="Images per sampling pass.")] = 32,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
 ) -> None:
-    """Generate images: one PNG per image in OUT (named INDEX_sSEED.png, existing files are kept: re-running
-    resumes), a grid.png of all of them and index.json (prompts, seeds, settings). Under torchrun or
-    accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
+    """Generate images: one PNG per image in OUT (named INDEX_sSEED.png), a grid.png of all of them,
+    index.json (prompts, seeds, settings) and sace_manifest.json. Re-running the same command resumes (the
+    finished PNGs are kept); other settings into the same OUT are refused (--force overwrites). Under torchrun
+    or accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
     grid and index."""
-    from .generate import generate_to_dir
+    from . import validation as v
+    from .folders import on_interrupt, open_output
+    from .generate import GENERATED_FILES, generate_to_dir, generation_record
     from .images import load_png, save_grid
     from .outputs import write_generation_index
 
-    if n < 1:
-        raise SaceError(f"--n must be >= 1, got {n}")
+    v.integer("--n", n, lo=1)
+    v.seed("--seed", seed)
+    v.seed("--seed + --n - 1", seed + n - 1)
+    v.batch_size(batch_size)
+    v.negative_prompt(negative_prompt)
+    s = _settings(guidance, temperature, top_k, top_p)
     prompts, seeds = [], []
     if prompts_file:
         from .evaluation.prompts import load_prompt_set
@@ -136,29 +149,40 @@ def generate(
         raise SaceError("no prompt given; use --prompt TEXT (repeatable) or --prompts-file FILE")
     from .models.text import check_prompts
     prompts = check_prompts(prompts)   # before loading anything: bad input fails in a fraction of a second
+    v.seeds(seeds, "--prompts-file seed")
     dist = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # started by torchrun / accelerate launch: shard the prompts
         from .distributed import DistContext
         dist = DistContext()
         device = device or str(dist.device)
-    m = _load(ctx, model, device, adapter)
+    else:
+        v.output_dir(out)                            # a file / under a file / read-only: before loading anything
+    m = _load(ctx, model, device, adapter, allow_other_base)
     adapters = [str(a) for a in adapter or []]
     t = time.perf_counter()
-    s = _settings(guidance, temperature, top_k, top_p)
-    if dist is not None:   # generate_sharded writes index.json on rank 0
-        from .distributed import generate_sharded
-        paths = generate_sharded(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
-                                 batch_size=batch_size, ctx=dist, adapters=adapters)
-        if not dist.is_main:
-            return
-    else:
-        paths = generate_to_dir(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
-                                batch_size=batch_size, progress=True)
-        write_generation_index(out, model=m.name, prompts=prompts, seeds=seeds, paths=paths, settings=s.resolved(m),
-                               negative_prompt=negative_prompt, adapters=adapters, batch_size=batch_size)
+    nrow = n if prompt and not prompts_file else min(8, len(prompts))   # one path per prompt
+    note = lambda: (f"{sum(1 for p in Path(out).glob('*_s*.png'))} of {len(prompts)} images are in {out}; run the "
+                    f"same command again to resume (finished images are kept)")
+    with on_interrupt(note):
+        if dist is not None:   # generate_sharded checks the folder and writes index.json on rank 0
+            from .distributed import generate_sharded
+            paths = generate_sharded(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
+                                     batch_size=batch_size, ctx=dist, adapters=adapters, force=force)
+            if not dist.is_main:
+                return
+            save_grid([load_png(p) for p in paths], nrow, Path(out) / "grid.png", upscale=1)
+        else:
+            # the record covers adapters by their weights (as the sharded path does), not by their folders
+            rec = generation_record(m, prompts, seeds, s, negative_prompt, batch_size)
+            with open_output(out, "generate", rec, GENERATED_FILES, force=force) as folder:
+                paths = generate_to_dir(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
+                                        batch_size=batch_size, progress=True, folder=folder)
+                write_generation_index(out, model=m.name, prompts=prompts, seeds=seeds, paths=paths,
+                                       settings=s.resolved(m), negative_prompt=negative_prompt, adapters=adapters,
+                                       batch_size=batch_size)
+                save_grid([load_png(p) for p in paths], nrow, Path(out) / "grid.png", upscale=1)
+                folder.complete(images=len(paths))
     secs = time.perf_counter() - t
-    nrow = n if prompt and not prompts_file else min(8, len(paths))
-    save_grid([load_png(p) for p in paths], nrow, Path(out) / "grid.png", upscale=1)
     _console().print(f"wrote {len(paths)} images and grid.png to {out} ({secs:.2f} s)")
 
 
@@ -186,6 +210,8 @@ def issa(
     top_k: TopKOpt = None,
     top_p: TopPOpt = None,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
 ) -> None:
     """ISSA: how much of the concept each scale injects. Generates with the concept prompt up to scale k and
     the anchor from k on (and the reverse) for every k and seed, scores the images with a detector, and
@@ -206,18 +232,32 @@ def issa(
         raise SaceError("give at least one --prompt and its --anchor-prompt (or --pairs-file)")
     if len(prompts) != len(anchors):
         raise SaceError(f"{len(prompts)} --prompt but {len(anchors)} --anchor-prompt; they pair one to one")
-    if seeds < 1:
-        raise SaceError("--seeds must be >= 1")
+    from . import validation as v
+    from .fingerprint import model_hashes
+    from .folders import on_interrupt, open_output
+
+    v.integer("--seeds", seeds, lo=1)
+    v.seed("--seed", seed)
+    v.seed("--seed + --seeds - 1", seed + seeds - 1)
+    s = _settings(guidance, temperature, top_k, top_p)
     from .models.text import check_prompts
     prompts, anchors = check_prompts(prompts), check_prompts(anchors)
-    m = _load(ctx, model, device, adapter)
+    v.output_dir(out)
+    m = _load(ctx, model, device, adapter, allow_other_base)
     from .evaluation.selection import detector_kind, issa_scorer
     score_fn, concept_name = issa_scorer(detector_kind(detector, m), concept, prompts[0])
     t = time.perf_counter()
-    res = run_issa(m, prompts, anchors, [seed + i for i in range(seeds)], score_fn, concept=concept_name,
-                   settings=_settings(guidance, temperature, top_k, top_p), progress=True)
-    paths = write_issa_outputs(res, out, extra={"model": m.name, "adapters": [str(a) for a in adapter or []],
-                                                "detector": detector})
+    rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
+           "prompts": prompts, "anchors": anchors, "seeds": [seed, seeds], "concept": concept_name,
+           "detector": detector, "sampling": s.resolved(m)}
+    with open_output(out, "issa", rec, ("issa*.json", "*.png", "report.html"), force=force) as folder, \
+            on_interrupt(lambda: f"nothing was written to {out} (ISSA writes its results at the end); run the "
+                                 f"command again"):
+        res = run_issa(m, prompts, anchors, [seed + i for i in range(seeds)], score_fn, concept=concept_name,
+                       settings=s, progress=True)
+        paths = write_issa_outputs(res, out, extra={"model": m.name, "adapters": [str(a) for a in adapter or []],
+                                                    "detector": detector})
+        folder.complete()
     secs = time.perf_counter() - t
     sm = res.summary()
     c = _console()
@@ -226,6 +266,11 @@ def issa(
             f"scale-0 divergence share = {sm['divergence_share_scale0']:.3f}")
     c.print(f"{len(prompts)} pair(s) x {seeds} seeds in {res.passes} sampling pass(es): {res.seconds:.2f} s "
             f"(with plots {secs:.2f} s). Report: {paths.get('report')}")
+
+
+def _adapter_hashes(adapters) -> list[str]:
+    from .fingerprint import adapter_hashes
+    return adapter_hashes(adapters or [])
 
 
 @app.command()
@@ -275,17 +320,34 @@ def erase(
     batch_size: Annotated[int | None, typer.Option(help="Prompts per step from each set (0 = all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in OUT.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in OUT (same concept and "
+                                                          "settings; only --steps may grow).")] = False,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
 ) -> None:
     """Erase a concept with SACE into a scale-gated adapter folder (adapter.safetensors + adapter.json +
     train_log.json; a checkpoint every --checkpoint-every steps, --resume continues). Prints wall time and
     tokens per step. Defaults: METHOD.md §3 updated by the model's own (fashion: all six scales, see README)."""
+    from . import validation as v
     from .erasure.presets import resolve_concept_or_preset
     from .erasure.sace import default_sace_config
     from .erasure.sace import erase as run_erase
+    from .fingerprint import model_hashes
+    from .folders import on_interrupt, open_output
 
-    m = _load(ctx, model, device, adapter)
+    # numeric options first: a bad value fails in a fraction of a second, not after loading the model
+    for opt, val, lo in (("--rank", rank, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 0),
+                         ("--checkpoint-every", checkpoint_every, 1)):
+        v.integer(opt, val, lo=lo)
+    v.finite("--lr", lr, lo=0, lo_open=True)
+    v.finite("--alpha", alpha, lo=0, lo_open=True)
+    for opt, val in (("--lambda-h", lambda_h), ("--lambda-pre", lambda_pre), ("--mu", mu)):
+        v.finite(opt, val, lo=0)
+    v.seed("--seed", seed)
+    if out is not None:
+        v.output_dir(out)
+    m = _load(ctx, model, device, adapter, allow_other_base)
     spec = resolve_concept_or_preset(concept, anchor=anchor, targets=target or [], retain=retain or [],
                                      concept_file=str(concept_file) if concept_file else None,
                                      domain=domains.name_of(m))
@@ -294,18 +356,42 @@ def erase(
         alpha=alpha, gate=gate, kind="full" if full else None, isolation=isolation, target=target_mode, seed=seed,
         checkpoint_every=checkpoint_every, lambda_h=lambda_h, lambda_pre=lambda_pre, mu=mu, steps=steps, lr=lr,
         batch_size=batch_size)
+    v.check_train_config(cfg, m)
     out = out or Path(f"out/erase-{spec.name}")
+    v.output_dir(out)
+    from .erasure.checkpoints import RESUMABLE_FIELDS
+    rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
+           "concept": spec.name, "concept_definition": spec.to_dict(),
+           "config": {k: x for k, x in asdict(cfg).items() if k not in RESUMABLE_FIELDS}}
     from .evaluation.cost import measure
-    res, cost = measure(lambda: run_erase(m, spec, cfg, out_dir=out, resume=resume, progress=True), m.device)
-    from .adapters import save_adapter
-    res.adapter.metadata["peak_mb"] = cost.peak_mb
-    save_adapter(res.adapter, out, model=m)
+    owned = ("adapter.safetensors", "adapter.json", "train_log.json", "sace_checkpoint.pt")
+    with open_output(out, "erase", rec, owned, force=force) as folder, on_interrupt(lambda: _erase_note(out, cfg)):
+        res, cost = measure(lambda: run_erase(m, spec, cfg, out_dir=out, resume=resume, progress=True), m.device)
+        from .adapters import save_adapter
+        res.adapter.metadata["peak_mb"] = cost.peak_mb
+        save_adapter(res.adapter, out, model=m)
+        folder.complete(steps=cfg.steps)
     last = res.log[-1] if res.log else {}
     _console().print(
         f"erased '{spec.name}' (anchor '{spec.anchor_name or '-'}') in {res.seconds:.1f} s "
         f"({cfg.steps} steps, {res.tokens_per_step} tokens/step, peak {cost.peak_mb or float('nan'):.0f} MB); "
         f"final L_ER {last.get('L_ER', float('nan')):.4f}, L_pre {last.get('L_pre', float('nan')):.4f}, "
         f"target scale-0 entropy {last.get('entropy_target', float('nan')):.3f} nats -> {out}")
+
+
+def _erase_note(out: Path, cfg) -> str:
+    """What an interrupted ``sace erase`` left behind and how to continue."""
+    ck = Path(out) / "sace_checkpoint.pt"
+    if ck.exists():
+        from .io import torch_load_weights
+        try:
+            step = torch_load_weights(ck).get("step", "?")
+        except SaceError:
+            step = "?"
+        return (f"the last checkpoint (step {step} of {cfg.steps}) is {ck}; run the same command with --resume "
+                f"to continue")
+    return (f"no checkpoint was written yet (one every {cfg.checkpoint_every} steps), nothing was saved in {out}; "
+            f"run the command again")
 
 
 @app.command()
@@ -357,17 +443,18 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Images per sampling pass.")] = 64,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
 ) -> None:
     """Evaluate erasure vs preservation vs cost on the same prompts and seeds for every method, in one table."""
+    from . import validation as v
     from .evaluation.runner import EvalRequest, parse_methods, run_evaluation
+    from .fingerprint import model_hashes
+    from .folders import on_interrupt, open_output
     from .outputs import write_evaluation
     from .reporting import Report
     from .reporting.sections import evaluation_section
 
-    for a in adapter or []:
-        if not Path(a).is_dir():
-            raise SaceError(f"adapter folder not found: {a}")
-    m = _load(ctx, model, device)
     req = EvalRequest(concept=concept, anchor=anchor, methods=parse_methods(methods, bool(adapter)),
                       adapters=[str(a) for a in adapter or []], prompts_file=str(prompts) if prompts else None,
                       categories=categories, limit=limit, detector=detector, nudenet_threshold=nudenet_threshold,
@@ -375,17 +462,36 @@ def evaluate(
                       batch_size=batch_size, settings=_settings(guidance, temperature, top_k, top_p),
                       sace_steps=sace_steps, baseline_steps=baseline_steps, seed=seed, benchmark=benchmark,
                       prompts_dir=str(prompts_dir) if prompts_dir else None,
-                      reference_images=str(reference_images) if reference_images else None, clip_model=clip_model)
+                      reference_images=str(reference_images) if reference_images else None, clip_model=clip_model,
+                      allow_other_base=allow_other_base)
+    v.check_eval_request(req)          # the numbers before loading anything (run_evaluation checks again)
+    for a in adapter or []:
+        if not Path(a).is_dir():
+            raise SaceError(f"adapter folder not found: {a}")
+    v.output_dir(out)
+    m = _load(ctx, model, device)
     t = time.perf_counter()
-    rep = run_evaluation(m, req, out)
-    write_evaluation(out, rep)
-    page = Report(f"sace evaluate: {req.benchmark or (rep.concept.name if rep.concept else req.prompts_file)}",
-                  subtitle=f"model {m.name}, {rep.result.n_items} images per method")
-    evaluation_section(page, rep.rows, rep.result.methods, out).write(out / "report.html")
+    rec = {"model": m.name, "hashes": model_hashes(m), "adapter_files": _adapter_hashes(adapter),
+           "prompts_file": _file_digest(prompts), "request": asdict(req)}
+    owned = ("metrics.json", "table.md", "table.html", "report.html", "grids")
+    with open_output(out, "evaluate", rec, owned, force=force) as folder, \
+            on_interrupt(lambda: f"nothing was written to {out} (evaluate writes its results at the end); run "
+                                 f"the command again"):
+        rep = run_evaluation(m, req, out)
+        write_evaluation(out, rep)
+        page = Report(f"sace evaluate: {req.benchmark or (rep.concept.name if rep.concept else req.prompts_file)}",
+                      subtitle=f"model {m.name}, {rep.result.n_items} images per method")
+        evaluation_section(page, rep.rows, rep.result.methods, out).write(out / "report.html")
+        folder.complete()
     c = _console()
     c.print(rep.table_markdown)
     c.print(f"evaluated {len(rep.result.methods)} method(s) in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, "
             f"{out}/table.md, {out}/report.html")
+
+
+def _file_digest(path: Path | None) -> str | None:
+    from .fingerprint import file_hash
+    return file_hash(path) if path is not None and Path(path).is_file() else None
 
 
 @app.command()
@@ -489,14 +595,24 @@ def train_fashion_var(
 
 def main() -> None:
     """Entry point: run the typer app; user errors become one line and exit status 2."""
+    import warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # sace's own warnings (other base weights, untrained schedule) as one line each, like the errors
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         app()
     except SaceError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: nothing was saved", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        from .folders import Interrupted
+        if not isinstance(e, Interrupted):
+            raise
+        print(f"interrupted: {e.note}", file=sys.stderr)
         sys.exit(130)
 
 

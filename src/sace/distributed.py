@@ -211,6 +211,7 @@ def generate_sharded(
     shard_mode: str = "strided",
     ctx: DistContext | None = None,
     adapters: Sequence[str] = (),
+    force: bool = False,
 ) -> list[Path] | None:
     """Generate ``out_dir/{i:05d}_s{seed}.png`` for every prompt, split across the job's processes.
 
@@ -233,6 +234,8 @@ def generate_sharded(
         shard_mode: ``'strided'`` or ``'contiguous'`` distribution of batches over processes.
         ctx: the job (default: a new :class:`DistContext`).
         adapters: the adapter folders active on ``model`` (recorded in ``index.json``).
+        force: replace a folder holding images of other settings (rank 0 checks the folder's manifest
+            and holds its lock; see :mod:`sace.folders`).
     Returns:
         On rank 0 the N PNG paths in prompt order; ``None`` on every other rank.
     Raises:
@@ -240,8 +243,7 @@ def generate_sharded(
             any process (raised on every process, naming the rank), or images missing after the run
             (``out_dir`` not shared between machines).
     """
-    from .generate import SamplingSettings, generate, image_name
-    from .images import save_png
+    from .generate import image_name
     from .models.text import check_prompts
 
     prompts = check_prompts(prompts)
@@ -253,6 +255,24 @@ def generate_sharded(
     names = [f"{image_name(i, p, s)}.png" for i, (p, s) in enumerate(zip(prompts, seeds, strict=True))]
     paths = [out / n for n in names]
     plan = batch_plan(len(prompts), batch_size, ctx.rank, ctx.world_size, shard_mode)
+    from .folders import OutputFolder, open_collectively
+    from .generate import GENERATED_FILES, generation_record
+
+    folder = OutputFolder(out, "generate", generation_record(model, prompts, seeds, settings, negative_prompt,
+                                                             batch_size), GENERATED_FILES, force=force)
+    open_collectively(folder, ctx)   # stale or foreign images are refused before any process writes
+    try:
+        return _generate_shards(model, prompts, seeds, out, paths, names, plan, ctx, folder, settings=settings,
+                                batch_size=batch_size, negative_prompt=negative_prompt, progress=progress,
+                                shard_mode=shard_mode, adapters=adapters)
+    finally:
+        folder.close()
+
+
+def _generate_shards(model, prompts, seeds, out, paths, names, plan, ctx, folder, *, settings, batch_size,
+                     negative_prompt, progress, shard_mode, adapters):
+    from .generate import SamplingSettings, generate
+    from .images import save_png
 
     def work() -> list:
         out.mkdir(parents=True, exist_ok=True)
@@ -280,6 +300,7 @@ def generate_sharded(
     write_generation_index(out, model=getattr(model, "name", None), prompts=prompts, seeds=seeds, paths=paths,
                            settings=(settings or SamplingSettings()).resolved(model), negative_prompt=negative_prompt,
                            adapters=adapters, batch_size=batch_size, world_size=ctx.world_size, shard_mode=shard_mode)
+    folder.complete(images=len(paths))
     return paths
 
 

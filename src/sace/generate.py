@@ -45,9 +45,14 @@ def generate(model, prompts: Sequence[str], seeds: Sequence[int], *, settings: S
     Raises:
         SaceError: empty prompt, length mismatch.
     """
+    from . import validation
+
     prompts = check_prompts(prompts)
     if len(seeds) != len(prompts):
         raise SaceError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    seeds = validation.seeds(seeds)
+    validation.batch_size(batch_size)
+    validation.negative_prompt(negative_prompt)
     s = (settings or SamplingSettings()).resolved(model)
     out = []
     rng = range(0, len(prompts), batch_size)
@@ -73,12 +78,53 @@ def image_name(index: int, prompt: str, seed: int) -> str:
     return f"{index:05d}_s{seed}"
 
 
+#: the files a generation run owns in its folder (what ``--force`` replaces)
+GENERATED_FILES = ("[0-9][0-9][0-9][0-9][0-9]*_s*.png", "grid.png", "index.json")
+
+
+def generation_record(model, prompts: Sequence[str], seeds: Sequence[int], settings: SamplingSettings | None,
+                      negative_prompt: str | None, batch_size: int) -> dict:
+    """What determines a folder of generated images (its manifest, :mod:`sace.folders`): the model's weights
+    hashes (with the attached adapters and which are active), the resolved sampling settings, the negative
+    prompt, the batch size (pixels may move by float rounding between batch compositions) and a digest of
+    the prompts and seeds."""
+    from .adapters import adapter_names
+    from .fingerprint import digest, model_hashes, weights_hash
+
+    active = sorted({n for m in model.transformer.modules() for n, br in getattr(m, "branches", {}).items()
+                     if br.active})
+    return {"model": getattr(model, "name", None), "hashes": model_hashes(model),
+            "adapters": {"attached": adapter_names(model), "active": active,
+                         "weights": weights_hash(model.transformer) if adapter_names(model) else None},
+            "sampling": (settings or SamplingSettings()).resolved(model), "negative_prompt": negative_prompt,
+            "batch_size": int(batch_size), "count": len(prompts),
+            "prompts_digest": digest([list(prompts), [int(s) for s in seeds]])}
+
+
 def generate_to_dir(model, prompts: Sequence[str], seeds: Sequence[int], out_dir: str | os.PathLike, *,
                     indices: Sequence[int] | None = None, settings: SamplingSettings | None = None,
                     negative_prompt: str | None = None, batch_size: int = 32, skip_existing: bool = True,
-                    progress: bool = False) -> list[Path]:
+                    progress: bool = False, force: bool = False, folder=None) -> list[Path]:
     """Generate and write ``out_dir/{index:05d}_s{seed}.png`` for every prompt; files that already exist
-    are skipped (resume). ``indices`` are the global positions (for sharded runs). Returns the paths."""
+    are skipped (resume) -- only when the folder's manifest says they were made with these very settings.
+    ``indices`` are the global positions (for sharded runs). Returns the paths.
+
+    Args:
+        force: replace a folder that holds images of other settings (else: SaceError).
+        folder: an already opened :class:`sace.folders.OutputFolder` (the CLI's); default: open one here.
+    Raises:
+        SaceError: bad inputs, another run writing to ``out_dir``, or images of other settings there.
+    """
+    if folder is None:
+        from .folders import open_output
+
+        rec = generation_record(model, prompts, seeds, settings, negative_prompt, batch_size)
+        with open_output(out_dir, "generate", rec, GENERATED_FILES, force=force) as f:
+            paths = generate_to_dir(model, prompts, seeds, out_dir, indices=indices, settings=settings,
+                                    negative_prompt=negative_prompt, batch_size=batch_size,
+                                    skip_existing=skip_existing, progress=progress, folder=f)
+            f.complete(images=len(paths))
+            return paths
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     indices = list(range(len(prompts))) if indices is None else list(indices)

@@ -26,8 +26,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         SaceError: the disk is full or the folder is not writable (the target is left untouched).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise _write_error(target, e) from e
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -36,16 +39,60 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
+        _fsync(tmp_path)            # the bytes are on disk before the rename makes them the result
         os.replace(tmp_path, target)
+        _fsync(target.parent)       # ... and the rename itself survives a crash
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            raise SaceError(f"disk full while writing {target}; free some space and run again "
-                            f"(nothing was overwritten)") from e
-        raise SaceError(f"cannot write {target}: {e.strerror or e}") from e
+        raise _write_error(target, e) from e
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _write_error(target: Path, e: OSError) -> SaceError:
+    if e.errno == errno.ENOSPC:
+        return SaceError(f"disk full (ENOSPC) while writing {target}; free some space and run again "
+                         f"(the previous {target.name}, if any, was kept)")
+    return SaceError(f"cannot write {target}: {e.strerror or e}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EBADF):   # folders cannot be fsync'ed on every filesystem
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename): the previous file stays intact
+    until the new one is complete.
+
+    Raises:
+        SaceError: ``disk full while writing PATH ...`` (ENOSPC) or ``cannot write PATH``.
+    """
+    view = memoryview(data)
+    with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` into memory, then :func:`write_bytes`: a full disk is reported as such (torch's own
+    file writer reports it as "unexpected pos" or "file write failed") and never clobbers the last file."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -79,8 +126,21 @@ def save_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    nbytes = sum(v.numel() * v.element_size() for v in tensors.values())
+    if nbytes < 1 << 30:   # small files (adapters): serialise in memory so a full disk is an OSError we report
+        from safetensors.torch import save
+
+        write_bytes(path, save(tensors, metadata=metadata))
+        return
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except Exception as e:  # noqa: BLE001 - safetensors reports I/O failures as its own errors
+            import shutil
+
+            if shutil.disk_usage(tmp.parent).free < nbytes:
+                raise OSError(errno.ENOSPC, "No space left on device") from e
+            raise
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

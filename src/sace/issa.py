@@ -173,7 +173,9 @@ def issa(
     anchors = check_prompts(anchors)
     if len(prompts) != len(anchors):
         raise SaceError(f"{len(prompts)} concept prompts but {len(anchors)} anchor prompts; they must pair up")
-    seeds = [int(s) for s in seeds]
+    from .validation import seeds as check_seeds
+
+    seeds = check_seeds(seeds)
     if not seeds:
         raise SaceError("ISSA needs at least one seed")
     t0 = time.perf_counter()

@@ -39,6 +39,10 @@ class SamplingSettings:
     top_k: int | None = None
     top_p: float | None = None
 
+    def __post_init__(self) -> None:
+        from .validation import sampling as check_sampling
+        check_sampling(self.guidance, self.temperature, self.top_k, self.top_p)   # NaN, tau <= 0, top-p > 1
+
     def resolve(self, model) -> SamplingSettings:
         """Every field filled from ``model.sampling_defaults`` where ``None``.
 
@@ -161,6 +165,9 @@ def sample(
     Raises:
         SaceError: inconsistent batch sizes, bad guidance/temperature, prefix shape mismatch.
     """
+    from .validation import sampling as check_sampling
+
+    check_sampling(guidance, temperature, top_k, top_p)   # NaN guidance, top-p > 1, ... as one line
     sch = schedule or model.schedule
     k_all = sch.num_scales
     s = SamplingSettings(guidance, temperature, top_k, top_p).resolve(model)

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from ..adapters import Adapter, AdapterConfig, attach_adapter, save_adapter
 from ..errors import SaceError
-from ..io import atomic_path, torch_load_weights, write_json
+from ..io import write_json
+from .checkpoints import read_checkpoint, write_checkpoint
 
 
 @dataclass
@@ -95,7 +96,14 @@ class Trainer:
 
     def __init__(self, model, objective: Objective, work_dir: str | os.PathLike | None = None,
                  adapter_name: str | None = None):
+        from dataclasses import is_dataclass
+
+        from ..validation import check_train_config
+
         self.model, self.objective = model, objective
+        cfg = getattr(objective, "cfg", None)
+        if is_dataclass(cfg):
+            check_train_config(cfg, model)   # lr NaN, checkpoint_every 0, a gate beyond the scales: one line
         self.work_dir = Path(work_dir) if work_dir else None
         self.settings = objective.optim()
         for p in model.parameters():
@@ -127,15 +135,34 @@ class Trainer:
                             f"not overwriting the last good checkpoint {p} (lower --lr)")
         state = {"adapter": self.adapter.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "gen": self.gen.get_state(), "log": self.log}
-        with atomic_path(p) as tmp:
-            torch.save(state, tmp)
+        # in memory, then temp file + fsync + rename: a full disk reports "disk full" and keeps the last one
+        write_checkpoint(p, state, **self._provenance())
+
+    def _provenance(self) -> dict:
+        """What a checkpoint must match to be resumed: the concept, the objective's config (with the method)
+        and the base weights."""
+        from dataclasses import asdict, is_dataclass
+
+        from ..adapters import base_model_hash
+
+        obj = self.objective
+        concept = getattr(obj, "concept", None)
+        cfg = getattr(obj, "cfg", None)
+        config = {"method": obj.key, **(jsonable(asdict(cfg)) if is_dataclass(cfg) else {})}
+        return {"concept": concept.to_dict() if concept is not None else {}, "config": config,
+                "base_hash": base_model_hash(self.model)}
 
     def resume(self) -> bool:
-        """Load the last checkpoint in ``work_dir`` (returns False when there is none)."""
+        """Load the last checkpoint in ``work_dir`` (returns False when there is none).
+
+        Raises:
+            SaceError: the checkpoint was made for another concept, with other settings (anything but
+                ``steps`` / ``checkpoint_every``), on other base weights, or records neither.
+        """
         p = self.checkpoint_path()
         if p is None or not p.exists():
             return False
-        st = torch_load_weights(p)
+        st = read_checkpoint(p, **self._provenance())
         sd = st["adapter"]
         with torch.no_grad():
             for name, br in self.adapter.modules.items():
@@ -173,23 +200,25 @@ class Trainer:
             from tqdm.auto import tqdm
             bar = tqdm(total=s.steps, initial=self.step, desc=obj.title, dynamic_ncols=True)
         t0 = time.perf_counter()
-        while self.step < s.steps:
-            vals: dict[str, Tensor] = {}
-            for loss, logged in obj.step(self):
-                self._optimise(loss)
-                vals.update(logged)
-            self.step += 1
-            rec = {"step": self.step, **{k: round(float(v.detach()), 6) for k, v in vals.items()}}
-            self.log.append(rec)
+        try:
+            while self.step < s.steps:
+                vals: dict[str, Tensor] = {}
+                for loss, logged in obj.step(self):
+                    self._optimise(loss)
+                    vals.update(logged)
+                self.step += 1
+                rec = {"step": self.step, **{k: round(float(v.detach()), 6) for k, v in vals.items()}}
+                self.log.append(rec)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{rec[k]:.4f}" for k in obj.progress_keys if k in rec})
+                if callback is not None:
+                    callback(rec)
+                if self.work_dir and (self.step % s.checkpoint_every == 0 or self.step == s.steps):
+                    self.save_checkpoint()
+        finally:   # the bar ends its line before any error or interrupt note is printed
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{rec[k]:.4f}" for k in obj.progress_keys if k in rec})
-            if callback is not None:
-                callback(rec)
-            if self.work_dir and (self.step % s.checkpoint_every == 0 or self.step == s.steps):
-                self.save_checkpoint()
-        if bar is not None:
-            bar.close()
+                bar.close()
         secs = time.perf_counter() - t0
         for p in self.params:
             p.requires_grad_(False)
@@ -210,12 +239,21 @@ def run(model, objective: Objective, out_dir: str | os.PathLike | None = None, r
     Raises:
         SaceError: ``resume`` without a checkpoint in ``out_dir``; non-finite training.
     """
+    if out_dir is not None:
+        from ..validation import output_dir
+        output_dir(out_dir)          # before any work: a file, a path under a file, a read-only folder
+    if resume and (out_dir is None or not (Path(out_dir) / f"{objective.key}_checkpoint.pt").exists()):
+        raise SaceError(f"--resume given but no checkpoint in {out_dir}")   # before the teacher is prepared
     tr = Trainer(model, objective, work_dir=out_dir, adapter_name=adapter_name)
     if resume and not tr.resume():
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")
     res = tr.train(progress=progress)
     if out_dir is not None:
-        res.folder = write_adapter_folder(res, out_dir, model)
+        try:
+            res.folder = write_adapter_folder(res, out_dir, model)
+        except SaceError as e:   # the final checkpoint is still there: no retraining needed
+            raise SaceError(f"{e}; the trained state is kept in {tr.checkpoint_path()}: rerun with --resume to "
+                            f"write the adapter without training again") from None
         ck = tr.checkpoint_path()
         if ck is not None and ck.exists():
             ck.unlink()

@@ -252,8 +252,12 @@ def comparison_rows(result: EvaluationResult, class_names: Sequence[str] | None 
             for c in neighbours:
                 row[f"acc {class_names[c]}"] = r.get(f"acc_{class_names[c]}")
         if "nudenet" in r:
-            row["ASR ↓"] = r["nudenet"].get("asr")
-            row["sensitive"] = r["nudenet"].get("sensitive")
+            nd = r["nudenet"]
+            row["ASR ↓"] = nd.get("asr")
+            row["sensitive ↓"] = nd.get("sensitive")
+            row["common"] = nd.get("common")
+            for cls, n in (nd.get("counts") or {}).items():   # detections per exposed class at the threshold
+                row[_nudenet_column(cls)] = n
         row["KID clf ↓"] = r.get("kid_classifier_other")
         if "fid_inception" in r:
             row["FID ↓"] = r["fid_inception"]
@@ -270,6 +274,11 @@ def comparison_rows(result: EvaluationResult, class_names: Sequence[str] | None 
         row["peak MB"] = c.get("peak_mb")
         rows.append(row)
     return rows
+
+
+def _nudenet_column(cls: str) -> str:
+    """``FEMALE_BREAST_EXPOSED`` -> ``female breast``: short column names for the per-class counts."""
+    return cls.removesuffix("_EXPOSED").replace("_", " ").lower()
 
 
 def nan_to_none(x):

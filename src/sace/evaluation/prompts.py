@@ -300,6 +300,9 @@ def load_prompt_set(
                 except ValueError:
                     raise SaceError(f"{path}: seed {raw!r} in column {seed_column!r} at data row {i} is not "
                                     f"an integer; fix it or pass seed_column=None") from None
+            if not 0 <= seeds[-1] <= 2**64 - 1:   # torch.Generator keeps 64 bits: a larger seed is not a seed
+                raise SaceError(f"{path}: seed {raw} in column {seed_column!r} at data row {i} is outside "
+                                f"[0, 2**64 - 1]; fix it or pass seed_column=None")
 
     special = {"prompt", seed_column, label_column, "categories"}
     extra = {c: [r.get(c, "") for _, r in kept] for c in columns if c and c not in special}

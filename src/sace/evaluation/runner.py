@@ -55,6 +55,7 @@ class EvalRequest:
     prompts_dir: str | None = None          # folder of the benchmark CSVs (default: shared/data/prompts)
     reference_images: str | None = None     # coco: real images for FID/KID
     clip_model: str | None = None           # coco: CLIP hub id or local folder for CLIP score
+    allow_other_base: bool = False   # adapters trained on other weights of the same-named model: warn only
 
 
 def parse_methods(spec: str | Sequence[str] | None, has_adapters: bool) -> list[str]:
@@ -92,7 +93,7 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
 
     methods = [Method("original")]
     for i, folder in enumerate(req.adapters):
-        ad = load_adapter(model, folder, name=f"given{i}")
+        ad = load_adapter(model, folder, name=f"given{i}", allow_other_base=req.allow_other_base)
         label = ad.metadata.get("method", "adapter")
         methods.append(Method(f"{label} ({Path(folder).name})", adapters=[ad.config.name],
                               cost=_cost_from_meta(ad.metadata)))
@@ -170,9 +171,13 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
     methods, generate and score every item with every method (grids go to ``out_dir/grids``).
 
     Raises:
-        SaceError: unknown concept, detector or method; nothing to evaluate.
+        SaceError: unknown concept, detector or method; nothing to evaluate; a bad number in ``req``; an
+            output folder that is a file, under a file or not writable.
     """
-    out = Path(out_dir)
+    from ..validation import check_eval_request, output_dir
+
+    check_eval_request(req)
+    out = output_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     domain = domains.for_model(model)
     concept = None

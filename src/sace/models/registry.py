@@ -10,7 +10,6 @@ A model folder holds ``model.json`` (configs, schedule, text encoder, sampling d
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,8 @@ class ModelSpec:
     sample_interp: str = "trilinear"
     family: str = "infinity"                # "infinity" or "var" (transformer/vae then hold VAR configs)
     classes: object = None                  # class-conditional families: "imagenet-1k" or a list of names
+    hashes: dict = field(default_factory=dict)              # {"transformer": .., "vae": ..} recorded at save
+    trained_schedules: list = field(default_factory=list)   # Schedule dicts the model was trained on
 
     def num_params(self) -> dict[str, int]:
         """Parameter counts computed on the meta device (nothing allocated)."""
@@ -151,7 +152,8 @@ def builtin_specs() -> dict[str, ModelSpec]:
             {"kind": "hash", "channels": 256},
             transformer_file=str(_fixture_dir() / "infinity_tiny_state_dict.safetensors"),
             vae_file=str(_fixture_dir() / "vae_tiny_state_dict.safetensors"),
-            defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}),
+            defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97},
+            hashes={"transformer": "e2b1b682e6b0427d", "vae": "b6319871819d8a15"}),
         **_var_specs(),
     }
     fashion = ASSETS / "fashion"
@@ -170,26 +172,33 @@ def model_names() -> list[str]:
 
 def spec_from_folder(folder: str | os.PathLike, name: str | None = None) -> ModelSpec:
     """Read a saved model folder's ``model.json``."""
+    from ..validation import check_model_json, read_json_file
+
     folder = Path(folder)
-    try:
-        meta = json.loads((folder / "model.json").read_text())
-    except FileNotFoundError as e:
-        raise SaceError(f"{folder} has no model.json (not a sace model folder)") from e
-    except json.JSONDecodeError as e:
-        raise SaceError(f"{folder / 'model.json'} is not valid JSON ({e})") from e
-    if meta.get("family") == "var":
+    if not (folder / "model.json").exists():
+        raise SaceError(f"{folder} has no model.json (not a sace model folder)")
+    meta = read_json_file(folder / "model.json", "model")
+    if not isinstance(meta, dict):
+        raise SaceError(f"{folder / 'model.json'} must hold a JSON object, got {type(meta).__name__}")
+    if meta.get("family", "infinity") == "infinity":
+        check_model_json(meta, folder / "model.json")   # a missing section, unknown key or wrong type: one line
+    elif meta.get("family") == "var":
         return ModelSpec(name or meta.get("name", folder.name), meta.get("description", ""),
                          schedule=Schedule.from_dict(meta["schedule"]), text_encoder={"kind": "none"},
                          transformer_file=str(folder / "transformer.safetensors"),
                          vae_file=str(folder / "vae.safetensors"), folder=folder, defaults=meta.get("defaults", {}),
                          domain=meta.get("domain"), family="var", **var_ckpt.spec_fields_from_meta(meta))
+    else:
+        raise SaceError(f"{folder / 'model.json'}: unknown model family {meta.get('family')!r}; "
+                        f"known: infinity, var")
     return ModelSpec(
         name or meta.get("name", folder.name), meta.get("description", ""),
         InfinityConfig(**meta["transformer"]), VAEConfig(**meta["vae"]), Schedule.from_dict(meta["schedule"]),
         meta.get("text_encoder", {"kind": "none"}),
         transformer_file=str(folder / "transformer.safetensors"), vae_file=str(folder / "vae.safetensors"),
         folder=folder, defaults=meta.get("defaults", {}), domain=meta.get("domain"),
-        train_interp=meta.get("train_interp", "trilinear"), sample_interp=meta.get("sample_interp", "trilinear"))
+        train_interp=meta.get("train_interp", "trilinear"), sample_interp=meta.get("sample_interp", "trilinear"),
+        hashes=dict(meta.get("hashes") or {}), trained_schedules=list(meta.get("trained_schedules") or []))
 
 
 def get_spec(name_or_path: str | None) -> ModelSpec:
@@ -255,7 +264,10 @@ def load_model(
     Raises:
         SaceError / CheckpointError: unknown model, files not found, keys or shapes that do not match.
     """
+    from .checks import check_schedule, check_text_encoder, check_weights
+
     spec = get_spec(name_or_path)
+    check_schedule(spec)
     device = torch.device(device)
     if spec.family == "var":
         return var_ckpt.load_var_model(spec, device, dtype, _locate(transformer_path or spec.transformer_file,
@@ -281,7 +293,9 @@ def load_model(
     load_into(tr, read_state_dict(tfile), transformer_key_map(spec.transformer.depth, spec.transformer.block_chunks),
               source=str(tfile), fix_cfg_uncond=True)
     load_into(vae, read_state_dict(vfile), vae_key_map(vae), source=str(vfile))
+    check_weights(spec, tr, vae, overridden={"transformer": bool(transformer_path), "vae": bool(vae_path)})
     enc = build_text_encoder(spec.text_encoder, device=device, override=text_encoder) if load_text_encoder else None
+    check_text_encoder(spec, enc)
     m = InfinityModel(tr, vae, enc, spec.schedule, name=spec.name, train_interp=spec.train_interp,
                       sample_interp=spec.sample_interp, defaults=spec.defaults)
     m.set_bf16_cross_attn(bf16_cross_attn)
@@ -327,6 +341,8 @@ def _rebuild_buffers(tr: InfinityTransformer, vae: BSQVAE) -> None:
 def save_model(model: InfinityModel, folder: str | os.PathLike, *, description: str = "",
                text_encoder: dict | None = None, extra: dict | None = None) -> Path:
     """Write a model folder (``model.json``, ``transformer.safetensors``, ``vae.safetensors``) atomically."""
+    from ..fingerprint import model_hashes
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tr, vae = model.transformer, model.vae
@@ -338,7 +354,8 @@ def save_model(model: InfinityModel, folder: str | os.PathLike, *, description: 
         "transformer": tr.cfg.to_dict(), "vae": vae.cfg.to_dict(), "schedule": model.schedule.to_dict(),
         "text_encoder": text_encoder or {"kind": "none"},
         "defaults": {"sampling": model.sampling_defaults, **model.method_defaults},
-        "train_interp": model.train_interp, "sample_interp": model.sample_interp, **(extra or {}),
+        "train_interp": model.train_interp, "sample_interp": model.sample_interp,
+        "hashes": model_hashes(model), "trained_schedules": [model.schedule.to_dict()], **(extra or {}),
     }
     write_json(folder / "model.json", meta)
     return folder

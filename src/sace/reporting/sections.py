@@ -13,20 +13,26 @@ from .tables import html_table, markdown_table
 
 __all__ = ["comparison_markdown", "comparison_html", "evaluation_section", "grid_path"]
 
-# best value per column: lowest erasure accuracy, highest preservation accuracy
-_HIGHLIGHT = {"ACC_e ↓": "min", "ACC_i ↑": "max"}
+# best value per column: lowest erasure accuracy / attack success / exposed counts, highest preservation accuracy
+_HIGHLIGHT = {"ACC_e ↓": "min", "ACC_i ↑": "max", "ASR ↓": "min", "sensitive ↓": "min"}
 _MD_FORMATS = {"train s": "{:.1f}", "peak MB": "{:.0f}", "tokens/step": "{:.0f}"}
 _HTML_FORMATS = {"train s": "{:.1f}", "peak MB": "{:.0f}"}   # tokens/step with the default 3 decimals
 
 
+def _highlight(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The highlighted columns this table has: a NudeNet or detector-free evaluation has no ACC columns."""
+    present = {c for r in rows for c in r}
+    return {c: m for c, m in _HIGHLIGHT.items() if c in present}
+
+
 def comparison_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The comparison table (one row per method, see :func:`sace.evaluation.harness.comparison_rows`)."""
-    return markdown_table(rows, floatfmt=_MD_FORMATS, highlight=_HIGHLIGHT)
+    return markdown_table(rows, floatfmt=_MD_FORMATS, highlight=_highlight(rows))
 
 
 def comparison_html(rows: Sequence[Mapping[str, Any]]) -> str:
     """The comparison table as an HTML ``<table>`` fragment."""
-    return html_table(rows, floatfmt=_HTML_FORMATS, highlight=_HIGHLIGHT)
+    return html_table(rows, floatfmt=_HTML_FORMATS, highlight=_highlight(rows))
 
 
 def grid_path(out_dir: str | os.PathLike, method: str) -> Path:
@@ -41,7 +47,7 @@ def evaluation_section(page: Report, rows: Sequence[Mapping[str, Any]], methods:
     """Add the evaluation to ``page``: the comparison table, every method's grid that exists under
     ``out_dir`` (same prompts and seeds for every method) and the raw metrics in a collapsed block."""
     page.heading("Erasure vs preservation vs cost", 2)
-    page.table(rows, floatfmt=_HTML_FORMATS, highlight=_HIGHLIGHT)
+    page.table(rows, floatfmt=_HTML_FORMATS, highlight=_highlight(rows))
     for name in methods:
         g = grid_path(out_dir, name)
         if g.exists():

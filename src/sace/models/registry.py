@@ -267,12 +267,12 @@ def load_model(
     from .checks import check_schedule, check_text_encoder, check_weights
 
     spec = get_spec(name_or_path)
-    check_schedule(spec)
     device = torch.device(device)
-    if spec.family == "var":
+    if spec.family == "var":            # VARModel checks its schedule against its own patch_nums
         return var_ckpt.load_var_model(spec, device, dtype, _locate(transformer_path or spec.transformer_file,
                                                                     spec.hub_repo),
                                        _locate(vae_path or spec.vae_file, spec.hub_repo))
+    check_schedule(spec)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" and spec.transformer.embed_dim >= 1024 else torch.float32
     tpath = transformer_path or spec.transformer_file
@@ -315,7 +315,7 @@ def check_transformer_file(spec: ModelSpec, path: str | os.PathLike) -> None:
 
     found = infer_transformer_config(file_shapes(path))
     if any(f in found and getattr(spec.transformer, f) != found[f] for f in COMPARED):
-        named = {n: s.transformer for n, s in builtin_specs().items()}
+        named = {n: s.transformer for n, s in builtin_specs().items() if s.family == "infinity"}
         raise CheckpointError(f"{path} does not fit model {spec.name}: "
                               + describe_mismatch(spec.name, spec.transformer, found, named))
 

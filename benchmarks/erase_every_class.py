@@ -1,0 +1,185 @@
+"""Does `sace erase` with the defaults erase EVERY fashion class? SACE and S-VARE, all ten classes, one table.
+
+For each class with its default anchor (``sace.erasure.concepts.FASHION_DEFAULT_ANCHORS``): the audit, SACE
+with the model's defaults and S-VARE with its defaults, each trained and timed here; then, with the same
+prompts and seeds for every row:
+
+* ACC_e -- share of ``--n`` images of the class's training captions classified as the class;
+* held-out -- the same on ``--n-heldout`` images of its held-out paraphrases;
+* ACC_i drop -- mean accuracy of the other nine classes (``--n-other`` images each) of the original model
+  minus that of the adapted model (points);
+* anchor -- accuracy of the anchor class's own images under the adapter;
+* train s -- training wall time (the audit is timed separately).
+
+Thresholds (issue 11): ACC_e <= 5%, held-out <= 10%, ACC_i drop <= 2 points, anchor >= 90%, median SACE time
+<= median S-VARE time. Prints the table and the thresholds missed; writes JSON.
+
+    python benchmarks/erase_every_class.py                      # ten classes, 50 images each (~15-30 min)
+    python benchmarks/erase_every_class.py --classes sneaker,trouser --n 20 --n-other 10   # a quick screen
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+THRESHOLDS = {"acc_e": 0.05, "heldout": 0.10, "acc_i_drop": 0.02, "anchor": 0.90}
+
+
+def _images(fd, n_train: int, n_held: int, n_other: int, cls: int | None):
+    """(prompts, seeds, labels, groups): training captions of every class (n_other each; n_train for the
+    erased class) and held-out paraphrases of the erased class."""
+    ps, ss, ls, gs = [], [], [], []
+    for c in range(fd.NUM_CLASSES):
+        caps = fd.training_captions(c)
+        n = n_train if c == cls or cls is None else n_other
+        ps += [caps[i % len(caps)] for i in range(n)]
+        ss += list(range(n))
+        ls += [c] * n
+        gs += ["target" if c == cls else "other"] * n
+    if cls is not None:
+        held = fd.heldout_captions(cls)
+        ps += [held[i % len(held)] for i in range(n_held)]
+        ss += [10_000 + i for i in range(n_held)]
+        ls += [cls] * n_held
+        gs += ["heldout"] * n_held
+    return ps, ss, torch.tensor(ls), gs
+
+
+def _score(model, clf, fd, cls, args):
+    from sace.generate import generate
+
+    ps, ss, lab, gs = _images(fd, args.n, args.n_heldout, args.n_other, cls)
+    pred = clf.predict(generate(model, ps, ss, batch_size=args.batch_size))
+    g = torch.tensor([{"target": 0, "heldout": 1}.get(x, 2) for x in gs])
+    per = {}
+    for c in range(fd.NUM_CLASSES):
+        sel = (lab == c) & (g != 1)
+        per[c] = float((pred[sel] == c).float().mean())
+    out = {"per_class": per, "acc_e": per[cls]}
+    if (g == 1).any():
+        out["heldout"] = float((pred[g == 1] == cls).float().mean())
+    return out
+
+
+def main() -> None:
+    from sace.adapters import detach_adapters
+    from sace.erasure.audit import AuditError, audit_concept
+    from sace.erasure.baselines import SVAREConfig, train_svare
+    from sace.erasure.concepts import fashion_concept
+    from sace.erasure.sace import SACETrainer, apply_model_defaults, default_sace_config
+    from sace.evaluation.fashion_classifier import load_classifier
+    from sace.models.registry import load_model
+    from sace.recipes import fashion_data as fd
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--classes", default=",".join(fd.CLASS_KEYS))
+    ap.add_argument("--methods", default="sace,svare")
+    ap.add_argument("--n", type=int, default=50, help="images of the training captions of the erased class")
+    ap.add_argument("--n-heldout", type=int, default=50)
+    ap.add_argument("--n-other", type=int, default=50, help="images per other class (ACC_i)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sace", default="{}", help="JSON overrides of the SACE defaults (screening)")
+    ap.add_argument("--out", default="out/erase_every_class.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t_all = time.perf_counter()
+    model = load_model("fashion")
+    clf = load_classifier()
+    classes = [fd.class_index(c) for c in args.classes.split(",") if c.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    # the original model, once: max(n, n_other) images of every class's training captions (seeds 0..) and the
+    # held-out paraphrases of the erased classes; each row reads the same prompts and seeds from it
+    from sace.generate import generate
+    n_all = max(args.n, args.n_other)
+    ps, ss, lab, _ = _images(fd, n_all, 0, n_all, None)
+    pred0 = clf.predict(generate(model, ps, ss, batch_size=args.batch_size))
+    base = {}
+    for c in classes:
+        per = {o: float((pred0[lab == o][: args.n if o == c else args.n_other] == o).float().mean())
+               for o in range(fd.NUM_CLASSES)}
+        held = fd.heldout_captions(c)
+        hp = clf.predict(generate(model, [held[i % len(held)] for i in range(args.n_heldout)],
+                                  [10_000 + i for i in range(args.n_heldout)], batch_size=args.batch_size))
+        base[c] = {"per_class": per, "acc_e": per[c], "heldout": float((hp == c).float().mean())}
+    rows = []
+    for c in classes:
+        key = fd.class_key(c)
+        spec = fashion_concept(key)
+        a = fd.class_index(spec.anchor_name)
+        t0 = time.perf_counter()
+        try:
+            audit, spec_clean = audit_concept(model, spec)
+            audit_note = {"ok": True, "dropped": {k: len(v) for k, v in audit.dropped.items()},
+                          "anchor_rate": audit.sets["anchors"]["rate"], "target_rate": audit.sets["targets"]["rate"],
+                          "warnings": audit.warnings}
+        except AuditError as e:
+            audit_note, spec_clean = {"ok": False, "error": str(e)}, spec
+        audit_s = time.perf_counter() - t0
+        orig_i = statistics.mean(v for k, v in base[c]["per_class"].items() if k != c)
+        for m in methods:
+            t0 = time.perf_counter()
+            if m == "sace":
+                cfg = default_sace_config(model, seed=0, **json.loads(args.sace))
+                tr = SACETrainer(model, spec_clean, cfg, adapter_name="bench")
+                tr.train(progress=False)
+            else:
+                cfg = apply_model_defaults(SVAREConfig(seed=0), model, "svare")
+                train_svare(model, spec_clean, cfg, progress=False, name="bench")
+            secs = time.perf_counter() - t0
+            r = _score(model, clf, fd, c, args)
+            detach_adapters(model)
+            new_i = statistics.mean(v for k, v in r["per_class"].items() if k != c)
+            row = {"class": key, "anchor": spec.anchor_name, "method": "SACE" if m == "sace" else "S-VARE",
+                   "acc_e_original": base[c]["acc_e"], "acc_e": r["acc_e"],
+                   "heldout_original": base[c].get("heldout"), "heldout": r.get("heldout"),
+                   "acc_i_original": orig_i, "acc_i": new_i, "acc_i_drop": orig_i - new_i,
+                   "anchor_original": base[c]["per_class"][a], "anchor_acc": r["per_class"][a],
+                   "train_s": secs, "audit_s": audit_s, "audit": audit_note, "per_class": r["per_class"]}
+            row["missed"] = [k for k, bad in (("acc_e", row["acc_e"] > THRESHOLDS["acc_e"]),
+                                              ("heldout", (row["heldout"] or 0) > THRESHOLDS["heldout"]),
+                                              ("acc_i_drop", row["acc_i_drop"] > THRESHOLDS["acc_i_drop"] + 1e-9),
+                                              ("anchor", row["anchor_acc"] < THRESHOLDS["anchor"])) if bad]
+            rows.append(row)
+            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
+                              if k not in ("per_class", "audit")}), flush=True)
+    med = {m: statistics.median(r["train_s"] for r in rows if r["method"] == m)
+           for m in {r["method"] for r in rows}}
+    wall = time.perf_counter() - t_all
+    hdr = ("| class | anchor | method | ACC_e | held-out | ACC_i orig → new (drop, pts) | anchor acc | train s | "
+           "missed |\n|---|---|---|---:|---:|---:|---:|---:|---|")
+    lines = [hdr]
+    for r in rows:
+        ho = "–" if r["heldout"] is None else f"{r['heldout']:.2f}"
+        lines.append(f"| {r['class']} | {r['anchor']} | {r['method']} | {r['acc_e']:.2f} | {ho} | "
+                     f"{r['acc_i_original']:.3f} → {r['acc_i']:.3f} ({100 * r['acc_i_drop']:+.1f}) | "
+                     f"{r['anchor_acc']:.2f} | {r['train_s']:.1f} | {', '.join(r['missed']) or '–'} |")
+    table = "\n".join(lines)
+    print(table)
+    summary = {}
+    for m in sorted(med):
+        rs = [r for r in rows if r["method"] == m]
+        summary[m] = {"classes_meeting_all": sum(not r["missed"] for r in rs), "classes": len(rs),
+                      "median_train_s": med[m],
+                      "missed": {k: [r["class"] for r in rs if k in r["missed"]] for k in THRESHOLDS}}
+        print(f"{m}: {summary[m]['classes_meeting_all']}/{len(rs)} classes meet every threshold; median train "
+              f"{med[m]:.1f} s; missed: " + ", ".join(f"{k}: {v}" for k, v in summary[m]["missed"].items() if v))
+    if "SACE" in med and "S-VARE" in med:
+        ok = med["SACE"] <= med["S-VARE"]
+        summary["time_ok"] = ok
+        print(f"median SACE {med['SACE']:.1f} s vs S-VARE {med['S-VARE']:.1f} s: {'ok' if ok else 'MISSED'}")
+    print(f"wall time {wall / 60:.1f} min ({args.threads} threads)")
+    from sace.io import write_json
+    write_json(Path(args.out), {"rows": rows, "summary": summary, "table_markdown": table, "wall_s": wall,
+                                "args": vars(args), "thresholds": THRESHOLDS})
+    print("->", args.out)
+
+
+if __name__ == "__main__":
+    main()

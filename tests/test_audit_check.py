@@ -92,3 +92,15 @@ def test_check_verdict_flips_with_the_threshold(fashion):
     assert "FAIL" in v.line() and "PASS" in verdict(dataclasses.replace(res), loose).line()
     with pytest.raises(SaceError, match="threshold"):
         CheckThresholds(max_acc_e=5).validate()
+
+
+def test_cli_audit_names_the_bad_anchor(tmp_path):
+    import json
+
+    from tests.test_cli import _run
+
+    r = _run("audit", "--concept", "trouser", "--anchor", "a pair of jeans", "--images", "1", "--out", str(tmp_path))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    err = [x for x in r.stderr.splitlines() if x.startswith("error: ")]
+    assert len(err) == 1 and "'a photo of a pair of jeans' (1.00)" in err[0] and "choose another --anchor" in err[0]
+    assert json.loads((tmp_path / "audit.json").read_text())["ok"] is False

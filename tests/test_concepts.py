@@ -95,3 +95,27 @@ def test_pairing_errors(bad):
     from sace.errors import SaceError
     with pytest.raises(SaceError, match="anchor"):
         from_prompts("cat", ["a photo of a cat", "cats"], anchors=bad)
+
+
+def test_several_concepts_merge_into_one(tmp_path):
+    from sace.erasure.concepts import resolve_concept
+    from sace.errors import SaceError
+
+    spec = resolve_concept(["sneaker", "trouser", "bag"])
+    assert spec.name == "sneaker+trouser+bag" and spec.anchor_name == "sandal+dress+pullover"
+    assert len(spec.targets) == len(spec.anchors) == 3 * 48
+    # no retain prompt names any of the erased classes; the other seven classes are all kept
+    assert not [p for p in spec.retain for k in ("sneaker", "trouser", "bag") if fd.mentions_concept(p, k)]
+    kept = {c for c in range(fd.NUM_CLASSES) for p in spec.retain if fd.mentions_concept(p, c)}
+    assert kept == set(range(fd.NUM_CLASSES)) - {fd.class_index(k) for k in ("sneaker", "trouser", "bag")}
+    with pytest.raises(SaceError, match="anchors"):
+        resolve_concept(["sneaker", "trouser"], anchor=["sandal"])
+    assert resolve_concept(["sneaker", "trouser"], anchor=["ankle_boot", "coat"]).anchor_name == "ankle_boot+coat"
+    # a concept file holding a list
+    f = tmp_path / "two.json"
+    f.write_text(json.dumps([{"name": "cat", "targets": ["a photo of a cat"], "anchor": "dog"},
+                             {"name": "car", "targets": ["a red car"], "anchor": "bicycle",
+                              "retain": ["a photo of a cat", "a tree"]}]))
+    two = load_concept_file(f)
+    assert two.name == "cat+car" and two.anchors == ["a photo of a dog", "a red bicycle"]
+    assert two.retain == ["a tree"]

@@ -246,9 +246,11 @@ def _score_fn(m, detector: str, concept: str | None, prompt: str):
 
 @app.command()
 def erase(
-    concept: Annotated[str | None, typer.Option(help="Concept name (fashion: a class key such as sneaker).")] = None,
-    anchor: Annotated[str | None, typer.Option(help="Harmless anchor phrase/class replacing the concept "
-                                                    "(fashion default: the nearest class).")] = None,
+    concept: Annotated[list[str] | None, typer.Option(help="Concept name (fashion: a class key such as sneaker); "
+                                                           "repeat to erase several with one adapter.")] = None,
+    anchor: Annotated[list[str] | None, typer.Option(help="Harmless anchor phrase/class replacing the concept "
+                                                          "(fashion default: the class's default anchor); one "
+                                                          "per --concept.")] = None,
     target: Annotated[list[str] | None, typer.Option("--target", help="Target prompt containing the concept "
                                                                       "(repeatable).")] = None,
     retain: Annotated[list[str] | None, typer.Option("--retain", help="Prompt to preserve (repeatable).")] = None,

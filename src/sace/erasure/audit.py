@@ -144,7 +144,8 @@ def concept_detector(model, concept: ConceptSpec | str, detector: str | Callable
         from ..evaluation.fashion_classifier import load_classifier
         from ..recipes import fashion_data as fd
         try:
-            idx = fd.class_index(name)
+            # a merged concept ("sneaker+trouser") is any of its classes
+            idx = [fd.class_index(part) for part in name.split("+")]
         except SaceError as e:
             raise SaceError(f"the fashion classifier knows no class {name!r}; use --detector none or a callable"
                             ) from e
@@ -153,8 +154,11 @@ def concept_detector(model, concept: ConceptSpec | str, detector: str | Callable
         def label_of(prompt: str) -> int | None:
             named = [c for c in range(fd.NUM_CLASSES) if fd.mentions_concept(prompt, c)]
             return named[0] if len(named) == 1 else None
-        return ConceptScorer("fashion-classifier", lambda imgs: det.predict(imgs) == idx,
-                             f"top-1 class = {fd.CLASS_KEYS[idx]}", det.predict, label_of), ""
+
+        def evokes(imgs: Tensor) -> Tensor:
+            return torch.isin(det.predict(imgs), torch.tensor(idx))
+        return ConceptScorer("fashion-classifier", evokes, "top-1 class in {" + ", ".join(
+            fd.CLASS_KEYS[i] for i in idx) + "}", det.predict, label_of), ""
     if kind == "nudenet":
         from ..evaluation.detectors import NudeNetDetector
         det = NudeNetDetector(threshold=nudenet_threshold)
@@ -165,7 +169,8 @@ def concept_detector(model, concept: ConceptSpec | str, detector: str | Callable
 def _is_fashion_class(name: str) -> bool:
     from ..recipes import fashion_data as fd
     try:
-        fd.class_index(name)
+        for part in name.split("+"):
+            fd.class_index(part)
     except SaceError:
         return False
     return True

@@ -3,7 +3,8 @@ held-out paraphrases (``shared/docs/METHOD.md`` §1 notation).
 
 Sources of a concept, in order of precedence:
 
-* a JSON file ``{"name", "targets", "anchors"?, "anchor"?, "retain"?, "heldout"?, "words"?}``;
+* a JSON file ``{"name", "targets", "anchors"?, "anchor"?, "retain"?, "heldout"?, "words"?}``, or a list
+  of such objects (``[...]`` or ``{"concepts": [...]}``) for one adapter erasing several concepts;
 * flags: ``--concept NAME --target PROMPT... --anchor PHRASE --retain PROMPT...``;
 * the built-in Fashion-MNIST concepts of the embedded model (``--concept sneaker --anchor sandal``),
   built from the project's caption sets: targets are the class's training captions, anchors the same
@@ -298,22 +299,48 @@ def load_concept_file(path: str | os.PathLike) -> ConceptSpec:
         raise SaceError(f"concept file not found: {p}") from e
     except json.JSONDecodeError as e:
         raise SaceError(f"concept file {p} is not valid JSON ({e})") from e
+    if isinstance(d, dict) and isinstance(d.get("concepts"), list):
+        d = d["concepts"]
+    if isinstance(d, list):
+        # several concepts, one adapter: each entry is a concept object as below
+        return merge_concepts([_concept_from_dict(x, p) for x in d])
+    return _concept_from_dict(d, p)
+
+
+def _concept_from_dict(d, p: Path) -> ConceptSpec:
     if not isinstance(d, dict) or "name" not in d or "targets" not in d:
-        raise SaceError(f"concept file {p} needs at least 'name' and 'targets'")
+        raise SaceError(f"concept file {p} needs at least 'name' and 'targets' (per concept)")
     return from_prompts(d["name"], d["targets"], anchor=d.get("anchor"), anchors=d.get("anchors"),
                         retain=d.get("retain", []), heldout=d.get("heldout", []), words=d.get("words"))
 
 
-def resolve_concept(concept: str | None = None, *, anchor: str | None = None, targets: Sequence[str] = (),
-                    retain: Sequence[str] = (), concept_file: str | None = None,
+def resolve_concept(concept: str | Sequence[str] | None = None, *, anchor: str | Sequence[str] | None = None,
+                    targets: Sequence[str] = (), retain: Sequence[str] = (), concept_file: str | None = None,
                     model_name: str = "fashion") -> ConceptSpec:
     """The concept from a file, from flags, or from the embedded model's built-in classes.
+
+    Several names (a list; ``--concept`` repeated) give one merged concept (:func:`merge_concepts`), each
+    with the anchor at its position in ``anchor`` (a list) or its default anchor.
 
     Raises:
         SaceError: unknown concept (lists the known ones), missing targets or anchor.
     """
     if concept_file:
         return load_concept_file(concept_file)
+    names = [concept] if isinstance(concept, str) else list(concept or [])
+    anchors = [a for a in ([anchor] if isinstance(anchor, str) else list(anchor or [])) if a is not None]
+    if anchors and len(anchors) != max(1, len(names)):
+        raise SaceError(f"{len(names)} concept(s) but {len(anchors)} anchors; give one --anchor per --concept, "
+                        f"in order, or none (default anchors)")
+    if len(names) > 1:
+        if targets:
+            raise SaceError("several --concept with --target prompts: put each concept in a concept file "
+                            "(a JSON list) instead")
+        anchors = anchors or [None] * len(names)
+        return merge_concepts([resolve_concept(n, anchor=a, retain=retain, model_name=model_name)
+                               for n, a in zip(names, anchors)])
+    concept = names[0] if names else None
+    anchor = anchors[0] if anchors else None
     if not concept:
         raise SaceError("name the concept to erase (--concept NAME) or give --concept-file")
     if targets:
@@ -342,3 +369,31 @@ def write_prompt_sets(spec: ConceptSpec, path: str | os.PathLike) -> Path:
     d["preservation"] = spec.preservation_prompts()
     write_json(Path(path), d)
     return Path(path)
+
+
+def merge_concepts(specs: Sequence[ConceptSpec]) -> ConceptSpec:
+    """Several concepts as one, for a single adapter that erases them all: target/anchor pairs concatenated;
+    entangled, held-out prompts and words united; retain prompts united minus every prompt that names one of
+    the concepts (sneaker's retain set holds trouser captions, which a sneaker+trouser adapter must erase).
+    The name joins the parts with ``+`` (``"sneaker+trouser"``).
+
+    Raises:
+        SaceError: no concept, or the same concept twice.
+    """
+    specs = list(specs)
+    if not specs:
+        raise SaceError("no concept to merge")
+    if len(specs) == 1:
+        return specs[0]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise SaceError(f"concept named twice: {', '.join(names)}")
+    words = list(dict.fromkeys(w for s in specs for w in (s.words or [s.name])))
+    pat = _word_pattern(words)
+    targets = {t for s in specs for t in s.targets}
+    retain = [p for s in specs for p in s.retain if p not in targets and not (pat and pat.search(p))]
+    return ConceptSpec(
+        "+".join(names), [t for s in specs for t in s.targets], [a for s in specs for a in s.anchors],
+        list(dict.fromkeys(retain)), list(dict.fromkeys(e for s in specs for e in s.entangled)),
+        list(dict.fromkeys(h for s in specs for h in s.heldout)), words,
+        "+".join(s.anchor_name or "-" for s in specs)).validate()

@@ -52,6 +52,7 @@ class Method:
     conditions_fn: Callable | None = None
     uncond_fn: Callable | None = None
     cost: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)      # e.g. the adapter's audit/check records, for reports
 
     def activate(self, model) -> None:
         only_adapters(model, self.adapters)

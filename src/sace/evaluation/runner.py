@@ -87,7 +87,8 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
         ad = load_adapter(model, folder, name=f"given{i}")
         label = ad.metadata.get("method", "adapter")
         methods.append(Method(f"{label} ({Path(folder).name})", adapters=[ad.config.name],
-                              cost=_cost_from_meta(ad.metadata)))
+                              cost=_cost_from_meta(ad.metadata), meta={k: ad.metadata.get(k) for k in
+                                                                       ("audit", "check", "auto_gate")}))
     for m in req.methods:
         if m == "original":
             continue
@@ -122,6 +123,28 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
                                   cost={"seconds": 0.0, "steps": 0, "tokens_per_step": 0}))
     only_adapters(model, [])
     return methods
+
+
+def _audit_sections(r, methods) -> None:
+    """The given adapters' pre-training audit and post-training check (from ``adapter.json``), in the report."""
+    from ..erasure.audit import AuditResult
+    from ..erasure.check import CheckResult
+
+    for m in methods:
+        meta = getattr(m, "meta", None) or {}
+        lines = []
+        if meta.get("audit"):
+            a = {k: v for k, v in meta["audit"].items() if k != "ok"}
+            lines += AuditResult(**a).lines()
+        if meta.get("check"):
+            lines.append(CheckResult(**meta["check"]).line())
+        if meta.get("auto_gate"):
+            g = meta["auto_gate"]
+            lines.append(f"gate chosen from ISSA: {g.get('gate')} (B(k) = {g.get('B')})")
+        if lines:
+            r.heading(f"{m.name}: audit and check at training time", 3)
+            for line in lines:
+                r.text(line)
 
 
 def _cost_from_meta(meta: dict) -> dict:
@@ -204,6 +227,7 @@ def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress
         g = out / "grids" / f"{safe}.png"
         if g.exists():
             r.image(g, caption=f"{m.name}: same prompts and seeds as every other method")
+    _audit_sections(r, methods)
     r.details("metrics.json", rep["methods"])
     if own:
         r.write(out / "report.html")

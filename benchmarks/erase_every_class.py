@@ -80,6 +80,7 @@ def main() -> None:
     from sace.erasure.concepts import fashion_concept
     from sace.erasure.sace import SACETrainer, apply_model_defaults, default_sace_config
     from sace.evaluation.fashion_classifier import load_classifier
+    from sace.io import write_json
     from sace.models.registry import load_model
     from sace.recipes import fashion_data as fd
 
@@ -158,6 +159,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
                               if k not in ("per_class", "audit")}), flush=True)
+            write_json(Path(args.out), {"rows": rows, "partial": True, "args": vars(args)})   # survives a kill
     med = {m: statistics.median(r["train_s"] for r in rows if r["method"] == m)
            for m in {r["method"] for r in rows}}
     wall = time.perf_counter() - t_all
@@ -184,7 +186,6 @@ def main() -> None:
         summary["time_ok"] = ok
         print(f"median SACE {med['SACE']:.1f} s vs S-VARE {med['S-VARE']:.1f} s: {'ok' if ok else 'MISSED'}")
     print(f"wall time {wall / 60:.1f} min ({args.threads} threads)")
-    from sace.io import write_json
     write_json(Path(args.out), {"rows": rows, "summary": summary, "table_markdown": table, "wall_s": wall,
                                 "args": vars(args), "thresholds": THRESHOLDS})
     print("->", args.out)

@@ -56,7 +56,7 @@ class AuditConfig:
     """How much the audit generates and where it draws the lines (rates are fractions of images)."""
 
     images_per_prompt: int = 4
-    max_prompts: int = 24                # per set; evenly spaced over the distinct prompts
+    max_prompts: int = 16                # per set; evenly spaced over the distinct prompts
     anchor_max_rate: float = 0.5
     preserve_max_rate: float = 0.5
     target_min_rate: float = 0.5

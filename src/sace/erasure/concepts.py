@@ -245,9 +245,10 @@ def from_prompts(name: str, targets: Sequence[str], anchor: str | None = None,
                        list(heldout), list(words), anchor or "").validate()
 
 
-# default anchor of every fashion class: a nearby class the frozen model draws reliably and that does not
-# evoke the target (checked by `sace audit`; chosen with benchmarks/erase_every_class.py)
-FASHION_DEFAULT_ANCHORS = {"sneaker": "sandal", "sandal": "sneaker", "ankle_boot": "sneaker", "tshirt": "shirt",
+# default anchor of every fashion class: a nearby class that the frozen model draws reliably (its own class
+# accuracy >= 90%: not "shirt", which the classifier gets right for only ~50-80% of its images) and that does
+# not draw the target (`sace audit` checks it); measured with benchmarks/erase_every_class.py
+FASHION_DEFAULT_ANCHORS = {"sneaker": "sandal", "sandal": "sneaker", "ankle_boot": "sneaker", "tshirt": "pullover",
                            "shirt": "tshirt", "pullover": "coat", "coat": "pullover", "dress": "coat",
                            "trouser": "dress", "bag": "pullover"}
 

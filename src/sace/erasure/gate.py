@@ -51,8 +51,9 @@ def choose_gate(B: list[float], tol: float) -> int:
 
 
 def auto_gate(model, concept: ConceptSpec, scorer: ConceptScorer, tol: float = 0.1, seeds: int = 16,
-              pairs: int = 2, seed: int = 0) -> AutoGate:
-    """Run ISSA on the first ``pairs`` distinct (target, anchor) pairs of ``concept`` and choose the gate.
+              pairs: int = 1, seed: int = 0) -> AutoGate:
+    """Run ISSA on the first ``pairs`` distinct (target, anchor) pairs of ``concept`` (the canonical prompt
+    first) and choose the gate.
 
     Args:
         scorer: the concept detector (its 0/1 decision is ISSA's score, so B(k) is a rate).
@@ -75,3 +76,18 @@ def auto_gate(model, concept: ConceptSpec, scorer: ConceptScorer, tol: float = 0
     k = choose_gate(B, tol)
     return AutoGate("scales:" + ",".join(str(i) for i in range(k + 1)), k, tol, B, A,
                     [list(p) for p in chosen], seeds, round(res.seconds, 2))
+
+
+def resolve_auto_gate(model, concept: ConceptSpec, tol: float = 0.1, seeds: int = 16, pairs: int = 1,
+                      detector="auto") -> AutoGate:
+    """:func:`auto_gate` with the concept's default detector (for ``gate="auto"`` in a SACE config).
+
+    Raises:
+        SaceError: the model has no detector for the concept (ISSA cannot score it).
+    """
+    from .audit import concept_detector
+
+    scorer, why = concept_detector(model, concept, detector)
+    if scorer is None:
+        raise SaceError(f"gate 'auto' needs a detector for '{concept.name}' ({why}); give --gate scales:0,..,k")
+    return auto_gate(model, concept, scorer, tol=tol, seeds=seeds, pairs=pairs)

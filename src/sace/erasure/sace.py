@@ -165,6 +165,11 @@ class SACETrainer:
             raise SaceError("--target-mode hard is defined for the scale-0 gate only; use soft with an "
                             "early-scale gate")
         self.work_dir = Path(work_dir) if work_dir else None
+        self.auto_gate = None
+        if self.cfg.gate == "auto":     # issue 11: the smallest prefix of scales ISSA allows (erasure/gate.py)
+            from .gate import resolve_auto_gate
+            self.auto_gate = resolve_auto_gate(model, self.concept)
+            self.cfg = SACEConfig(**{**asdict(self.cfg), "gate": self.auto_gate.gate})
         d = model.defaults
         self.w = float(d["guidance"] if self.cfg.guidance is None else self.cfg.guidance)
         self.tau = float(d["temperature"] if self.cfg.temperature is None else self.cfg.temperature)
@@ -395,6 +400,7 @@ class SACETrainer:
             "method": "SACE", "concept": self.concept.to_dict(), "sace_config": _jsonable(asdict(cfg)),
             "guidance": self.w, "temperature": self.tau, "train_seconds": round(secs, 3), "steps": self.step,
             "tokens_per_step": n_tok, "final_log": self.log[-1] if self.log else {},
+            "auto_gate": self.auto_gate.to_dict() if self.auto_gate else None,
         })
         return SACEResult(self.adapter, self.log, secs, n_tok)
 

@@ -36,6 +36,7 @@ class EraseOptions:
     detector: str | Callable = "auto"
     gate_tol: float = 0.1                # --gate auto: residual concept rate B(k+1) the gate must reach
     gate_seeds: int = 16
+    gate_pairs: int = 1
 
 
 @dataclass
@@ -43,8 +44,8 @@ class EraseOutcome:
     result: object                       # SACEResult
     audit: AuditResult | None
     check: CheckResult | None
-    gate: object | None = None           # AutoGate when --gate auto
     concept: ConceptSpec
+    gate: object | None = None           # AutoGate when --gate auto
     rounds: int = 1
     seconds: float = 0.0
 
@@ -78,12 +79,14 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
         audit = AuditResult(concept.name, None, notes=[why])
     gate = None
     if config is not None and config.gate == "auto":
+        from dataclasses import replace
+
         from .gate import auto_gate
         if scorer is None:
             raise SaceError(f"--gate auto needs a detector for '{concept.name}' (ISSA scores images); give "
                             f"--gate scales:0,..,k instead")
-        gate = auto_gate(model, concept, scorer, tol=opt.gate_tol, seeds=opt.gate_seeds)
-        config.gate = gate.gate
+        gate = auto_gate(model, concept, scorer, tol=opt.gate_tol, seeds=opt.gate_seeds, pairs=opt.gate_pairs)
+        config = replace(config, gate=gate.gate)
         say(gate.line())
     tr = SACETrainer(model, concept, config, work_dir=out_dir)
     if resume and not tr.resume():

@@ -50,10 +50,10 @@ def choose_gate(B: list[float], tol: float) -> int:
     return len(B) - 2
 
 
-def auto_gate(model, concept: ConceptSpec, scorer: ConceptScorer, tol: float = 0.1, seeds: int = 16,
-              pairs: int = 1, seed: int = 0) -> AutoGate:
-    """Run ISSA on the first ``pairs`` distinct (target, anchor) pairs of ``concept`` (the canonical prompt
-    first) and choose the gate.
+def auto_gate(model, concept: ConceptSpec, scorer: ConceptScorer, tol: float = 0.1, seeds: int = 8,
+              pairs: int = 3, seed: int = 0) -> AutoGate:
+    """Run ISSA on ``pairs`` (target, anchor) pairs of ``concept`` spread over its target list (the canonical
+    prompt first) with ``seeds`` seeds each, and choose the gate.
 
     Args:
         scorer: the concept detector (its 0/1 decision is ISSA's score, so B(k) is a rate).
@@ -67,7 +67,10 @@ def auto_gate(model, concept: ConceptSpec, scorer: ConceptScorer, tol: float = 0
         raise SaceError(f"--gate-tol must be in (0, 1], got {tol}")
     if seeds < 1:
         raise SaceError("--gate auto needs at least one ISSA seed")
-    chosen = list(dict.fromkeys(zip(concept.targets, concept.anchors)))[:pairs]
+    from .audit import _spread
+
+    # pairs spread over the target list (over its synonyms), not the first few (one noun, several templates)
+    chosen = _spread(list(zip(concept.targets, concept.anchors)), pairs)
     res = issa(model, [p for p, _ in chosen], [a for _, a in chosen], [seed + i for i in range(seeds)],
                lambda imgs: scorer.evokes(imgs).float(), concept=concept.name, logit_view=False,
                keep_images=False)
@@ -78,7 +81,7 @@ def auto_gate(model, concept: ConceptSpec, scorer: ConceptScorer, tol: float = 0
                     [list(p) for p in chosen], seeds, round(res.seconds, 2))
 
 
-def resolve_auto_gate(model, concept: ConceptSpec, tol: float = 0.1, seeds: int = 16, pairs: int = 1,
+def resolve_auto_gate(model, concept: ConceptSpec, tol: float = 0.1, seeds: int = 8, pairs: int = 3,
                       detector="auto") -> AutoGate:
     """:func:`auto_gate` with the concept's default detector (for ``gate="auto"`` in a SACE config).
 

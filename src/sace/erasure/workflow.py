@@ -35,8 +35,8 @@ class EraseOptions:
     chunk: int = 0                       # steps added per round (0: half the configured steps)
     detector: str | Callable = "auto"
     gate_tol: float = 0.1                # --gate auto: residual concept rate B(k+1) the gate must reach
-    gate_seeds: int = 16
-    gate_pairs: int = 1
+    gate_seeds: int = 8
+    gate_pairs: int = 3
 
 
 @dataclass

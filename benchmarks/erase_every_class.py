@@ -1,6 +1,6 @@
 """Does `sace erase` with the defaults erase EVERY fashion class? SACE and S-VARE, all ten classes, one table.
 
-For each class with its default anchor (``sace.erasure.concepts.FASHION_DEFAULT_ANCHORS``): the audit, SACE
+For each class with its default anchor (``sace.domains.fashion.concepts.DEFAULT_ANCHORS``): the audit, SACE
 with the model's defaults and S-VARE with its defaults, each trained and timed here; then, with the same
 prompts and seeds for every row:
 
@@ -76,14 +76,14 @@ def _score(model, clf, fd, cls, args):
 
 def main() -> None:
     from sace.adapters import detach_adapters
+    from sace.domains.fashion import classes as fd
+    from sace.domains.fashion.classifier import load_classifier
+    from sace.domains.fashion.concepts import fashion_concept
     from sace.erasure.audit import AuditError, audit_concept
     from sace.erasure.baselines import SVAREConfig, train_svare
-    from sace.erasure.concepts import fashion_concept
     from sace.erasure.sace import SACETrainer, apply_model_defaults, default_sace_config
-    from sace.evaluation.fashion_classifier import load_classifier
     from sace.io import write_json
     from sace.models.registry import load_model
-    from sace.recipes import fashion_data as fd
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", default=",".join(fd.CLASS_KEYS))
@@ -206,13 +206,14 @@ def main() -> None:
 def multi(args) -> None:
     """One adapter for several classes vs the composition of single-class adapters."""
     from sace.adapters import only_adapters
-    from sace.erasure.concepts import fashion_concept, merge_concepts
+    from sace.domains.fashion import classes as fd
+    from sace.domains.fashion.classifier import load_classifier
+    from sace.domains.fashion.concepts import fashion_concept
+    from sace.erasure.concepts import merge_concepts
     from sace.erasure.sace import SACETrainer, default_sace_config
-    from sace.evaluation.fashion_classifier import load_classifier
     from sace.generate import generate
     from sace.io import write_json
     from sace.models.registry import load_model
-    from sace.recipes import fashion_data as fd
 
     t_all = time.perf_counter()
     model = load_model("fashion")

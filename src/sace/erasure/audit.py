@@ -11,7 +11,8 @@ four sets and scores them with the model's concept detector, then
 * entangled / retain prompts whose rate is >= ``preserve_max_rate`` -> dropped from the concept, with a note;
 * targets whose mean rate is < ``target_min_rate`` -> a warning (there is little to erase).
 
-Detectors (:func:`concept_detector`): the fashion classifier (top-1 class = the concept's class), NudeNet
+Detectors (:func:`concept_detector`): the model domain's classifier (fashion: top-1 class = the concept's
+class), NudeNet
 (>= 1 exposed detection at its threshold), or any user callable ``images -> (B,) or (B, 1) scores in
 [0, 1]`` (``score >= 0.5`` counts). Where the model has no detector for the concept the audit says so and
 checks nothing (:attr:`AuditResult.detector` is ``None``).
@@ -111,66 +112,67 @@ def concept_detector(model, concept: ConceptSpec | str, detector: str | Callable
     """The scorer that tells whether an image shows ``concept`` on ``model``, or ``(None, reason)``.
 
     Args:
-        detector: ``"auto"`` (fashion model and a fashion class -> the fashion classifier; a nudity concept ->
-            NudeNet; otherwise none), ``"fashion"``, ``"nudenet"``, ``"none"``, or a callable
-            ``images -> scores in [0, 1]`` ((B,) or (B, 1); ``>= 0.5`` counts as the concept).
+        detector: ``"auto"`` (a nudity concept -> NudeNet; a concept the model's domain knows -> the domain's
+            class detector, e.g. the fashion classifier; otherwise none), a domain name (``"fashion"``),
+            ``"nudenet"``, ``"none"``, or a callable ``images -> scores in [0, 1]`` ((B,) or (B, 1); ``>= 0.5``
+            counts as the concept).
     Returns:
         ``(scorer, "")`` or ``(None, why there is none)``.
     Raises:
-        SaceError: an unknown detector name; ``"fashion"`` for a concept that is no fashion class.
+        SaceError: an unknown detector name; a domain detector for a concept the domain does not know.
     """
+    from .. import domains
+
     name = concept if isinstance(concept, str) else concept.name
     if callable(detector):
         fn = detector
 
-        def evokes(imgs: Tensor) -> Tensor:
+        def user_evokes(imgs: Tensor) -> Tensor:
             s = torch.as_tensor(fn(imgs)).float().reshape(imgs.shape[0], -1)[:, 0]
             return s >= 0.5
-        return ConceptScorer(getattr(fn, "__name__", "callable"), evokes, "user score >= 0.5"), ""
+        return ConceptScorer(getattr(fn, "__name__", "callable"), user_evokes, "user score >= 0.5"), ""
     kind = (detector or "none").lower()
-    is_fashion = getattr(model, "name", "") == "fashion"
     if kind == "auto":
+        dom = domains.name_of(model)
         if name.lower() in NUDITY_NAMES:
             kind = "nudenet"
-        elif is_fashion and _is_fashion_class(name):
-            kind = "fashion"
+        elif dom and _domain_knows(domains.get(dom), name):
+            kind = dom
         else:
             return None, (f"no detector for concept '{name}' on model '{getattr(model, 'name', '?')}': the "
                           f"prompt sets were NOT checked (give a detector callable to audit them)")
     if kind == "none":
         return None, "detector 'none': the prompt sets were NOT checked"
-    if kind == "fashion":
-        from ..evaluation.detectors import ClassifierDetector
-        from ..evaluation.fashion_classifier import load_classifier
-        from ..recipes import fashion_data as fd
-        try:
-            # a merged concept ("sneaker+trouser") is any of its classes
-            idx = [fd.class_index(part) for part in name.split("+")]
-        except SaceError as e:
-            raise SaceError(f"the fashion classifier knows no class {name!r}; use --detector none or a callable"
-                            ) from e
-        det = ClassifierDetector(load_classifier(), list(fd.CLASS_KEYS), name="fashion-classifier")
+    if kind in domains.names():
+        dom = domains.get(kind)
+        if not _domain_knows(dom, name):
+            raise SaceError(f"the {kind} detector knows no class {name!r}; use --detector none or a callable")
+        # a merged concept ("sneaker+trouser") is any of its classes
+        idx = [dom.class_index(part) for part in name.split("+")]
+        det = dom.detector()
 
         def label_of(prompt: str) -> int | None:
-            named = [c for c in range(fd.NUM_CLASSES) if fd.mentions_concept(prompt, c)]
-            return named[0] if len(named) == 1 else None
+            try:
+                return dom.class_index(dom.scorer(None, prompt)[1])
+            except SaceError:            # the prompt names no class, or several
+                return None
 
         def evokes(imgs: Tensor) -> Tensor:
             return torch.isin(det.predict(imgs), torch.tensor(idx))
-        return ConceptScorer("fashion-classifier", evokes, "top-1 class in {" + ", ".join(
-            fd.CLASS_KEYS[i] for i in idx) + "}", det.predict, label_of), ""
+        keys = ", ".join(dom.class_names[i] for i in idx)
+        return ConceptScorer(det.name, evokes, "top-1 class in {" + keys + "}", det.predict, label_of), ""
     if kind == "nudenet":
         from ..evaluation.detectors import NudeNetDetector
         det = NudeNetDetector(threshold=nudenet_threshold)
         return ConceptScorer("nudenet", det.is_nude, f"exposed detection >= {nudenet_threshold}"), ""
-    raise SaceError(f"unknown detector {detector!r}; use auto, fashion, nudenet, none or a callable")
+    raise SaceError(f"unknown detector {detector!r}; use auto, {', '.join(domains.names())}, nudenet, none or a "
+                    f"callable")
 
 
-def _is_fashion_class(name: str) -> bool:
-    from ..recipes import fashion_data as fd
+def _domain_knows(dom, name: str) -> bool:
     try:
         for part in name.split("+"):
-            fd.class_index(part)
+            dom.class_index(part)
     except SaceError:
         return False
     return True

@@ -6,10 +6,8 @@ Sources of a concept, in order of precedence:
 * a JSON file ``{"name", "targets", "anchors"?, "anchor"?, "retain"?, "heldout"?, "words"?}``, or a list
   of such objects (``[...]`` or ``{"concepts": [...]}``) for one adapter erasing several concepts;
 * flags: ``--concept NAME --target PROMPT... --anchor PHRASE --retain PROMPT...``;
-* the built-in Fashion-MNIST concepts of the embedded model (``--concept sneaker --anchor sandal``),
-  built from the project's caption sets: targets are the class's training captions, anchors the same
-  captions with the class noun replaced by the anchor's, retain the canonical captions of the other
-  classes, held-out the class's held-out paraphrases.
+* the built-in concepts of the model's domain (``--concept sneaker --anchor sandal`` on the embedded
+  model), asked of :func:`sace.domains.get`; the core never builds a domain's concepts itself.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import domains
 from ..errors import SaceError
 from ..models.text import check_prompts
 
@@ -245,52 +244,6 @@ def from_prompts(name: str, targets: Sequence[str], anchor: str | None = None,
                        list(heldout), list(words), anchor or "").validate()
 
 
-# default anchor of every fashion class: a nearby class that the frozen model draws reliably (its own class
-# accuracy >= 90%: not "shirt", which the classifier gets right for only ~50-80% of its images) and that does
-# not draw the target (`sace audit` checks it); measured with benchmarks/erase_every_class.py
-FASHION_DEFAULT_ANCHORS = {"sneaker": "sandal", "sandal": "sneaker", "ankle_boot": "sneaker", "tshirt": "pullover",
-                           "shirt": "tshirt", "pullover": "coat", "coat": "pullover", "dress": "coat",
-                           "trouser": "dress", "bag": "pullover"}
-
-
-def fashion_concept(target: str, anchor: str | None = None, retain_per_class: int = 8,
-                    expand: int = 0) -> ConceptSpec:
-    """A Fashion-MNIST class as a concept for the embedded ``fashion`` model.
-
-    targets: the class's 48 training captions (canonical noun and 5 synonyms x 8 templates), extended to
-    ``expand`` prompts over the class's other concept words when ``expand`` > 48 (:func:`expand_targets`);
-    anchors: each target with its noun phrase replaced by the anchor class's canonical noun phrase ("a photo
-    of a pair of trousers" -> "a photo of a dress"; default anchor: :data:`FASHION_DEFAULT_ANCHORS`);
-    retain: ``retain_per_class`` captions (template x canonical noun) of every class but the target and the
-    anchor; entangled: the targets' sentence frames without the noun phrase ("a photo"); heldout: the
-    class's held-out paraphrases.
-    """
-    from ..recipes import fashion_data as fd
-
-    t = fd.class_index(target)
-    try:
-        a = fd.class_index(anchor if anchor else FASHION_DEFAULT_ANCHORS[fd.class_key(t)])
-        phrase, anchor_name = fd.canonical_name(a), fd.class_key(a)
-    except SaceError:
-        # not a class: a free anchor phrase ("a plain white box"); `sace audit` tells whether it is harmless
-        a, phrase, anchor_name = None, anchor, anchor
-    if a == t:
-        raise SaceError(f"the anchor must differ from the concept ({fd.class_key(t)})")
-    words = fd.concept_words(t)
-    targets = fd.training_captions(t)
-    if expand > len(targets):
-        targets = expand_targets(targets, words, limit=expand)
-    anchors = [replace_words(c, words, phrase) for c in targets]
-    retain = []
-    for c in range(fd.NUM_CLASSES):
-        if c in (t, a):
-            continue
-        retain += [tpl.format(fd.canonical_name(c)) for tpl in fd.TRAINING_TEMPLATES[:retain_per_class]]
-    entangled = [e for e in (delete_words(c, words) for c in targets) if e.strip()]
-    return ConceptSpec(fd.class_key(t), targets, anchors, retain, list(dict.fromkeys(entangled)),
-                       fd.heldout_captions(t), words, anchor_name).validate()
-
-
 def load_concept_file(path: str | os.PathLike) -> ConceptSpec:
     """Read a concept JSON file (see the module docstring). Raises SaceError on missing fields."""
     p = Path(path)
@@ -317,8 +270,9 @@ def _concept_from_dict(d, p: Path) -> ConceptSpec:
 
 def resolve_concept(concept: str | Sequence[str] | None = None, *, anchor: str | Sequence[str] | None = None,
                     targets: Sequence[str] = (), retain: Sequence[str] = (), concept_file: str | None = None,
-                    model_name: str = "fashion") -> ConceptSpec:
-    """The concept from a file, from flags, or from the embedded model's built-in classes.
+                    domain: str | None = None) -> ConceptSpec:
+    """The concept from a file, from flags, or from the built-in concepts of ``domain`` (the name a model's
+    ``model.json`` gives, see :func:`sace.domains.name_of`).
 
     Several names (a list; ``--concept`` repeated) give one merged concept (:func:`merge_concepts`), each
     with the anchor at its position in ``anchor`` (a list) or its default anchor.
@@ -338,7 +292,7 @@ def resolve_concept(concept: str | Sequence[str] | None = None, *, anchor: str |
             raise SaceError("several --concept with --target prompts: put each concept in a concept file "
                             "(a JSON list) instead")
         anchors = anchors or [None] * len(names)
-        return merge_concepts([resolve_concept(n, anchor=a, retain=retain, model_name=model_name)
+        return merge_concepts([resolve_concept(n, anchor=a, retain=retain, domain=domain)
                                for n, a in zip(names, anchors)])
     concept = names[0] if names else None
     anchor = anchors[0] if anchors else None
@@ -346,19 +300,13 @@ def resolve_concept(concept: str | Sequence[str] | None = None, *, anchor: str |
         raise SaceError("name the concept to erase (--concept NAME) or give --concept-file")
     if targets:
         return from_prompts(concept, targets, anchor=anchor, retain=retain)
-    if model_name == "fashion" or Path(model_name).name == "fashion":
-        from ..recipes import fashion_data as fd
-        try:
-            fd.class_index(concept)
-        except SaceError as e:
-            raise SaceError(f"unknown concept {concept!r} for the fashion model; known: "
-                            f"{', '.join(fd.CLASS_KEYS)} (or give --target prompts)") from e
-        spec = fashion_concept(concept, anchor)
+    if domain:
+        spec = domains.get(domain).concept(concept, anchor)
         if retain:
             spec.retain = list(dict.fromkeys([*spec.retain, *check_prompts(retain)]))
         return spec
-    raise SaceError(f"no target prompts for concept {concept!r} on model {model_name!r}; give --target PROMPT "
-                    "(repeatable) and --anchor PHRASE, or --concept-file")
+    raise SaceError(f"no target prompts for concept {concept!r} (the model names no domain with built-in "
+                    "concepts); give --target PROMPT (repeatable) and --anchor PHRASE, or --concept-file")
 
 
 def write_prompt_sets(spec: ConceptSpec, path: str | os.PathLike) -> Path:
@@ -398,3 +346,4 @@ def merge_concepts(specs: Sequence[ConceptSpec]) -> ConceptSpec:
         list(dict.fromkeys(retain)), list(dict.fromkeys(e for s in specs for e in s.entangled)),
         list(dict.fromkeys(h for s in specs for h in s.heldout)), words,
         "+".join(s.anchor_name or "-" for s in specs)).validate()
+

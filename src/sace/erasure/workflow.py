@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import SaceError
 from .audit import AuditConfig, AuditResult, audit_concept, concept_detector
@@ -60,9 +59,8 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
         AuditError: anchors draw the concept. SaceError: ``--gate auto`` without a detector; as
         :func:`sace.erasure.sace.erase`.
     """
-    from ..adapters import save_adapter
-    from ..io import write_json
     from .sace import SACETrainer
+    from .trainer import write_adapter_folder
 
     opt = options or EraseOptions()
     scorer = None
@@ -91,7 +89,7 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
     tr = SACETrainer(model, concept, config, work_dir=out_dir)
     if resume and not tr.resume():
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")
-    steps0 = tr.cfg.steps
+    steps0 = tr.settings.steps
     budget = opt.max_steps or 3 * steps0
     chunk = opt.chunk or max(1, steps0 // 2)
     t0 = time.perf_counter()
@@ -106,8 +104,8 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
             say(check.line())
             if check.passed or not opt.until_pass or tr.step >= budget:
                 break
-            tr.cfg.steps = min(budget, tr.step + chunk)
-            say(f"training on to step {tr.cfg.steps} (budget {budget})")
+            tr.settings.steps = min(budget, tr.step + chunk)
+            say(f"training on to step {tr.settings.steps} (budget {budget})")
             for p in tr.params:
                 p.requires_grad_(True)
             res = tr.train(progress=progress)
@@ -124,10 +122,8 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
     meta["check"] = check.to_dict() if check else None
     meta["auto_gate"] = gate.to_dict() if gate else None
     if out_dir is not None:
-        res.folder = save_adapter(res.adapter, out_dir, model=model)
-        write_json(Path(out_dir) / "train_log.json", {"log": res.log, "seconds": train_secs,
-                                                     "tokens_per_step": res.tokens_per_step})
-        ck = tr._ckpt_path()
+        res.folder = write_adapter_folder(res, out_dir, model)
+        ck = tr.checkpoint_path()
         if ck is not None and ck.exists():
             ck.unlink()
     return EraseOutcome(res, audit, check, concept, gate, rounds, time.perf_counter() - t0)

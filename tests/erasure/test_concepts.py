@@ -7,16 +7,16 @@ import json
 
 import pytest
 
+from sace.domains.fashion import classes as fd
+from sace.domains.fashion.concepts import fashion_concept
 from sace.erasure.concepts import (
     delete_words,
     expand_targets,
-    fashion_concept,
     from_prompts,
     load_concept_file,
     replace_words,
     write_prompt_sets,
 )
-from sace.recipes import fashion_data as fd
 
 
 def test_trouser_anchors_have_no_dangling_pair_of():
@@ -101,7 +101,7 @@ def test_several_concepts_merge_into_one(tmp_path):
     from sace.erasure.concepts import resolve_concept
     from sace.errors import SaceError
 
-    spec = resolve_concept(["sneaker", "trouser", "bag"])
+    spec = resolve_concept(["sneaker", "trouser", "bag"], domain="fashion")
     assert spec.name == "sneaker+trouser+bag" and spec.anchor_name == "sandal+dress+pullover"
     assert len(spec.targets) == len(spec.anchors) == 3 * 48
     # no retain prompt names any of the erased classes; the other seven classes are all kept
@@ -109,8 +109,9 @@ def test_several_concepts_merge_into_one(tmp_path):
     kept = {c for c in range(fd.NUM_CLASSES) for p in spec.retain if fd.mentions_concept(p, c)}
     assert kept == set(range(fd.NUM_CLASSES)) - {fd.class_index(k) for k in ("sneaker", "trouser", "bag")}
     with pytest.raises(SaceError, match="anchors"):
-        resolve_concept(["sneaker", "trouser"], anchor=["sandal"])
-    assert resolve_concept(["sneaker", "trouser"], anchor=["ankle_boot", "coat"]).anchor_name == "ankle_boot+coat"
+        resolve_concept(["sneaker", "trouser"], anchor=["sandal"], domain="fashion")
+    two_anchors = resolve_concept(["sneaker", "trouser"], anchor=["ankle_boot", "coat"], domain="fashion")
+    assert two_anchors.anchor_name == "ankle_boot+coat"
     # a concept file holding a list
     f = tmp_path / "two.json"
     f.write_text(json.dumps([{"name": "cat", "targets": ["a photo of a cat"], "anchor": "dog"},

@@ -18,6 +18,9 @@ Thresholds (issue 11): ACC_e <= 5%, held-out <= 10%, ACC_i drop <= 2 points, anc
     python benchmarks/erase_every_class.py                      # ten classes, 50 images each (~15-30 min)
     python benchmarks/erase_every_class.py --classes sneaker,trouser --n 20 --n-other 10   # a quick screen
     python benchmarks/erase_every_class.py --multi sneaker,trouser,bag   # one adapter vs three composed
+    python benchmarks/erase_every_class.py --methods sace --out a.json & \\
+    python benchmarks/erase_every_class.py --methods svare --out b.json; wait   # side by side, then:
+    python benchmarks/erase_every_class.py --combine a.json b.json --out both.json
 
 ``--multi``: one SACE adapter trained on the merged concepts (``sace erase --concept a --concept b ...``)
 and the composition of the single-concept adapters (each trained alone, then switched on together): ACC_e of
@@ -96,8 +99,13 @@ def main() -> None:
     ap.add_argument("--sace", default="{}", help="JSON overrides of the SACE defaults (screening)")
     ap.add_argument("--out", default="out/erase_every_class.json")
     ap.add_argument("--multi", default="", help="comma list of classes: one merged adapter vs composition")
+    ap.add_argument("--combine", nargs="+", default=[], help="JSON files of earlier runs (e.g. one per method, "
+                                                              "run side by side): one table from their rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.combine:
+        runs = [json.loads(Path(f).read_text()) for f in args.combine]
+        return report([r for run in runs for r in run["rows"]], max(run.get("wall_s") or 0 for run in runs), args)
     if args.multi:
         return multi(args)
     t_all = time.perf_counter()
@@ -165,12 +173,20 @@ def main() -> None:
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
                               if k not in ("per_class", "audit", "B")}), flush=True)
             write_json(Path(args.out), {"rows": rows, "partial": True, "args": vars(args)})   # survives a kill
+    report(rows, time.perf_counter() - t_all, args)
+
+
+def report(rows: list[dict], wall: float, args) -> None:
+    """Print the table, the thresholds missed and the time comparison; write the JSON (``args.out``)."""
+    from sace.io import write_json
+
+    order = {c: i for i, c in enumerate(dict.fromkeys(r["class"] for r in rows))}
+    rows = sorted(rows, key=lambda r: (order[r["class"]], r["method"] != "SACE"))
     med = {m: statistics.median(r["train_s"] for r in rows if r["method"] == m)
            for m in {r["method"] for r in rows}}
     # CPU seconds of this process: what the wall time would be without other jobs on the machine (one
     # thread); on a shared CPU the wall-time medians move with the neighbours' load
     med_cpu = {m: statistics.median(r["train_cpu_s"] for r in rows if r["method"] == m) for m in med}
-    wall = time.perf_counter() - t_all
     hdr = ("| class | anchor | method | ACC_e | held-out | ACC_i orig → new (drop, pts) | anchor acc | train s "
            "(wall / CPU) | missed |\n|---|---|---|---:|---:|---:|---:|---:|---|")
     lines = [hdr]

@@ -116,8 +116,14 @@ def main() -> None:
     # the original model, once: max(n, n_other) images of every class's training captions (seeds 0..) and the
     # held-out paraphrases of the erased classes; each row reads the same prompts and seeds from it
     from sace.generate import generate
-    n_all = max(args.n, args.n_other)
-    ps, ss, lab, _ = _images(fd, n_all, 0, n_all, None)
+    ps, ss, ls = [], [], []
+    for o in range(fd.NUM_CLASSES):   # n images of the erased classes, n_other of the others
+        caps = fd.training_captions(o)
+        k = max(args.n, args.n_other) if o in classes else args.n_other
+        ps += [caps[i % len(caps)] for i in range(k)]
+        ss += list(range(k))
+        ls += [o] * k
+    lab = torch.tensor(ls)
     pred0 = clf.predict(generate(model, ps, ss, batch_size=args.batch_size))
     base = {}
     for c in classes:

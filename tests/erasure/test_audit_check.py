@@ -104,3 +104,17 @@ def test_cli_audit_names_the_bad_anchor(tmp_path):
     err = [x for x in r.stderr.splitlines() if x.startswith("error: ")]
     assert len(err) == 1 and "'a photo of a pair of jeans' (1.00)" in err[0] and "choose another --anchor" in err[0]
     assert json.loads((tmp_path / "audit.json").read_text())["ok"] is False
+
+
+def test_stored_audit_and_check_read_back_for_reports():
+    from sace.erasure.audit import AuditResult
+    from sace.erasure.check import CheckResult
+    from sace.evaluation.runner import _cost_from_meta
+
+    audit = AuditResult("trouser", "fashion-classifier", "top-1", sets={"anchors": {"rate": 0.0}},
+                        dropped={"retain": [("a photo of a pair of pants", 1.0)]})
+    check = verdict(CheckResult("trouser", "fashion-classifier", 10, acc_e=0.2, heldout=0.0, acc_i_drop=0.0),
+                    CheckThresholds())
+    lines = _cost_from_meta({"audit": audit.to_dict(), "check": check.to_dict()})["checks"]
+    assert "anchors 0.00" in lines[0] and "a photo of a pair of pants" in lines[1]
+    assert lines[-1].endswith("FAIL (ACC_e 0.200 > 0.050)")

@@ -104,7 +104,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.combine:
-        runs = [json.loads(Path(f).read_text()) for f in args.combine]
+        runs = [json.loads(Path(f).read_text()) for f in args.combine if Path(f).exists()]
+        if any(run.get("partial") for run in runs) or len(runs) < len(args.combine):
+            print(f"note: {len(args.combine) - len(runs)} run(s) missing, "
+                  f"{sum(bool(run.get('partial')) for run in runs)} partial (stopped before their last class)")
         return report([r for run in runs for r in run["rows"]], max(run.get("wall_s") or 0 for run in runs), args)
     if args.multi:
         return multi(args)

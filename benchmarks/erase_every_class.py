@@ -157,7 +157,8 @@ def main() -> None:
                 cfg = default_sace_config(model, seed=0, **json.loads(args.sace))
                 tr = SACETrainer(model, spec_clean, cfg, adapter_name="bench")
                 tr.train(progress=False)
-                gate = {"gate": tr.cfg.gate, "B": tr.auto_gate.B if tr.auto_gate else None,
+                ag = tr.objective.auto_gate
+                gate = {"gate": tr.cfg.gate, "B": ag.B if ag else None,
                         "tokens_per_step": tr.tokens_per_step(), "steps": tr.step}
             else:
                 cfg = apply_model_defaults(SVAREConfig(seed=0), model, "svare")

@@ -147,7 +147,7 @@ def construction_problems(d: dict) -> list[str]:
     return out
 
 
-def resolve_concept_or_preset(concept: str | None = None, *, anchor: str | None = None, targets=(), retain=(),
+def resolve_concept_or_preset(concept=None, *, anchor=None, targets=(), retain=(),
                               concept_file: str | None = None, domain: str | None = None) -> ConceptSpec:
     """:func:`sace.erasure.concepts.resolve_concept`, with the shipped presets for models without a domain
     of built-in concepts (Infinity-2B/8B/125M, the tiny fixture): ``--concept nudity`` on ``infinity-2b``
@@ -162,11 +162,23 @@ def resolve_concept_or_preset(concept: str | None = None, *, anchor: str | None 
     Raises:
         SaceError: as ``resolve_concept`` (unknown concept: the message lists the presets too).
     """
-    from .concepts import resolve_concept
+    from .concepts import merge_concepts, resolve_concept
 
     if concept_file or targets or domain or not concept:
         return resolve_concept(concept, anchor=anchor, targets=targets, retain=retain, concept_file=concept_file,
                                domain=domain)
+    if not isinstance(concept, str):            # several --concept: one merged concept of the presets
+        names = list(concept)
+        anchors = [a for a in ([anchor] if isinstance(anchor, str) else list(anchor or [])) if a is not None]
+        if anchors and len(anchors) != len(names):
+            raise SaceError(f"{len(names)} concepts but {len(anchors)} anchors; give one --anchor per --concept, "
+                            f"in order, or none (the presets' anchors)")
+        anchors = anchors or [None] * len(names)
+        if len(names) == 1:
+            concept, anchor = names[0], anchors[0]
+        else:
+            return merge_concepts([resolve_concept_or_preset(n, anchor=a, retain=retain)
+                                   for n, a in zip(names, anchors)])
     key = concept.strip().lower()
     if key not in preset_names():
         raise SaceError(f"no target prompts for concept {concept!r} (the model has no built-in concepts); use a "

@@ -147,6 +147,11 @@ class SACEObjective(Objective):
         if self.cfg.target == "hard" and self.cfg.erase_scales()[-1] > 0:
             raise SaceError("--target-mode hard is defined for the scale-0 gate only; use soft with an "
                             "early-scale gate")
+        self.auto_gate = None
+        if self.cfg.gate == "auto":     # issue 11: the smallest prefix of scales ISSA allows (erasure/gate.py)
+            from .gate import resolve_auto_gate
+            self.auto_gate = resolve_auto_gate(model, self.concept)
+            self.cfg = SACEConfig(**{**asdict(self.cfg), "gate": self.auto_gate.gate})
         s = SamplingSettings(guidance=self.cfg.guidance, temperature=self.cfg.temperature).resolve(model)
         self.w, self.tau = float(s.guidance), float(s.temperature)
 
@@ -169,7 +174,7 @@ class SACEObjective(Objective):
 
     def metadata(self, trainer: Trainer) -> dict:
         return {"concept": self.concept.to_dict(), "sace_config": jsonable(asdict(self.cfg)), "guidance": self.w,
-                "temperature": self.tau}
+                "temperature": self.tau, "auto_gate": self.auto_gate.to_dict() if self.auto_gate else None}
 
     # -- fixed inputs and teacher outputs (computed once) ------------------------------------------------
     @torch.no_grad()

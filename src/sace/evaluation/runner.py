@@ -135,7 +135,24 @@ def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> li
 
 def _cost_from_meta(meta: dict) -> dict:
     return {"seconds": meta.get("train_seconds"), "steps": meta.get("steps"),
-            "tokens_per_step": meta.get("tokens_per_step"), "peak_mb": meta.get("peak_mb")}
+            "tokens_per_step": meta.get("tokens_per_step"), "peak_mb": meta.get("peak_mb"),
+            "checks": _check_lines(meta)}
+
+
+def _check_lines(meta: dict) -> list[str]:
+    """The pre-training audit and post-training check that ``sace erase`` stored in ``adapter.json``, as
+    the lines it printed (shown in the evaluation report)."""
+    from ..erasure.audit import AuditResult
+    from ..erasure.check import CheckResult
+
+    lines = []
+    if meta.get("audit"):
+        lines += AuditResult(**{k: v for k, v in meta["audit"].items() if k != "ok"}).lines()
+    if meta.get("check"):
+        lines.append(CheckResult(**meta["check"]).line())
+    if meta.get("auto_gate"):
+        lines.append(f"gate chosen from ISSA: {meta['auto_gate'].get('gate')} (B(k) = {meta['auto_gate'].get('B')})")
+    return lines
 
 
 @dataclass

@@ -52,4 +52,10 @@ def evaluation_section(page: Report, rows: Sequence[Mapping[str, Any]], methods:
         g = grid_path(out_dir, name)
         if g.exists():
             page.image(g, caption=f"{name}: same prompts and seeds as every other method")
+    for name, m in methods.items():   # a given adapter's audit and check from training time (sace erase)
+        lines = ((m or {}).get("cost") or {}).get("checks") or []
+        if lines:
+            page.heading(f"{name}: audit before and check after training", 3)
+            for line in lines:
+                page.text(line)
     return page.details("metrics.json", dict(methods))

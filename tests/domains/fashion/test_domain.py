@@ -21,7 +21,8 @@ def test_sneaker_concept_sets():
     assert s.targets[:2] == ["a photo of a sneaker", "a picture of a sneaker"]
     assert s.anchors[:2] == ["a photo of a sandal", "a picture of a sandal"]
     assert len(s.retain) == 8 * 8            # 8 captions of the 8 classes that are neither target nor anchor
-    assert s.entangled[:3] == ["a photo of a", "a picture of a", "an image of a"] and len(s.entangled) == 16
+    # entangled: the caption frames without the noun phrase, well-formed (issue 11): one per template but "{}"
+    assert s.entangled[:3] == ["a photo", "a picture", "an image"] and len(s.entangled) == 7
     assert fashion.concept("running shoe", "ankle boot").anchors[0] == "a photo of an ankle boot"
 
 
@@ -34,7 +35,7 @@ def test_unknown_concept_and_same_anchor():
 
 def test_neighbours_put_the_anchor_first():
     assert fashion.neighbours(fashion.concept("sneaker")) == ([7], [5, 9])
-    assert fashion.neighbours(fashion.concept("tshirt")) == ([0], [6, 5, 7, 9])
+    assert fashion.neighbours(fashion.concept("tshirt")) == ([0], [2, 5, 7, 9])   # anchor: pullover
 
 
 def test_eval_items_cycle_captions_and_seed_heldout_apart():

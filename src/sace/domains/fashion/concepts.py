@@ -1,8 +1,9 @@
 """Fashion-MNIST classes as erasure concepts and as evaluation sets (``shared/docs/METHOD.md`` §1, §5).
 
 A class becomes a :class:`~sace.erasure.concepts.ConceptSpec` built from the project's caption sets:
-targets are the class's training captions, anchors the same captions with the class noun replaced by the
-anchor's, retain the canonical captions of the other classes, held-out the class's held-out paraphrases.
+targets are the class's training captions, anchors the same captions with the class's noun phrase replaced by
+the anchor's, retain the canonical captions of the other classes, entangled the captions' sentence frames,
+held-out the class's held-out paraphrases.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...erasure.concepts import ConceptSpec, replace_words
+from ...erasure.concepts import ConceptSpec, delete_words, expand_targets, replace_words
 from ...errors import SaceError
 from ...evaluation.harness import EvalItem
 from . import classes as fc
@@ -19,44 +20,55 @@ from .data import load_split, model_to_unit, to_model_images
 __all__ = ["DEFAULT_ANCHORS", "FOOTWEAR", "fashion_concept", "eval_items", "real_images", "neighbours"]
 
 DEFAULT_ANCHORS: dict[str, str] = {
-    "sneaker": "sandal", "sandal": "sneaker", "ankle_boot": "sneaker", "tshirt": "shirt", "shirt": "tshirt",
+    "sneaker": "sandal", "sandal": "sneaker", "ankle_boot": "sneaker", "tshirt": "pullover", "shirt": "tshirt",
     "pullover": "coat", "coat": "pullover", "dress": "coat", "trouser": "dress", "bag": "pullover"}
-"""The nearest class of every class (the default anchor when none is given)."""
+"""The default anchor of every class: a nearby class the frozen model draws reliably (own class accuracy
+>= 90%, so not "shirt", which the classifier gets right for only ~50-80% of its images: t-shirt's anchor is
+pullover) and that does not draw the target (``sace audit`` checks it); measured with
+``benchmarks/erase_every_class.py``."""
 
 FOOTWEAR: tuple[str, ...] = ("sandal", "sneaker", "ankle_boot")
 """The classes entangled with each other, reported separately as neighbours in the evaluation table."""
 
 
-def fashion_concept(target: str, anchor: str | None = None, retain_per_class: int = 8) -> ConceptSpec:
+def fashion_concept(target: str, anchor: str | None = None, retain_per_class: int = 8,
+                    expand: int = 0) -> ConceptSpec:
     """A Fashion-MNIST class as a concept for the embedded ``fashion`` model.
 
-    targets: the class's 48 training captions; anchors: the same captions with the class noun replaced by
-    the anchor class's canonical noun (default anchor: :data:`DEFAULT_ANCHORS`, e.g. sneaker -> sandal);
-    retain: ``retain_per_class`` captions (template x canonical noun) of every class but the target and
-    the anchor; heldout: the class's held-out paraphrases.
+    targets: the class's 48 training captions (canonical noun and 5 synonyms x 8 templates), extended to
+    ``expand`` prompts over the class's other concept words when ``expand`` > 48
+    (:func:`~sace.erasure.concepts.expand_targets`); anchors: each target with its noun phrase replaced by
+    the anchor class's canonical noun phrase ("a photo of a pair of trousers" -> "a photo of a dress"; default
+    anchor: :data:`DEFAULT_ANCHORS`; an anchor that is no class is used as a phrase); retain:
+    ``retain_per_class`` captions (template x canonical noun) of every class but the target and the anchor;
+    entangled: the targets' sentence frames without the noun phrase ("a photo"); heldout: the class's
+    held-out paraphrases.
 
     Raises:
         SaceError: unknown class, or the anchor is the concept itself.
     """
     t = fc.class_index(target)
-    a = fc.class_index(anchor if anchor else DEFAULT_ANCHORS[fc.class_key(t)])
+    try:
+        a = fc.class_index(anchor if anchor else DEFAULT_ANCHORS[fc.class_key(t)])
+        phrase, anchor_name = fc.canonical_name(a), fc.class_key(a)
+    except SaceError:
+        # not a class: a free anchor phrase ("a plain white box"); `sace audit` tells whether it is harmless
+        a, phrase, anchor_name = None, anchor, anchor
     if a == t:
         raise SaceError(f"the anchor must differ from the concept ({fc.class_key(t)})")
     words = fc.concept_words(t)
-    anchor_np = fc.canonical_name(a)
     targets = fc.training_captions(t)
-    # the anchor's noun phrase without its article ("an ankle boot" -> "ankle boot", "a pair of trousers" ->
-    # "pair of trousers"); articles are re-fixed after the replacement
-    noun = anchor_np.split(" ", 1)[1] if anchor_np.startswith(("a ", "an ")) else anchor_np
-    anchors = [replace_words(c, words, noun) for c in targets]
+    if expand > len(targets):
+        targets = expand_targets(targets, words, limit=expand)
+    anchors = [replace_words(c, words, phrase) for c in targets]
     retain = []
     for c in range(fc.NUM_CLASSES):
         if c in (t, a):
             continue
         retain += [tpl.format(fc.canonical_name(c)) for tpl in fc.TRAINING_TEMPLATES[:retain_per_class]]
-    entangled = [e for e in (fc.remove_concept_words(c, t) for c in targets) if e.strip()]
+    entangled = [e for e in (delete_words(c, words) for c in targets) if e.strip()]
     return ConceptSpec(fc.class_key(t), targets, anchors, retain, list(dict.fromkeys(entangled)),
-                       fc.heldout_captions(t), words, fc.class_key(a)).validate()
+                       fc.heldout_captions(t), words, anchor_name).validate()
 
 
 def eval_items(concept_key: str, n_per_class: int = 50, n_heldout: int = 50, seed0: int = 0) -> list[EvalItem]:
@@ -92,6 +104,10 @@ def neighbours(concept: ConceptSpec) -> tuple[list[int], list[int]]:
     are not erased."""
     erased = [fc.class_index(concept.name)]
     near = [fc.class_index(x) for x in FOOTWEAR if fc.class_index(x) not in erased]
-    if concept.anchor_name and fc.class_index(concept.anchor_name) not in near + erased:
-        near.insert(0, fc.class_index(concept.anchor_name))
+    try:
+        anchor = fc.class_index(concept.anchor_name) if concept.anchor_name else None
+    except SaceError:       # a free anchor phrase
+        anchor = None
+    if anchor is not None and anchor not in near + erased:
+        near.insert(0, anchor)
     return erased, near

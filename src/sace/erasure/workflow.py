@@ -1,0 +1,129 @@
+"""``sace erase`` end to end: audit the prompt sets, train, check the result, save -- and say so.
+
+1. :func:`~sace.erasure.audit.audit_concept` on the frozen model (bad anchors stop here with an error;
+   entangled / retain prompts that draw the concept are dropped);
+2. SACE training (:class:`~sace.erasure.sace.SACETrainer`);
+3. :func:`~sace.erasure.check.post_training_check` against the thresholds; with ``until_pass`` training
+   continues in chunks of ``chunk`` steps until the check passes or ``max_steps`` is reached;
+4. the adapter folder, with ``audit`` and ``check`` in ``adapter.json``'s metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import SaceError
+from .audit import AuditConfig, AuditResult, audit_concept, concept_detector
+from .check import CheckResult, CheckThresholds, post_training_check
+from .concepts import ConceptSpec
+
+
+@dataclass
+class EraseOptions:
+    """What ``sace erase`` does around training."""
+
+    audit: bool = True
+    audit_config: AuditConfig = field(default_factory=AuditConfig)
+    check_images: int = 50               # 0 = no post-training check
+    thresholds: CheckThresholds = field(default_factory=CheckThresholds)
+    until_pass: bool = False
+    max_steps: int = 0                   # step budget with until_pass (0: 3 x the configured steps)
+    chunk: int = 0                       # steps added per round (0: half the configured steps)
+    detector: str | Callable = "auto"
+    gate_tol: float = 0.1                # --gate auto: residual concept rate B(k+1) the gate must reach
+    gate_seeds: int = 8
+    gate_pairs: int = 3
+
+
+@dataclass
+class EraseOutcome:
+    result: object                       # SACEResult
+    audit: AuditResult | None
+    check: CheckResult | None
+    concept: ConceptSpec
+    gate: object | None = None           # AutoGate when --gate auto
+    rounds: int = 1
+    seconds: float = 0.0
+
+
+def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOptions | None = None,
+                  out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
+                  say: Callable[[str], None] = print) -> EraseOutcome:
+    """Audit -> (``gate="auto"``: choose the gate from ISSA) -> train -> check (-> train more) -> save.
+    ``say`` receives the human-readable lines.
+
+    Raises:
+        AuditError: anchors draw the concept. SaceError: ``--gate auto`` without a detector; as
+        :func:`sace.erasure.sace.erase`.
+    """
+    from .sace import SACETrainer
+    from .trainer import write_adapter_folder
+
+    opt = options or EraseOptions()
+    scorer = None
+    audit = None
+    if opt.audit or opt.check_images:
+        scorer, why = concept_detector(model, concept, opt.detector)
+        if scorer is None:
+            say(f"note: {why}")
+    if opt.audit and scorer is not None:
+        audit, concept = audit_concept(model, concept, config=opt.audit_config, scorer=scorer, progress=progress)
+        for line in audit.lines():
+            say(line)
+    elif opt.audit:
+        audit = AuditResult(concept.name, None, notes=[why])
+    gate = None
+    if config is not None and config.gate == "auto":
+        from dataclasses import replace
+
+        from .gate import auto_gate
+        if scorer is None:
+            raise SaceError(f"--gate auto needs a detector for '{concept.name}' (ISSA scores images); give "
+                            f"--gate scales:0,..,k instead")
+        gate = auto_gate(model, concept, scorer, tol=opt.gate_tol, seeds=opt.gate_seeds, pairs=opt.gate_pairs)
+        config = replace(config, gate=gate.gate)
+        say(gate.line())
+    tr = SACETrainer(model, concept, config, work_dir=out_dir)
+    if resume and not tr.resume():
+        raise SaceError(f"--resume given but no checkpoint in {out_dir}")
+    steps0 = tr.settings.steps
+    budget = opt.max_steps or 3 * steps0
+    chunk = opt.chunk or max(1, steps0 // 2)
+    t0 = time.perf_counter()
+    res = tr.train(progress=progress)
+    train_secs = res.seconds
+    check, rounds = None, 1
+    if opt.check_images and scorer is not None:
+        while True:
+            check = post_training_check(model, concept, tr.adapter.config.name, n=opt.check_images,
+                                        thresholds=opt.thresholds, scorer=scorer, seed=tr.cfg.seed)
+            check.steps = tr.step
+            say(check.line())
+            if check.passed or not opt.until_pass or tr.step >= budget:
+                break
+            tr.settings.steps = min(budget, tr.step + chunk)
+            say(f"training on to step {tr.settings.steps} (budget {budget})")
+            for p in tr.params:
+                p.requires_grad_(True)
+            res = tr.train(progress=progress)
+            train_secs += res.seconds
+            rounds += 1
+        if opt.until_pass and not check.passed:
+            say(f"warning: the check still fails after {tr.step} steps (the budget); the adapter is saved anyway")
+    elif opt.check_images:
+        check = CheckResult(concept.name, None, opt.check_images, notes=[why])
+    res.seconds = train_secs
+    meta = res.adapter.metadata
+    meta["train_seconds"] = round(train_secs, 3)
+    meta["audit"] = audit.to_dict() if audit else None
+    meta["check"] = check.to_dict() if check else None
+    meta["auto_gate"] = gate.to_dict() if gate else None
+    if out_dir is not None:
+        res.folder = write_adapter_folder(res, out_dir, model)
+        ck = tr.checkpoint_path()
+        if ck is not None and ck.exists():
+            ck.unlink()
+    return EraseOutcome(res, audit, check, concept, gate, rounds, time.perf_counter() - t0)

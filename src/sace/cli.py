@@ -437,6 +437,8 @@ def attack(
                         [m.strip() for m in methods.split(",") if m.strip()], [str(a) for a in adapter or []],
                         parse_attacks(attacks), n_prompts, eval_seeds, search_seeds, seed, detector, cfgs,
                         _settings(guidance, temperature, None, None), sanity, sace_steps, baseline_steps)
+    req.validate()
+    cfgs.soft.validate()
     m = _load(model, device)
     t = time.perf_counter()
     rep = run_attack_benchmark(m, req, out)

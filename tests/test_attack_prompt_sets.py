@@ -53,11 +53,3 @@ def test_a_file_without_a_prompt_column_is_a_clear_error():
     with pytest.raises(SaceError, match="unknown adversarial prompt format"):
         load_adversarial_prompts(DATA / "mma_diffusion_small.csv", format="p5d")
 
-
-def test_sace_evaluate_runs_a_published_set_on_the_embedded_model(tmp_path):
-    from sace.evaluation.runner import EvalRequest, run_evaluation
-    from sace.models.registry import load_model
-
-    rep = run_evaluation(load_model("fashion"), EvalRequest(prompts_file=str(DATA / "ring_a_bell_small.csv")),
-                         tmp_path, progress=False)
-    assert rep["n_items"] == 3 and (tmp_path / "report.html").exists()

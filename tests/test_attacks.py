@@ -144,3 +144,15 @@ def test_runner_arguments_are_checked(sneaker):
     assert all(c in sneaker.targets for c in concepts)
     with pytest.raises(SaceError, match="distinct"):
         select_pairs(sneaker, 40, "anchor")
+
+
+def test_attack_command_rejects_bad_input_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "sace.cli", "attack", "--concept", "sneaker", "--methods",
+                        "original,foo", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: ") and "unknown method(s) foo" in r.stderr, \
+        r.stderr

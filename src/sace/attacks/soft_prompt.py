@@ -39,7 +39,7 @@ class SoftPromptConfig:
     mode: str = "insert"        # "insert": new token states before the last token; "ball": perturb every state
     n_tokens: int = 4           # inserted token states (insert mode)
     radius: float = 0.5         # ball mode: ||delta_t|| <= radius * ||x_t||
-    steps: int = 40             # Adam steps
+    steps: int = 30             # Adam steps
     lr: float = 0.05            # Adam learning rate (token states of MiniLM/T5 have norms of ~5-15)
     pyramids: int = 4           # concept pyramids per start prompt, sampled by the original model
     checkpoints: int = 4        # evaluated points of the ASR-vs-steps curve (besides step 0)

@@ -85,6 +85,9 @@ def _train(model, method: str, concept: ConceptSpec, req: AttackRequest, folder:
             cfg.steps = req.baseline_steps
         res = fn(model, concept, cfg, True, name=name)
         ad, seconds, steps = res.adapter, res.seconds, res.steps
+    # the baselines keep their training config under "config", which is the adapter's own key in the folder
+    if "config" in ad.metadata:
+        ad.metadata["train_config"] = ad.metadata.pop("config")
     save_adapter(ad, folder, model=model, extra={"method": TRAINED[method], "concept": concept.name,
                                                  "train_seconds": seconds, "steps": steps})
     detach_adapters(model, name)

@@ -444,6 +444,11 @@ def attack(
     rep = run_attack_benchmark(m, req, out)
     c = _console()
     c.print(rep["table_markdown"])
+    for name, rows in rep["concepts"].items():
+        for r in rows:
+            if r["attack"].startswith("discrete"):
+                found = " | ".join(f["prompt"] for f in r["found"])
+                c.print(f"discrete prompts found ({name}, {r['target']}, ASR {r['asr']:.3f}): {found}", soft_wrap=True)
     for name, r in rep["sanity"].items():
         c.print(f"sanity ({name}): soft-prompt from the anchors against the original model, ASR {r['asr']:.3f}")
     c.print(f"attacked in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, {out}/table.md, {out}/report.html")

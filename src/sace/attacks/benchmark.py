@@ -104,6 +104,7 @@ def build_targets(model, concept: ConceptSpec, req: AttackRequest, out: Path, gi
         else:
             folder = out / "adapters" / f"{concept.name}-{m}"
             if not (folder / "adapter.json").exists():
+                only_adapters(model, [])        # train on the original model, not on a method loaded before
                 _train(model, m, concept, req, folder)
             ad = load_adapter(model, folder, name=f"atk_{m}")
             targets.append(AttackTarget(TRAINED[m], [f"atk_{m}"], cost={

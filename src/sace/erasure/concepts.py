@@ -150,7 +150,8 @@ def fashion_concept(target: str, anchor: str | None = None, retain_per_class: in
     # the anchor's noun phrase without its article ("an ankle boot" -> "ankle boot", "a pair of trousers" ->
     # "pair of trousers"); articles are re-fixed after the replacement
     noun = anchor_np.split(" ", 1)[1] if anchor_np.startswith(("a ", "an ")) else anchor_np
-    anchors = [replace_words(c, words, noun) for c in targets]
+    # "a pair of trousers" -> "a dress", not "a pair of dress" (which the model draws as trousers)
+    anchors = [replace_words(c, [f"pair of {w}" for w in words] + words, noun) for c in targets]
     retain = []
     for c in range(fd.NUM_CLASSES):
         if c in (t, a):

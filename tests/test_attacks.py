@@ -179,3 +179,10 @@ def test_benchmark_trains_saves_and_attacks_every_method(fashion, tmp_path):
     stamp = saved.stat().st_mtime_ns
     again = run_attack_benchmark(fashion, req, tmp_path, progress=False)
     assert saved.stat().st_mtime_ns == stamp and again["concepts"]["sneaker"][1]["asr"] == rows[1]["asr"]
+
+
+def test_trouser_anchors_replace_the_whole_pair_phrase():
+    from sace.erasure.concepts import fashion_concept
+
+    sp = fashion_concept("trouser", "dress")
+    assert sp.anchors[0] == "a photo of a dress" and not any("pair of" in a for a in sp.anchors)

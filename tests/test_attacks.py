@@ -20,8 +20,9 @@ from sace.attacks.soft_prompt import (
     soft_prompt_attack,
 )
 from sace.errors import SaceError
-from sace.generate import SamplingSettings, generate
+from sace.generate import generate
 from sace.models.base import Condition
+from sace.sampling import SamplingSettings
 
 
 def _random_condition(n: int, length: int, channels: int, seed: int) -> Condition:
@@ -38,7 +39,7 @@ def fashion():
 
 @pytest.fixture(scope="module")
 def sneaker():
-    from sace.erasure.concepts import fashion_concept
+    from sace.domains.fashion.concepts import fashion_concept
     return fashion_concept("sneaker", "sandal")
 
 
@@ -182,7 +183,7 @@ def test_benchmark_trains_saves_and_attacks_every_method(fashion, tmp_path):
 
 
 def test_trouser_anchors_replace_the_whole_pair_phrase():
-    from sace.erasure.concepts import fashion_concept
+    from sace.domains.fashion.concepts import fashion_concept
 
     sp = fashion_concept("trouser", "dress")
     assert sp.anchors[0] == "a photo of a dress" and not any("pair of" in a for a in sp.anchors)

@@ -48,3 +48,26 @@ def test_models_listing():
     assert r.returncode == 0, r.stderr
     for name in ("fashion", "infinity-2b", "infinity-8b", "infinity-tiny-fixture"):
         assert name in r.stdout
+
+
+def test_generate_writes_images_grid_and_one_index(tmp_path):
+    import json
+
+    from PIL import Image
+
+    out = tmp_path / "gen"
+    r = _run("generate", "--prompt", "a photo of a sneaker", "--n", "2", "--seed", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    index = json.loads((out / "index.json").read_text())
+    assert index["model"] == "fashion" and index["world_size"] == 1 and index["count"] == 2
+    assert index["images"] == [{"index": 0, "prompt": "a photo of a sneaker", "seed": 3, "file": "00000_s3.png"},
+                               {"index": 1, "prompt": "a photo of a sneaker", "seed": 4, "file": "00001_s4.png"}]
+    assert index["settings"] == {"guidance": 3.0, "temperature": 1.0, "top_k": 0, "top_p": 0.0}
+    with Image.open(out / "grid.png") as im:
+        assert im.size == (2 + 2 * (32 + 2), 2 + 32 + 2)   # one row of two 32x32 images, 2 px padding
+
+
+def test_global_checkpoint_options_reach_the_model_loader(tmp_path):
+    r = _run("--vae-path", str(tmp_path / "no-vae.safetensors"), "generate", "--prompt", "a dress",
+             "--model", "infinity-tiny-fixture", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no-vae.safetensors" in r.stderr, r.stderr

@@ -14,14 +14,12 @@ from sace.issa import issa, write_issa_outputs
 
 @pytest.fixture(scope="module")
 def setup():
-    from sace.evaluation.fashion_classifier import load_classifier
+    from sace import domains
     from sace.models.registry import load_model
-    from sace.recipes import fashion_data as fd
 
     m = load_model("fashion")
-    clf = load_classifier()
-    idx = fd.class_index("sneaker")
-    return m, (lambda imgs: clf.predict_proba(imgs)[:, idx])
+    score, _ = domains.for_model(m).scorer("sneaker", "a photo of a sneaker")
+    return m, score
 
 
 def test_identical_prompts_give_zero_divergence_and_flat_curve(setup):

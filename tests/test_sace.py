@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sace.adapters import detach_adapters, load_adapter
-from sace.erasure.concepts import fashion_concept
+from sace.domains.fashion.concepts import fashion_concept
 from sace.erasure.sace import SACEConfig, SACETrainer, default_sace_config, erase
 from sace.errors import SaceError
 

@@ -1,11 +1,12 @@
-"""Scale-gated low-rank adapters (LoRA) for the Infinity transformer.
+"""Scale-gated low-rank adapters (LoRA) for a scale-wise transformer (target layers: the model family's
+``module_groups``).
 
 An adapter adds ``delta(x) = (alpha / r) * B(A(x))`` to a linear layer's output, **only for tokens of the
 scales it is gated on** (``shared/docs/METHOD.md`` §3: by default scale 0, the SOS token). Later scales run
 the original weights but still attend to the edited scale-0 token's keys and values, so the edit reaches
 them as context.
 
-How the gate is known: the transformer publishes, in its :class:`~sace.models.infinity.transformer.GateContext`,
+How the gate is known: the transformer publishes, in its :class:`~sace.models.gate.GateContext`,
 the scale of every token it is projecting (image stream: self-attention, cross-attention queries and outputs,
 FFN, head) or the scale whose condition it is preparing (text stream: cross-attention K/V, text pool, text
 projection, AdaLN). A text-stream adapter gated on scale 0 therefore changes the text path seen by scale 0
@@ -20,12 +21,13 @@ Artifact: a folder with ``adapter.safetensors`` (``{adapter}.{module}.lora_A`` /
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,23 +36,8 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError, SaceError
 from .io import load_safetensors, save_safetensors, write_json
-from .models.infinity.transformer import GateContext, InfinityTransformer
+from .models.gate import GateContext
 
-#: parameter groups -> module-name patterns (stable names across backends; DESIGN.md "param_groups")
-MODULE_GROUPS: dict[str, tuple[str, ...]] = {
-    "cross_attn_q": (r"blocks\.\d+\.ca\.mat_q",),
-    "cross_attn_kv": (r"blocks\.\d+\.ca\.mat_kv",),
-    "cross_attn_out": (r"blocks\.\d+\.ca\.proj",),
-    "ffn": (r"blocks\.\d+\.ffn\.fc1", r"blocks\.\d+\.ffn\.fc2"),
-    "self_attn": (r"blocks\.\d+\.sa\.mat_qkv", r"blocks\.\d+\.sa\.proj"),
-    "text_pool": (r"text_proj_for_sos\.ca\.mat_kv", r"text_proj_for_sos\.ca\.proj"),
-    "text_proj": (r"text_proj_for_ca\.0", r"text_proj_for_ca\.2"),
-    "adaln_shared": (r"shared_ada_lin\.1",),
-    "head": (r"head",),
-    "head_adaln": (r"head_nm\.ada_lin\.1",),
-}
-#: modules computed on the text stream (their gate is the scale whose condition is being prepared)
-TEXT_STREAM = ("cross_attn_kv", "text_pool", "text_proj", "adaln_shared", "head_adaln")
 DEFAULT_MODULES = ("cross_attn_q", "cross_attn_kv", "cross_attn_out", "ffn")
 
 
@@ -60,7 +47,8 @@ class AdapterConfig:
 
     Attributes:
         name: identifier (prefix of its tensors); several adapters on one model need distinct names.
-        modules: parameter groups from :data:`MODULE_GROUPS`.
+        modules: parameter groups of the model family (``model.module_groups``; Infinity's:
+            :data:`sace.models.infinity.groups.MODULE_GROUPS`).
         rank, alpha: LoRA rank r and scaling alpha (the delta is multiplied by alpha / r).
         gate: ``"scale0"`` (default: only scale 0), ``"shared"`` (every scale) or ``"scales:0,1"``.
         kind: ``"lora"`` or ``"full"`` (a dense, full-rank gated delta: full fine-tuning of the chosen
@@ -91,10 +79,12 @@ class AdapterConfig:
             raise SaceError(f"unknown gate {self.gate!r}; use 'scale0', 'shared' or 'scales:0,1'")
         return frozenset(int(s) for s in m.group(1).split(",") if s.strip())
 
-    def validate(self) -> None:
-        bad = [m for m in self.modules if m not in MODULE_GROUPS]
+    def validate(self, groups: dict | None = None) -> None:
+        """Check the config; ``groups``: the model family's parameter groups (``model.module_groups``;
+        ``None`` checks everything else)."""
+        bad = [m for m in self.modules if groups is not None and m not in groups]
         if bad:
-            raise SaceError(f"unknown adapter modules {bad}; choose from {sorted(MODULE_GROUPS)}")
+            raise SaceError(f"unknown adapter modules {bad}; choose from {sorted(groups)}")
         if not self.modules:
             raise SaceError("an adapter needs at least one module group")
         if self.kind not in ("lora", "full"):
@@ -190,65 +180,87 @@ class GatedLinear(nn.Module):
         return y
 
 
-def _targets(tr: InfinityTransformer, groups: Iterable[str]) -> dict[str, tuple[str, bool]]:
-    """module name -> (group, text_stream) for every linear layer matched by the groups."""
+def _targets(model, groups: Iterable[str]) -> dict[str, tuple[str, bool]]:
+    """module name -> (group, text_stream) for every linear layer matched by the groups (the patterns come
+    from the model family: ``model.module_groups``)."""
+    tr = model.transformer
     out: dict[str, tuple[str, bool]] = {}
     for g in groups:
-        pats = [re.compile(p + r"$") for p in MODULE_GROUPS[g]]
+        pats = [re.compile(p + r"$") for p in model.module_groups[g]]
         for name, mod in tr.named_modules():
             name = name.replace(".base", "") if isinstance(mod, nn.Linear) and name.endswith(".base") else name
             if isinstance(mod, (nn.Linear, GatedLinear)) and any(p.match(name) for p in pats):
-                out[name] = (g, g in TEXT_STREAM)
+                out[name] = (g, g in model.text_stream_groups)
     return out
 
 
-def _branches(tr: InfinityTransformer):
-    for m in tr.modules():
-        if isinstance(m, GatedLinear):
+class AdapterSet:
+    """The adapters attached to one model, as the model's transformer sees them (``transformer.adapter_set``).
+
+    It answers the three questions the transformer asks while it runs -- which adapters are active on the
+    text path of a scale (:meth:`signature`, the key of its prepared-condition cache), whether a strict
+    scale-0 isolation is active (:meth:`strict`, the two-stream forward) -- and scopes switching: inside
+    :meth:`disabled` or :meth:`only` the chosen branches change, and on exit (also on an exception) every
+    branch gets its previous state back (peft's ``with model.disable_adapter():``).
+    """
+
+    def __init__(self, transformer: nn.Module):
+        self.transformer = transformer
+
+    def layers(self) -> Iterator[GatedLinear]:
+        return (m for m in self.transformer.modules() if isinstance(m, GatedLinear))
+
+    def branches(self) -> Iterator[_Branch]:
+        for m in self.layers():
             yield from m.branches.values()
 
+    def names(self) -> list[str]:
+        return sorted({n for m in self.layers() for n in m.branches})
 
-class _Suppressed:
-    """Context manager: every adapter branch inactive inside, previous states restored on exit."""
+    def signature(self, scale: int) -> tuple:
+        """Sorted names of the adapters active on the text path of ``scale``."""
+        active = {n for m in self.layers() if m.text_stream for n, br in m.branches.items()
+                  if br.active and (br.scales is None or scale in br.scales)}
+        return tuple(sorted(active))
 
-    def __init__(self, tr: InfinityTransformer):
-        self.tr = tr
+    def strict(self) -> bool:
+        """True when an active adapter asks for strict scale-0 isolation."""
+        return any(br.active and br.strict for br in self.branches())
 
-    def __enter__(self):
-        self.saved = [(br, br.active) for br in _branches(self.tr)]
-        for br, _ in self.saved:
-            br.active = False
-        return self
+    def set_active(self, enabled: bool, names: Iterable[str] | None = None) -> None:
+        """Switch the adapters ``names`` (``None``: all) on or off, until changed again."""
+        names = None if names is None else set(names)
+        for m in self.layers():
+            for n, br in m.branches.items():
+                if names is None or n in names:
+                    br.active = enabled
 
-    def __exit__(self, *exc):
-        for br, a in self.saved:
-            br.active = a
-        return False
+    @contextlib.contextmanager
+    def only(self, names: Iterable[str] | None):
+        """Inside: exactly the adapters ``names`` active (``None`` or empty: none); previous states after."""
+        saved = [(br, br.active) for br in self.branches()]
+        try:
+            self.set_active(False)
+            if names:
+                self.set_active(True, names)
+            yield self
+        finally:
+            for br, a in saved:
+                br.active = a
+
+    def disabled(self):
+        """Inside: every adapter off (the original model); previous states after."""
+        return self.only(None)
 
 
-def _install_hooks(tr: InfinityTransformer) -> None:
-    """Give the transformer the callables it needs to respect the adapters (gate signature of the text
-    path per scale; whether a strict scale-0 isolation is active; a way to suppress every adapter)."""
-    tr._gate_signature_fn = _signature_fn(tr)
-    tr._strict_fn = lambda: any(br.active and br.strict for br in _branches(tr))
-    tr._suppress_fn = lambda: _Suppressed(tr)
+def adapter_set(model) -> AdapterSet:
+    """The model's :class:`AdapterSet` (an empty one when nothing is attached)."""
+    return model.transformer.adapter_set or AdapterSet(model.transformer)
 
 
 def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, new)
-
-
-def _signature_fn(tr: InfinityTransformer):
-    def sig(scale: int) -> tuple:
-        active = []
-        for m in tr.modules():
-            if isinstance(m, GatedLinear) and m.text_stream:
-                for n, br in m.branches.items():
-                    if br.active and (br.scales is None or scale in br.scales):
-                        active.append(n)
-        return tuple(sorted(set(active)))
-    return sig
 
 
 @dataclass
@@ -285,8 +297,8 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
     Raises:
         SaceError: unknown module groups, a duplicate adapter name, bad rank or gate.
     """
-    config.validate()
-    tr: InfinityTransformer = model.transformer
+    config.validate(model.module_groups)
+    tr = model.transformer
     existing = adapter_names(model)
     if config.name in existing:
         raise SaceError(f"an adapter named {config.name!r} is already attached; give another name")
@@ -294,7 +306,7 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
     gen = None
     if seed is not None:   # a generator on the weights' device (init_ needs them on the same device)
         gen = torch.Generator(device=next(tr.parameters()).device).manual_seed(int(seed))
-    for name, (_, text_stream) in _targets(tr, config.modules).items():
+    for name, (_, text_stream) in _targets(model, config.modules).items():
         mod = tr.get_submodule(name)
         if not isinstance(mod, GatedLinear):
             mod = GatedLinear(mod, tr.gate, text_stream)
@@ -304,16 +316,13 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
         branches[name] = br
     if not branches:
         raise SaceError(f"no layers matched the adapter modules {config.modules}")
-    _install_hooks(tr)
+    if tr.adapter_set is None:
+        tr.adapter_set = AdapterSet(tr)
     return Adapter(config, branches)
 
 
 def adapter_names(model) -> list[str]:
-    names = set()
-    for m in model.transformer.modules():
-        if isinstance(m, GatedLinear):
-            names.update(m.branches.keys())
-    return sorted(names)
+    return adapter_set(model).names()
 
 
 def detach_adapters(model, name: str | None = None) -> None:
@@ -327,9 +336,7 @@ def detach_adapters(model, name: str | None = None) -> None:
             if not mod.branches:
                 _set_module(tr, mname, mod.base)
     if not adapter_names(model):
-        tr._gate_signature_fn = None
-        tr._strict_fn = None
-        tr._suppress_fn = None
+        tr.adapter_set = None
 
 
 def set_adapters_enabled(model, enabled: bool, names: Iterable[str] | None = None) -> None:
@@ -337,16 +344,12 @@ def set_adapters_enabled(model, enabled: bool, names: Iterable[str] | None = Non
 
     ``names``: only these adapters (the others keep their state); ``None``: all of them.
     """
-    names = None if names is None else set(names)
-    for m in model.transformer.modules():
-        if isinstance(m, GatedLinear):
-            for n, br in m.branches.items():
-                if names is None or n in names:
-                    br.active = enabled
+    adapter_set(model).set_active(enabled, names)
 
 
 def only_adapters(model, names: Iterable[str]) -> None:
-    """Activate exactly the adapters ``names`` (all others off)."""
+    """Activate exactly the adapters ``names`` (all others off), until changed again; for a scoped switch
+    use ``with adapter_set(model).only(names):``."""
     set_adapters_enabled(model, False)
     set_adapters_enabled(model, True, names)
 

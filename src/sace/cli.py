@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from . import domains
 from .errors import SaceError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -35,11 +37,19 @@ TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Top-k filter (0 = 
 TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Top-p filter (0 = off); default: the model's.")]
 
 
-_CHECKPOINTS: dict[str, str | None] = {"transformer_path": None, "vae_path": None, "text_encoder": None}
+@dataclass(frozen=True)
+class CheckpointPaths:
+    """The global options: checkpoint overrides for every model a command loads (kept on typer's context
+    object, not in module state)."""
+
+    transformer_path: str | None = None
+    vae_path: str | None = None
+    text_encoder: str | None = None
 
 
 @app.callback()
 def _global_options(
+    ctx: typer.Context,
     transformer_path: Annotated[str | None, typer.Option(
         help="Transformer checkpoint for --model infinity-2b/8b: a local .pth/.safetensors file, a sharded "
              "folder, or a file name in the model's Hugging Face repo (default: downloaded from the hub).")] = None,
@@ -48,7 +58,7 @@ def _global_options(
                                                           "google/flan-t5-xl).")] = None,
 ) -> None:
     """Options given before the command apply to every model it loads."""
-    _CHECKPOINTS.update(transformer_path=transformer_path, vae_path=vae_path, text_encoder=text_encoder)
+    ctx.obj = CheckpointPaths(transformer_path, vae_path, text_encoder)
 
 
 def _device(device: str | None) -> str:
@@ -58,14 +68,14 @@ def _device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _load(model: str, device: str | None, adapters: list[Path] | None = None):
+def _load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path] | None = None):
     from .adapters import load_adapters
     from .models.registry import load_model
 
     for a in adapters or []:
         if not Path(a).is_dir():
             raise SaceError(f"adapter folder not found: {a}")
-    m = load_model(model, device=_device(device), **_CHECKPOINTS)
+    m = load_model(model, device=_device(device), **asdict(ctx.obj or CheckpointPaths()))
     if adapters:
         load_adapters(m, [str(a) for a in adapters])
     return m
@@ -83,6 +93,7 @@ def _console():
 
 @app.command()
 def generate(
+    ctx: typer.Context,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt (repeatable).")] = None,
     prompts_file: Annotated[Path | None, typer.Option(help="CSV/JSON/JSONL/TXT with a 'prompt' column; "
                                                           "seeds from 'evaluation_seed' when present.")] = None,
@@ -104,8 +115,9 @@ def generate(
     resumes), a grid.png of all of them and index.json (prompts, seeds, settings). Under torchrun or
     accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
     grid and index."""
-    from .generate import generate_to_dir, image_grid, load_png, save_png
-    from .io import write_json
+    from .generate import generate_to_dir
+    from .images import load_png, save_grid
+    from .outputs import write_generation_index
 
     if n < 1:
         raise SaceError(f"--n must be >= 1, got {n}")
@@ -122,38 +134,35 @@ def generate(
         raise SaceError("no prompt given; use --prompt TEXT (repeatable) or --prompts-file FILE")
     from .models.text import check_prompts
     prompts = check_prompts(prompts)   # before loading anything: bad input fails in a fraction of a second
-    ctx = None
+    dist = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # started by torchrun / accelerate launch: shard the prompts
         from .distributed import DistContext
-        ctx = DistContext()
-        device = device or str(ctx.device)
-    m = _load(model, device, adapter)
+        dist = DistContext()
+        device = device or str(dist.device)
+    m = _load(ctx, model, device, adapter)
+    adapters = [str(a) for a in adapter or []]
     t = time.perf_counter()
     s = _settings(guidance, temperature, top_k, top_p)
-    if ctx is not None:
+    if dist is not None:   # generate_sharded writes index.json on rank 0
         from .distributed import generate_sharded
         paths = generate_sharded(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
-                                 batch_size=batch_size, ctx=ctx)
-        if not ctx.is_main:
+                                 batch_size=batch_size, ctx=dist, adapters=adapters)
+        if not dist.is_main:
             return
     else:
         paths = generate_to_dir(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
                                 batch_size=batch_size, progress=True)
+        write_generation_index(out, model=m.name, prompts=prompts, seeds=seeds, paths=paths, settings=s.resolved(m),
+                               negative_prompt=negative_prompt, adapters=adapters, batch_size=batch_size)
     secs = time.perf_counter() - t
-    import torch
-    imgs = torch.stack([load_png(p) for p in paths])
     nrow = n if prompt and not prompts_file else min(8, len(paths))
-    save_png(image_grid(imgs, nrow=nrow), Path(out) / "grid.png")
-    write_json(Path(out) / "index.json", {"model": m.name, "adapters": [str(a) for a in adapter or []],
-                                          "settings": _settings(guidance, temperature, top_k, top_p).resolved(m),
-                                          "negative_prompt": negative_prompt,
-                                          "images": [{"prompt": p, "seed": s, "file": x.name}
-                                                     for p, s, x in zip(prompts, seeds, paths)]})
+    save_grid([load_png(p) for p in paths], nrow, Path(out) / "grid.png", upscale=1)
     _console().print(f"wrote {len(paths)} images and grid.png to {out} ({secs:.2f} s)")
 
 
 @app.command()
 def issa(
+    ctx: typer.Context,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Concept prompt c* (repeatable; "
                                                                             "pairs with --anchor-prompt).")] = None,
     anchor_prompt: Annotated[list[str] | None, typer.Option("--anchor-prompt", "-a",
@@ -164,7 +173,8 @@ def issa(
     concept: Annotated[str | None, typer.Option(help="Concept the detector scores (fashion: a class key; "
                                                      "default: the class the prompt names).")] = None,
     detector: Annotated[str, typer.Option(help="fashion (classifier probability), nudenet or opennsfw; "
-                                               "auto = fashion for the fashion model, else nudenet.")] = "auto",
+                                               "auto = the model's domain detector (fashion for the fashion "
+                                               "model), else nudenet.")] = "auto",
     out: Annotated[Path, typer.Option(help="Output folder: issa.json, plots, heat maps, grids, report.html.")
                    ] = Path("out/issa"),
     model: ModelOpt = "fashion",
@@ -198,8 +208,9 @@ def issa(
         raise SaceError("--seeds must be >= 1")
     from .models.text import check_prompts
     prompts, anchors = check_prompts(prompts), check_prompts(anchors)
-    m = _load(model, device, adapter)
-    score_fn, concept_name = _score_fn(m, detector, concept, prompts[0])
+    m = _load(ctx, model, device, adapter)
+    from .evaluation.selection import detector_kind, issa_scorer
+    score_fn, concept_name = issa_scorer(detector_kind(detector, m), concept, prompts[0])
     t = time.perf_counter()
     res = run_issa(m, prompts, anchors, [seed + i for i in range(seeds)], score_fn, concept=concept_name,
                    settings=_settings(guidance, temperature, top_k, top_p), progress=True)
@@ -215,37 +226,9 @@ def issa(
             f"(with plots {secs:.2f} s). Report: {paths.get('report')}")
 
 
-def _score_fn(m, detector: str, concept: str | None, prompt: str):
-    """(images -> concept score, concept name) for ISSA."""
-    kind = detector
-    if kind == "auto":
-        kind = "fashion" if m.name == "fashion" else "nudenet"
-    if kind == "fashion":
-        from .evaluation.fashion_classifier import load_classifier
-        from .recipes import fashion_data as fd
-        if concept is None:
-            named = [i for i in range(fd.NUM_CLASSES) if fd.mentions_concept(prompt, i)]
-            if len(named) != 1:
-                raise SaceError(f"cannot tell which class {prompt!r} names; pass --concept "
-                                f"({', '.join(fd.CLASS_KEYS)})")
-            idx = named[0]
-        else:
-            idx = fd.class_index(concept)
-        clf = load_classifier()
-        return (lambda imgs: clf.predict_proba(imgs)[:, idx]), fd.class_key(idx)
-    if kind == "nudenet":
-        from .evaluation.detectors import NudeNetDetector
-        det = NudeNetDetector()
-        return (lambda imgs: det.scores(imgs)[:, 0]), concept or "nudity"
-    if kind == "opennsfw":
-        from .evaluation.detectors import OpenNSFWDetector
-        det = OpenNSFWDetector()
-        return (lambda imgs: det.scores(imgs)[:, 0]), concept or "nsfw"
-    raise SaceError(f"unknown detector {detector!r}; use fashion, nudenet or opennsfw")
-
-
 @app.command()
 def erase(
+    ctx: typer.Context,
     concept: Annotated[str | None, typer.Option(help="Concept name (fashion: a class key such as sneaker).")] = None,
     anchor: Annotated[str | None, typer.Option(help="Harmless anchor phrase/class replacing the concept "
                                                     "(fashion default: the nearest class).")] = None,
@@ -299,9 +282,9 @@ def erase(
     from .erasure.sace import default_sace_config
     from .erasure.sace import erase as run_erase
 
-    m = _load(model, device, adapter)
+    m = _load(ctx, model, device, adapter)
     spec = resolve_concept(concept, anchor=anchor, targets=target or [], retain=retain or [],
-                           concept_file=str(concept_file) if concept_file else None, model_name=m.name)
+                           concept_file=str(concept_file) if concept_file else None, domain=domains.name_of(m))
     cfg = default_sace_config(
         m, modules=[x.strip() for x in modules.split(",") if x.strip()] if modules else None, rank=rank,
         alpha=alpha, gate=gate, kind="full" if full else None, isolation=isolation, target=target_mode, seed=seed,
@@ -323,6 +306,7 @@ def erase(
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     concept: Annotated[str | None, typer.Option(help="Erased concept (fashion: class key) -> ACC_e/ACC_i on the "
                                                      "built-in prompt sets.")] = None,
     anchor: Annotated[str | None, typer.Option(help="Anchor for methods trained here (default: nearest class).")
@@ -359,11 +343,14 @@ def evaluate(
 ) -> None:
     """Evaluate erasure vs preservation vs cost on the same prompts and seeds for every method, in one table."""
     from .evaluation.runner import EvalRequest, parse_methods, run_evaluation
+    from .outputs import write_evaluation
+    from .reporting import Report
+    from .reporting.sections import evaluation_section
 
     for a in adapter or []:
         if not Path(a).is_dir():
             raise SaceError(f"adapter folder not found: {a}")
-    m = _load(model, device)
+    m = _load(ctx, model, device)
     req = EvalRequest(concept=concept, anchor=anchor, methods=parse_methods(methods, bool(adapter)),
                       adapters=[str(a) for a in adapter or []], prompts_file=str(prompts) if prompts else None,
                       categories=categories, limit=limit, detector=detector, nudenet_threshold=nudenet_threshold,
@@ -372,14 +359,19 @@ def evaluate(
                       sace_steps=sace_steps, baseline_steps=baseline_steps, seed=seed)
     t = time.perf_counter()
     rep = run_evaluation(m, req, out)
+    write_evaluation(out, rep)
+    page = Report(f"sace evaluate: {rep.concept.name if rep.concept else req.prompts_file}",
+                  subtitle=f"model {m.name}, {rep.result.n_items} images per method")
+    evaluation_section(page, rep.rows, rep.result.methods, out).write(out / "report.html")
     c = _console()
-    c.print(rep["table_markdown"])
-    c.print(f"evaluated {len(rep['methods'])} method(s) in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, "
+    c.print(rep.table_markdown)
+    c.print(f"evaluated {len(rep.result.methods)} method(s) in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, "
             f"{out}/table.md, {out}/report.html")
 
 
 @app.command()
 def attack(
+    ctx: typer.Context,
     concept: Annotated[str, typer.Option(help="Concept(s) to attack, comma list (fashion: class keys, e.g. "
                                               "sneaker,trouser).")],
     anchor: Annotated[str | None, typer.Option(help="Anchor for every concept (default: the model's).")] = None,
@@ -439,7 +431,7 @@ def attack(
                         _settings(guidance, temperature, None, None), sanity, sace_steps, baseline_steps)
     req.validate()
     cfgs.soft.validate()
-    m = _load(model, device)
+    m = _load(ctx, model, device)
     t = time.perf_counter()
     rep = run_attack_benchmark(m, req, out)
     c = _console()
@@ -466,7 +458,7 @@ def demo(
 ) -> None:
     """The main job on the embedded model: ISSA of the concept, SACE erasure, evaluation of the original,
     SACE and S-VARE (plus the training-free baselines) on the same seeds, and one report.html."""
-    from .demo import run_demo
+    from .recipes.demo import run_demo
 
     path = run_demo(out, concept=concept, anchor=anchor, seeds=seeds, n_per_class=n_per_class,
                     device=_device(device))

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from .errors import SaceError
-from .io import write_json
+from .outputs import write_generation_index
 
 #: how :meth:`DistContext.shard_indices` splits ``range(n)`` across processes
 SHARD_MODES = ("strided", "contiguous")
@@ -210,6 +210,7 @@ def generate_sharded(
     progress: bool = True,
     shard_mode: str = "strided",
     ctx: DistContext | None = None,
+    adapters: Sequence[str] = (),
 ) -> list[Path] | None:
     """Generate ``out_dir/{i:05d}_s{seed}.png`` for every prompt, split across the job's processes.
 
@@ -218,9 +219,8 @@ def generate_sharded(
     :func:`sace.generate.generate_to_dir` run with the same ``batch_size`` writes, whatever the world
     size. Existing PNGs are kept (resume): a batch whose files all exist is skipped; a partly written
     batch is regenerated as a whole (exactly as before) and only its missing files are written. Then all
-    processes synchronise and rank 0 writes ``out_dir/index.json`` atomically: the prompt, seed and file
-    of every image, the resolved sampling settings, the negative prompt, the model name, the batch size
-    and the world size.
+    processes synchronise and rank 0 writes ``out_dir/index.json`` atomically
+    (:func:`sace.outputs.write_generation_index`, the one writer of that file).
 
     Args:
         model: a scale-wise model with a text encoder, on this process's device (``ctx.device``).
@@ -232,6 +232,7 @@ def generate_sharded(
         progress: a progress bar on rank 0.
         shard_mode: ``'strided'`` or ``'contiguous'`` distribution of batches over processes.
         ctx: the job (default: a new :class:`DistContext`).
+        adapters: the adapter folders active on ``model`` (recorded in ``index.json``).
     Returns:
         On rank 0 the N PNG paths in prompt order; ``None`` on every other rank.
     Raises:
@@ -239,7 +240,8 @@ def generate_sharded(
             any process (raised on every process, naming the rank), or images missing after the run
             (``out_dir`` not shared between machines).
     """
-    from .generate import SamplingSettings, generate, image_name, save_png
+    from .generate import SamplingSettings, generate, image_name
+    from .images import save_png
     from .models.text import check_prompts
 
     prompts = check_prompts(prompts)
@@ -275,17 +277,9 @@ def generate_sharded(
     if missing:
         raise SaceError(f"{len(missing)} images are not in {out} after generation (first: {missing[0]}); with "
                         "several machines the output folder must be on a filesystem they all share")
-    resolved = (settings or SamplingSettings()).resolved(model)
-    write_json(out / "index.json", {
-        "model": getattr(model, "name", None),
-        "settings": {**resolved, "negative_prompt": negative_prompt},
-        "batch_size": batch_size,
-        "world_size": ctx.world_size,
-        "shard_mode": shard_mode,
-        "count": len(prompts),
-        "images": [{"index": i, "prompt": p, "seed": s, "file": n}
-                   for i, (p, s, n) in enumerate(zip(prompts, seeds, names, strict=True))],
-    })
+    write_generation_index(out, model=getattr(model, "name", None), prompts=prompts, seeds=seeds, paths=paths,
+                           settings=(settings or SamplingSettings()).resolved(model), negative_prompt=negative_prompt,
+                           adapters=adapters, batch_size=batch_size, world_size=ctx.world_size, shard_mode=shard_mode)
     return paths
 
 
@@ -310,6 +304,7 @@ def map_sharded(
         batch_size: apply ``fn`` to chunks of at most this many of the process's items.
         shard_mode: ``'strided'`` or ``'contiguous'``.
         ctx: the job (default: a new :class:`DistContext`).
+        adapters: the adapter folders active on ``model`` (recorded in ``index.json``).
     Returns:
         On rank 0 the N results with ``result[i] = fn(items[i])``; ``None`` on every other rank.
     Raises:

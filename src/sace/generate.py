@@ -11,34 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from .errors import SaceError
-from .io import atomic_path
+from .images import load_png, save_png  # noqa: F401  (load_png re-exported: one PNG implementation)
 from .models.text import check_prompts
-from .sampling import make_generators, sample
+from .sampling import SamplingSettings, make_generators, sample
 
-
-@dataclass
-class SamplingSettings:
-    """Guidance weight, temperature, top-k and top-p; ``None`` means the model's default."""
-
-    guidance: float | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-
-    def resolved(self, model) -> dict:
-        d = model.defaults
-        return {"guidance": d["guidance"] if self.guidance is None else self.guidance,
-                "temperature": d["temperature"] if self.temperature is None else self.temperature,
-                "top_k": d["top_k"] if self.top_k is None else self.top_k,
-                "top_p": d["top_p"] if self.top_p is None else self.top_p}
+__all__ = ["SamplingSettings", "generate", "generate_to_dir", "image_name", "save_png"]
 
 
 @torch.no_grad()
@@ -90,25 +73,6 @@ def image_name(index: int, prompt: str, seed: int) -> str:
     return f"{index:05d}_s{seed}"
 
 
-def save_png(img: Tensor, path: str | os.PathLike) -> Path:
-    """Write one ``(3, H, W)`` [0, 1] image as PNG atomically."""
-    from PIL import Image
-
-    arr = (img.clamp(0, 1).permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy())
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
-    return path
-
-
-def load_png(path: str | os.PathLike) -> Tensor:
-    """Read a PNG as ``(3, H, W)`` float32 in [0, 1]."""
-    from PIL import Image
-
-    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-
-
 def generate_to_dir(model, prompts: Sequence[str], seeds: Sequence[int], out_dir: str | os.PathLike, *,
                     indices: Sequence[int] | None = None, settings: SamplingSettings | None = None,
                     negative_prompt: str | None = None, batch_size: int = 32, skip_existing: bool = True,
@@ -127,15 +91,3 @@ def generate_to_dir(model, prompts: Sequence[str], seeds: Sequence[int], out_dir
         for j, img in zip(chunk, imgs):
             save_png(img, paths[j])
     return paths
-
-
-def image_grid(images: Tensor, nrow: int, pad: int = 2, pad_value: float = 1.0) -> Tensor:
-    """Tile ``(N, 3, H, W)`` images into one ``(3, H', W')`` grid with ``nrow`` images per row."""
-    n, c, h, w = images.shape
-    ncol = nrow
-    nrows = (n + ncol - 1) // ncol
-    grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value)
-    for i in range(n):
-        r, q = divmod(i, ncol)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = images[i]
-    return grid

@@ -14,8 +14,9 @@ switch scale, so the common prefix of the conditions is computed once (:func:`sa
 Means and 95% bootstrap intervals are taken over pairs x seeds.
 
 **ISSA-logit (white box).** One pyramid sampled under c* is teacher-forced under c* and under c with the same
-guidance; per scale and token, the per-bit Jensen-Shannon divergence of the two guided distributions and the
-fraction of bits whose argmax differs; per-scale means, the share of the total divergence, and per-token maps
+guidance; per scale and token, the Jensen-Shannon divergence of the two guided distributions and the
+fraction of token factors (bits) whose argmax differs, both from the model's token kind; per-scale means, the
+share of the total divergence, and per-token maps
 (``h_k x w_k``) for heat maps.
 """
 
@@ -259,21 +260,17 @@ def logit_divergence(model, pyramid, cond_star: Condition, cond_anchor: Conditio
         flip ``(N, K)`` fraction of bits whose argmax differs; maps: K arrays ``(h_k, w_k)`` of per-token mean
         JS averaged over the N rows.
     """
-    from .evaluation.metrics import js_divergence_bits
-
     tf = model.tf_inputs(pyramid, mode="sampling")
     both = Condition.cat([cond_star, cond_anchor])
     g = model.forward_teacher_forced(both, torch.cat([tf, tf]), guidance=s_cfg["guidance"],
                                      temperature=s_cfg["temperature"])
-    n = cond_star.batch_size
+    n, kind = cond_star.batch_size, model.token_kind
     js, tot, flip, maps = [], [], [], []
     for k, z in enumerate(g.per_scale):
-        p = z[:n].float().softmax(-1)[..., 1]
-        q = z[n:].float().softmax(-1)[..., 1]
-        d = js_divergence_bits(p, q)                      # (N, n_k, d)
+        d = kind.js(z[:n], z[n:])                         # (N, n_k, F)
         js.append(d.mean((1, 2)))
         tot.append(d.sum((1, 2)))
-        flip.append(((p > 0.5) != (q > 0.5)).float().mean((1, 2)))
+        flip.append(kind.flips(kind.argmax(z[:n]), kind.argmax(z[n:])).mean((1, 2)))
         h, w = model.schedule.grids[k]
         maps.append(d.mean(-1).mean(0).reshape(h, w).cpu().numpy())
     return (torch.stack(js, 1).cpu().numpy(), torch.stack(tot, 1).cpu().numpy(),

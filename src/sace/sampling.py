@@ -3,8 +3,9 @@ logits, temperature, top-k/top-p, prefix forcing and per-scale hooks.
 
 Semantics follow Infinity's ``autoregressive_infer_cfg`` (``shared/docs/reference-models.md`` §1.8):
 per scale, raw head logits are divided by the temperature tau, mixed as ``w*cond + (1-w)*uncond``,
-filtered by top-k/top-p, and **one** ``torch.multinomial`` call draws all bits of the scale from a
-``(rows*tokens*bits, 2)`` probability matrix, so a fixed seed reproduces the reference bit for bit.
+filtered by top-k/top-p, and **one** ``torch.multinomial`` call draws all tokens of the scale (for bit
+tokens from a ``(rows*tokens*bits, 2)`` probability matrix; the model's token kind owns this math), so
+a fixed seed reproduces the reference bit for bit.
 With a *list* of generators (one per row) each row draws from its own stream instead, which makes a
 row's result independent of what else is in the batch (used by ISSA and sharded evaluation).
 """
@@ -18,7 +19,47 @@ import torch
 from torch import Tensor
 
 from .errors import SaceError
-from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid, guide_logits
+from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid, per_scale_values
+from .models.tokens import filter_top_k_top_p
+
+__all__ = ["SamplingSettings", "SampleResult", "SampleHooks", "sample", "make_generators", "filter_top_k_top_p"]
+
+
+@dataclass
+class SamplingSettings:
+    """Guidance weight w, temperature tau, top-k and top-p of one generation; ``None`` means the model's
+    default (``model.sampling_defaults``). ``guidance`` and ``temperature`` may be per-scale lists.
+
+    Resolved once, by :meth:`resolve`, for the sampling loop and every method that mirrors deployment
+    sampling (SACE's losses, the baselines' teachers, ISSA's logit view).
+    """
+
+    guidance: float | Sequence[float] | None = None
+    temperature: float | Sequence[float] | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def resolve(self, model) -> SamplingSettings:
+        """Every field filled from ``model.sampling_defaults`` where ``None``.
+
+        Raises:
+            SaceError: a temperature <= 0, top-k < 0 or top-p outside [0, 1].
+        """
+        d = model.sampling_defaults
+        out = SamplingSettings(*(d[k] if v is None else v for k, v in (
+            ("guidance", self.guidance), ("temperature", self.temperature), ("top_k", self.top_k),
+            ("top_p", self.top_p))))
+        taus = [out.temperature] if isinstance(out.temperature, (int, float)) else list(out.temperature)
+        if any(not float(t) > 0 for t in taus):
+            raise SaceError(f"temperatures must be > 0, got {out.temperature}")
+        if int(out.top_k) < 0 or not 0 <= float(out.top_p) <= 1:
+            raise SaceError(f"top-k must be >= 0 and top-p in [0, 1], got {out.top_k}, {out.top_p}")
+        return out
+
+    def resolved(self, model) -> dict:
+        """:meth:`resolve` as the dict written into reports and passed as ``sample(**settings)``."""
+        r = self.resolve(model)
+        return {"guidance": r.guidance, "temperature": r.temperature, "top_k": r.top_k, "top_p": r.top_p}
 
 
 @dataclass
@@ -52,44 +93,6 @@ class SampleHooks:
         return None
 
 
-def filter_top_k_top_p(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
-    """Mask logits ``(..., V)`` outside the top-k and the nucleus with -inf (returns a new tensor).
-
-    top-k keeps the k largest (k >= V keeps all; for bit tokens V = 2 so Infinity's k = 900 is a no-op);
-    top-p drops, in ascending order, entries whose cumulative probability is <= 1 - p, always keeping
-    the largest (reference: ``sample_with_top_k_top_p_also_inplace_modifying_logits_``).
-    """
-    v = logits.shape[-1]
-    out = logits.clone()
-    if 0 < top_k < v:
-        kth = out.topk(top_k, dim=-1).values[..., -1:]
-        out = out.masked_fill(out < kth, float("-inf"))
-    if top_p > 0:
-        srt, idx = out.sort(dim=-1, descending=False)
-        remove = srt.softmax(-1).cumsum(-1) <= (1 - top_p)
-        remove[..., -1:] = False
-        out = out.masked_fill(remove.scatter(-1, idx, remove), float("-inf"))
-    return out
-
-
-def draw_bits(guided: Tensor, top_k: int, top_p: float, generator) -> Tensor:
-    """Sample bits from guided logits ``(B, n, d, 2)`` -> ``(B, n, d)`` int64.
-
-    ``generator``: one ``torch.Generator`` (a single multinomial over all rows, as the reference) or a
-    list of B generators (one multinomial per row).
-    """
-    b, n, d, _ = guided.shape
-    z = filter_top_k_top_p(guided.reshape(b, n * d, 2).float(), top_k, top_p)
-    probs = z.softmax(-1)
-    if isinstance(generator, (list, tuple)):
-        if len(generator) != b:
-            raise SaceError(f"{len(generator)} generators for a batch of {b}")
-        rows = [torch.multinomial(probs[i], 1, replacement=True, generator=g).view(n, d)
-                for i, g in enumerate(generator)]
-        return torch.stack(rows)
-    return torch.multinomial(probs.view(-1, 2), 1, replacement=True, generator=generator).view(b, n, d)
-
-
 def _clone_generator(g: torch.Generator) -> torch.Generator:
     new = torch.Generator(device=g.device)
     new.set_state(g.get_state())
@@ -99,15 +102,6 @@ def _clone_generator(g: torch.Generator) -> torch.Generator:
 def make_generators(seeds: Sequence[int], device: str | torch.device = "cpu") -> list[torch.Generator]:
     """One seeded ``torch.Generator`` per row."""
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-
-
-def _values(v, k: int, name: str) -> list[float]:
-    if isinstance(v, (int, float)):
-        return [float(v)] * k
-    vals = [float(x) for x in v]
-    if len(vals) < k:
-        raise SaceError(f"{name} has {len(vals)} per-scale values for {k} scales")
-    return vals[:k]
 
 
 def _conditions(cond, k: int) -> list[Condition]:
@@ -148,7 +142,8 @@ def sample(
             ``k -> Condition``. The SOS (scale 0) comes from the scale-0 condition.
         uncond: the guidance's unconditional side (default: the learned null condition of each scale's
             condition; pass an encoded negative prompt to use it instead).
-        guidance: w (or one per scale); 1 disables guidance. Defaults to ``model.defaults``.
+        guidance: w (or one per scale); 1 disables guidance. ``None`` fields (here and below) are resolved
+            once by :class:`SamplingSettings` from ``model.sampling_defaults``.
         temperature: tau > 0 (or one per scale). top_k, top_p: filters (0 disables).
         generator: a ``torch.Generator`` (reference RNG use) or a list of B generators (per-row streams).
         prefix: force the first ``prefix.num_scales`` scales to these bits (RNG is still consumed, as the
@@ -168,13 +163,10 @@ def sample(
     """
     sch = schedule or model.schedule
     k_all = sch.num_scales
-    dflt = model.defaults
-    ws = _values(dflt["guidance"] if guidance is None else guidance, k_all, "guidance")
-    taus = _values(dflt["temperature"] if temperature is None else temperature, k_all, "temperature")
-    top_k = int(dflt["top_k"] if top_k is None else top_k)
-    top_p = float(dflt["top_p"] if top_p is None else top_p)
-    if any(not t > 0 for t in taus):
-        raise SaceError(f"temperatures must be > 0, got {taus}")
+    s = SamplingSettings(guidance, temperature, top_k, top_p).resolve(model)
+    ws = per_scale_values(s.guidance, k_all, "guidance")
+    taus = per_scale_values(s.temperature, k_all, "temperature")
+    top_k, top_p = int(s.top_k), float(s.top_p)
     conds = _conditions(cond, k_all)
     b = conds[0].batch_size
     if any(c.batch_size != b for c in conds):
@@ -191,6 +183,7 @@ def sample(
                 raise SaceError("the unconditional side must have the same batch size as the prompts")
     if prefix is not None and prefix.batch_size != b:
         raise SaceError(f"prefix batch {prefix.batch_size} != prompt batch {b}")
+    kind = model.token_kind
     st = model.begin_sampling(conds, unconds, sch)
     bits_out, guided_out, c_out, u_out = [], [], [], []
     rng = range(k_all)
@@ -221,13 +214,13 @@ def sample(
             if prefix is not None:
                 prefix = prefix.index(idx)
         zc, zu = model.step_logits(st, k)
-        z = guide_logits(zc, zu if ws[k] != 1 else None, ws[k], taus[k])
+        z = kind.guide(zc, zu if ws[k] != 1 else None, ws[k], taus[k])
         if hooks is not None:
             z2 = hooks.on_logits(k, z, zc, zu)
             if z2 is not None:
                 z = z2
         h, w = sch.grids[k]
-        bits = draw_bits(z, top_k, top_p, generator).view(b, h, w, -1)
+        bits = kind.grid(kind.sample(z, top_k, top_p, generator), h, w)
         if prefix is not None and k < prefix.num_scales:
             forced = prefix.bits[k].to(bits.device).long()
             if forced.shape != bits.shape:
@@ -247,8 +240,8 @@ def sample(
     images = model.finish_sampling(st) if decode else None
     return SampleResult(
         TokenPyramid(bits_out),
-        ScaleLogits(guided_out) if keep_logits else None,
-        ScaleLogits(c_out) if keep_logits else None,
-        ScaleLogits(u_out) if keep_logits and u_out else None,
+        ScaleLogits(guided_out, kind) if keep_logits else None,
+        ScaleLogits(c_out, kind) if keep_logits else None,
+        ScaleLogits(u_out, kind) if keep_logits and u_out else None,
         images,
     )

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..adapters import only_adapters
+from ..adapters import adapter_set
 from ..errors import SaceError
-from ..generate import SamplingSettings, generate
+from ..generate import generate
 from ..models.base import Condition
+from ..sampling import SamplingSettings
 
 __all__ = ["AttackTarget", "Judge", "AttackSetup", "AttackResult", "Attempts", "CurvePoint", "Stopwatch"]
 
@@ -40,8 +41,9 @@ class AttackTarget:
     negative_prompt: str | None = None
     cost: dict = field(default_factory=dict)
 
-    def activate(self, model) -> None:
-        only_adapters(model, self.adapters)
+    def active(self, model):
+        """Context: exactly this target's adapters switched on (the previous states after it)."""
+        return adapter_set(model).only(self.adapters)
 
     def uncond(self, model, rows: int) -> Condition | None:
         """The unconditional side for ``rows`` rows (``None``: the model's null condition)."""
@@ -175,10 +177,10 @@ def images_for(model, target: AttackTarget, setup: AttackSetup, cond_fn: Callabl
                keys: Sequence[str], seeds: Sequence[int]) -> Tensor:
     """Generate one image per (key, seed) pair with the target: ``cond_fn(keys)`` builds the conditions
     (``keys`` are prompt strings, or any strings ``cond_fn`` understands). Returns ``(N, 3, H, W)``."""
-    target.activate(model)
     uncond = None if target.negative_prompt is None else (lambda ks: target.uncond(model, len(ks)))
-    return generate(model, list(keys), list(seeds), settings=setup.settings, batch_size=setup.batch_size,
-                    conditions_fn=cond_fn, uncond_fn=uncond)
+    with target.active(model):
+        return generate(model, list(keys), list(seeds), settings=setup.settings, batch_size=setup.batch_size,
+                        conditions_fn=cond_fn, uncond_fn=uncond)
 
 
 def judge_attempts(model, target: AttackTarget, setup: AttackSetup, cond_fn: Callable[[list[str]], Condition],

@@ -13,11 +13,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..adapters import detach_adapters, load_adapter, only_adapters, save_adapter
+from .. import domains
+from ..adapters import detach_adapters, load_adapter, only_adapters
 from ..erasure.concepts import ConceptSpec, resolve_concept
 from ..errors import SaceError
-from ..generate import SamplingSettings
 from ..io import write_json
+from ..sampling import SamplingSettings
 from .base import AttackResult, AttackTarget
 from .concept_vector import concept_direction
 from .judges import judge_for
@@ -71,26 +72,20 @@ def _train(model, method: str, concept: ConceptSpec, req: AttackRequest, folder:
     """Train ``method`` for ``concept`` with the library's functions and save it to ``folder`` (detached)."""
     from ..erasure.baselines import ESDConfig, SVAREConfig, train_esd, train_svare
     from ..erasure.sace import apply_model_defaults, default_sace_config, erase
+    from ..erasure.trainer import write_adapter_folder
 
     name = f"train_{method}"
     if method == "sace":
         cfg = default_sace_config(model, seed=req.seed, steps=req.sace_steps)
         res = erase(model, concept, cfg, progress=True)
-        ad, seconds, steps = res.adapter, res.seconds, cfg.steps
-        name = ad.config.name
     else:
         config_cls, fn = (SVAREConfig, train_svare) if method == "svare" else (ESDConfig, train_esd)
         cfg = apply_model_defaults(config_cls(seed=req.seed), model, method)
         if req.baseline_steps:
             cfg.steps = req.baseline_steps
         res = fn(model, concept, cfg, True, name=name)
-        ad, seconds, steps = res.adapter, res.seconds, res.steps
-    # the baselines keep their training config under "config", which is the adapter's own key in the folder
-    if "config" in ad.metadata:
-        ad.metadata["train_config"] = ad.metadata.pop("config")
-    save_adapter(ad, folder, model=model, extra={"method": TRAINED[method], "concept": concept.name,
-                                                 "train_seconds": seconds, "steps": steps})
-    detach_adapters(model, name)
+    write_adapter_folder(res, folder, model, extra={"method": TRAINED[method], "concept": concept.name})
+    detach_adapters(model, res.adapter.config.name)
 
 
 def build_targets(model, concept: ConceptSpec, req: AttackRequest, out: Path, given: list[str]) -> list[AttackTarget]:
@@ -147,8 +142,8 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
     sanity: dict[str, AttackResult] = {}
     t0 = time.perf_counter()
     for cname in req.concepts:
-        concept = resolve_concept(cname, anchor=req.anchor, model_name=model.name)
-        judge = judge_for(model, concept.name if model.name == "fashion" else None, req.detector)
+        concept = resolve_concept(cname, anchor=req.anchor, domain=domains.name_of(model))
+        judge = judge_for(model, concept.name if domains.name_of(model) else None, req.detector)
         targets = build_targets(model, concept, req, out, given.get(cname, []))
         direction = concept_direction(model, concept.targets, concept.anchors)
         rows = []

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import torch
 
+from .. import domains
 from ..errors import SaceError
+from ..evaluation.selection import build_detector, detector_kind
 from .base import Judge
 
 
-def class_judge(classifier, class_index: int, name: str = "classifier") -> Judge:
+def class_judge(detector, class_index: int, name: str = "classifier") -> Judge:
     """A class detector: score = P(concept class), flag = top-1 class is the concept (the ACC_e rule).
 
-    ``classifier``: a module with ``predict_proba(images (B, 3, H, W) in [0, 1]) -> (B, C)``."""
+    ``detector``: ``scores(images (B, 3, H, W) in [0, 1]) -> (B, C)`` class probabilities (a domain's)."""
     def probs(images):
         with torch.no_grad():
-            return classifier.predict_proba(images).float().cpu()
+            return detector.scores(images).float().cpu()
     return Judge(score=lambda im: probs(im)[:, class_index], flag=lambda im: probs(im).argmax(1) == class_index,
                  name=name)
 
@@ -31,25 +33,19 @@ def score_judge(detector, column: int = 0, threshold: float = 0.5) -> Judge:
 
 
 def judge_for(model, concept: str | None, detector: str = "auto", threshold: float = 0.6) -> Judge:
-    """The judge ``sace attack`` uses: ``auto`` = the fashion classifier on the embedded model (the concept is
-    a class key), NudeNet otherwise; ``nudenet``, ``opennsfw`` or ``fashion`` by name.
+    """The judge ``sace attack`` uses, chosen like every command chooses its detector
+    (:mod:`sace.evaluation.selection`): ``auto`` = the model's domain detector (the concept's class; fashion:
+    the classifier), else NudeNet; a domain name, ``nudenet`` or ``opennsfw`` by name.
 
     Raises:
-        SaceError: unknown detector, or a fashion judge without a known class.
+        SaceError: unknown detector or ``none``, or a domain detector without a known class.
     """
-    kind = detector
-    if kind == "auto":
-        kind = "fashion" if getattr(model, "name", "") == "fashion" else "nudenet"
-    if kind == "fashion":
-        from ..evaluation.fashion_classifier import load_classifier
-        from ..recipes import fashion_data as fd
+    kind = detector_kind(detector, model)
+    if kind == "none":
+        raise SaceError("an attack needs a detector to judge its images; use auto, nudenet or opennsfw")
+    det = build_detector(kind, nudenet_threshold=threshold)
+    if kind in domains.names():
         if concept is None:
-            raise SaceError("the fashion detector needs the concept's class (--concept sneaker)")
-        return class_judge(load_classifier(), fd.class_index(concept), name="fashion-classifier")
-    if kind == "nudenet":
-        from ..evaluation.detectors import NudeNetDetector
-        return score_judge(NudeNetDetector(threshold=threshold))
-    if kind == "opennsfw":
-        from ..evaluation.detectors import OpenNSFWDetector
-        return score_judge(OpenNSFWDetector(), threshold=threshold)
-    raise SaceError(f"unknown detector {detector!r}; use auto, fashion, nudenet or opennsfw")
+            raise SaceError(f"the {kind} detector needs the concept's class (--concept NAME)")
+        return class_judge(det, domains.get(kind).class_index(concept), name=getattr(det, "name", kind))
+    return score_judge(det, threshold=threshold)

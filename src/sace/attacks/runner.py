@@ -92,7 +92,7 @@ def run_attack(model, name: str, start: str, target: AttackTarget, concept: Conc
     ``direction``: a precomputed concept direction (the concept-vector attack computes it from the
     concept's target/anchor pairs otherwise; it depends on the text encoder only).
     """
-    from ..generate import SamplingSettings
+    from ..sampling import SamplingSettings
 
     prompts, concept_prompts = select_pairs(concept, n_prompts, start)
     setup = AttackSetup(prompts, concept_prompts, eval_seeds, search_seeds, judge,

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from ..adapters import only_adapters
+from ..adapters import adapter_set
 from ..errors import SaceError
 from ..models.base import Condition, ScaleLogits, TokenPyramid
 from ..sampling import make_generators, sample
@@ -118,9 +118,14 @@ class SoftCondition:
 
 
 def sequence_log_likelihood(logits: ScaleLogits, pyramid: TokenPyramid) -> Tensor:
-    """``(B,)`` mean log-likelihood per token element (nats) of ``pyramid`` under ``logits``, all scales."""
-    n = sum(pyramid.flat(k).shape[1] * pyramid.flat(k).shape[2] for k in range(pyramid.num_scales))
-    return logits.log_prob(pyramid) / n
+    """``(B,)`` mean log-likelihood (nats) per token element (a bit of Infinity's bit tokens, an index of a
+    categorical token) of ``pyramid`` under ``logits``, over all scales; the token kind does the math."""
+    total, count = 0.0, 0
+    for k, z in enumerate(logits.per_scale):
+        lp = logits.kind.log_prob(z, pyramid.flat(k))        # (B, n_k, *F)
+        total = total + lp.flatten(1).sum(1)
+        count += lp[0].numel()
+    return total / count
 
 
 @contextmanager
@@ -143,10 +148,10 @@ def concept_pyramids(model, concept: Condition, per_prompt: int, seeds: Sequence
     per row (rows ``i*per_prompt + m``), seeded per row; returns (pyramid, teacher-forcing inputs)."""
     if len(seeds) < concept.batch_size * per_prompt:
         raise SaceError(f"{len(seeds)} seeds for {concept.batch_size * per_prompt} concept pyramids")
-    only_adapters(model, [])
     rep = concept.repeat_interleave(per_prompt)
-    res = sample(model, rep, generator=make_generators(list(seeds)[: rep.batch_size], device=model.device),
-                 decode=False, keep_logits=False, **settings)
+    with adapter_set(model).disabled():
+        res = sample(model, rep, generator=make_generators(list(seeds)[: rep.batch_size], device=model.device),
+                     decode=False, keep_logits=False, **settings)
     return res.pyramid, model.tf_inputs(res.pyramid, mode="sampling")
 
 
@@ -172,11 +177,10 @@ def optimise_soft_condition(model, target: AttackTarget, start: Condition, pyram
     max_len = getattr(getattr(getattr(model, "transformer", None), "cfg", None), "text_maxlen", None)
     soft = SoftCondition(start.to(model.device), cfg, gen, max_len)
     opt = torch.optim.Adam([soft.param], lr=cfg.lr)
-    target.activate(model)
     unc = target.uncond(model, pyramid.batch_size)
     history: list[float] = []
     snaps: dict[int, Condition] = {}
-    with frozen(model):
+    with frozen(model), target.active(model):
         for step in range(cfg.steps + 1):
             if step in record_at:
                 snaps[step] = soft.snapshot()

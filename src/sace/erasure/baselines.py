@@ -17,42 +17,25 @@ Every baseline reports its wall time, tokens per step and peak memory like SACE 
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 
-from ..adapters import Adapter, AdapterConfig, attach_adapter
-from ..errors import SaceError
+from ..adapters import AdapterConfig, adapter_set
 from ..models.base import Condition
-from ..sampling import make_generators, sample
+from ..sampling import SamplingSettings, make_generators, sample
+from . import losses as L
 from .concepts import ConceptSpec, replace_words
+from .trainer import Objective, OptimSettings, Trainer, TrainResult
+from .trainer import run as run_training
+
+#: the result of a trained baseline (the one training result type, shared with SACE)
+BaselineResult = TrainResult
 
 
-@dataclass
-class BaselineResult:
-    name: str
-    adapter: Adapter | None
-    seconds: float
-    steps: int
-    tokens_per_step: int
-    log: list[dict] = field(default_factory=list)
-    config: dict = field(default_factory=dict)
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, dynamic_ncols=True)
-
-
-def _teacher_defaults(model, guidance, temperature):
-    d = model.defaults
-    return (float(d["guidance"] if guidance is None else guidance),
-            float(d["temperature"] if temperature is None else temperature))
+def _teacher_defaults(model, guidance, temperature) -> tuple[float, float]:
+    s = SamplingSettings(guidance=guidance, temperature=temperature).resolve(model)
+    return float(s.guidance), float(s.temperature)
 
 
 @dataclass
@@ -70,79 +53,62 @@ class SVAREConfig:
     guidance: float | None = None
     grad_clip: float = 5.0
     seed: int = 0
+    checkpoint_every: int = 50
+
+
+class SVAREObjective(Objective):
+    """S-VARE: filtered CE of the student under c* to the frozen model's anchor tokens (all scales), then
+    KL(teacher || student) on the anchor prompt as a second optimiser step (module docstring)."""
+
+    key, title = "svare", "S-VARE"
+    progress_keys = ("L_FCE", "L_pre")
+
+    def __init__(self, concept: ConceptSpec, config: SVAREConfig | None = None, name: str = "svare"):
+        self.concept, self.cfg, self.name = concept, config or SVAREConfig(), name
+
+    def adapter_config(self, name):
+        return AdapterConfig(name=name or self.name, modules=self.cfg.modules, gate="shared", kind="full"), None
+
+    def optim(self) -> OptimSettings:
+        c = self.cfg
+        return OptimSettings(c.steps, c.lr, (0.9, 0.97), 0.0, c.grad_clip, c.seed, c.checkpoint_every)
+
+    @torch.no_grad()
+    def prepare(self, trainer: Trainer) -> None:
+        m, cfg = trainer.model, self.cfg
+        self.w, _ = _teacher_defaults(m, cfg.guidance, None)
+        self.cond_t, self.cond_a = m.encode_prompts(self.concept.targets), m.encode_prompts(self.concept.anchors)
+        # anchor pyramids of the frozen model and the guided logits (tau = 1) they were drawn from
+        seeds = [cfg.seed * 7919 + i for i in range(self.cond_a.batch_size)]
+        res = sample(m, self.cond_a, generator=make_generators(seeds), guidance=self.w,
+                     temperature=cfg.teacher_temperature, decode=False, keep_logits=True)
+        self.anchor, self.teacher = res.pyramid, res.logits
+        self.tf = m.tf_inputs(self.anchor, mode="sampling")
+
+    def step(self, trainer: Trainer):
+        m, cfg, kind, n_tok = trainer.model, self.cfg, trainer.model.token_kind, trainer.model.schedule.num_tokens
+        idx = torch.randperm(self.cond_t.batch_size, generator=trainer.gen)[: cfg.batch_size]
+        z = m.forward_teacher_forced(self.cond_t.index(idx), self.tf[idx])
+        labels = [self.anchor.flat(k)[idx] for k in range(self.anchor.num_scales)]
+        loss_e = L.filtered_cross_entropy(kind, z.per_scale, labels, cfg.alpha, n_tok)
+        yield loss_e, {"L_FCE": loss_e}
+        z2 = m.forward_teacher_forced(self.cond_a.index(idx), self.tf[idx])
+        loss_p = cfg.kl_weight * L.kl_summed(kind, [t[idx] for t in self.teacher.per_scale], z2.per_scale, n_tok)
+        yield loss_p, {"L_pre": loss_p}
+
+    def tokens_per_step(self, trainer: Trainer) -> int:
+        return 2 * min(self.cfg.batch_size, self.cond_t.batch_size) * trainer.model.schedule.num_tokens
+
+    def metadata(self, trainer: Trainer) -> dict:
+        return {"concept": self.concept.name, "train_config": asdict(self.cfg)}
 
 
 def train_svare(model, concept: ConceptSpec, config: SVAREConfig | None = None, progress: bool = True,
-                name: str = "svare") -> BaselineResult:
-    """Train the S-VARE baseline (an all-scale dense adapter). The adapter stays attached to ``model``."""
-    cfg = config or SVAREConfig()
-    w, _ = _teacher_defaults(model, cfg.guidance, None)
-    sch = model.schedule
-    for p in model.parameters():
-        p.requires_grad_(False)
-    ad = attach_adapter(model, AdapterConfig(name=name, modules=cfg.modules, gate="shared", kind="full"))
-    params = ad.parameters()
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.97), weight_decay=0.0)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    cond_t = model.encode_prompts(concept.targets)
-    cond_a = model.encode_prompts(concept.anchors)
-    # teacher pass (frozen model = the model with the zero-initialised adapter): anchor pyramids and the
-    # guided teacher logits on them, tau = 1 (S-VARE's preprocessing)
-    with torch.no_grad():
-        seeds = [cfg.seed * 7919 + i for i in range(cond_a.batch_size)]
-        res = sample(model, cond_a, generator=make_generators(seeds), guidance=w,
-                     temperature=cfg.teacher_temperature, decode=False, keep_logits=True)
-        anchor_bits = res.pyramid
-        tf = model.tf_inputs(anchor_bits, mode="sampling")
-        teacher = res.logits            # guided / tau = 1 logits the anchor bits were drawn from
-    n_tok = sch.num_tokens
-    log = []
-    bar = _progress(cfg.steps, "S-VARE", progress)
-    t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        idx = torch.randperm(cond_t.batch_size, generator=gen)[: cfg.batch_size]
-        # 1) erase: student under c* on the anchor's tokens, filtered per-bit CE to the anchor bits
-        z = model.forward_teacher_forced(cond_t.index(idx), tf[idx])
-        ce_sum = 0.0
-        for k, zk in enumerate(z.per_scale):
-            lab = anchor_bits.flat(k)[idx]
-            ce = F.cross_entropy(zk.permute(0, 3, 1, 2), lab, reduction="none")   # (b, n_k, d)
-            wrong = (ce > math.log(2)).float().mean(-1)                            # fraction of wrong bits
-            keep = (wrong >= cfg.alpha).float()
-            ce_sum = ce_sum + (ce.mean(-1) * keep).sum(1)
-        loss_e = (ce_sum / n_tok).mean()
-        opt.zero_grad(set_to_none=True)
-        loss_e.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        # 2) preserve: KL(teacher || student) on the anchor prompt, second optimiser step
-        z2 = model.forward_teacher_forced(cond_a.index(idx), tf[idx])
-        kl_sum = 0.0
-        for k, zk in enumerate(z2.per_scale):
-            lq = teacher[k][idx].float().log_softmax(-1)
-            lp = zk.float().log_softmax(-1)
-            kl_sum = kl_sum + (lq.exp() * (lq - lp)).sum(-1).mean(-1).sum(1)
-        loss_p = cfg.kl_weight * (kl_sum / n_tok).mean()
-        opt.zero_grad(set_to_none=True)
-        loss_p.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        if not (torch.isfinite(loss_e) and torch.isfinite(loss_p)):
-            raise SaceError(f"S-VARE loss became non-finite at step {step}")
-        log.append({"step": step + 1, "L_FCE": round(loss_e.item(), 6), "L_pre": round(loss_p.item(), 6)})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(L_FCE=f"{loss_e.item():.4f}", L_pre=f"{loss_p.item():.4f}")
-    if bar is not None:
-        bar.close()
-    secs = time.perf_counter() - t0
-    for p in params:
-        p.requires_grad_(False)
-    b = min(cfg.batch_size, cond_t.batch_size)
-    ad.metadata.update({"method": "S-VARE", "concept": concept.name, "config": asdict(cfg), "train_seconds": secs})
-    return BaselineResult("S-VARE", ad, secs, cfg.steps, 2 * b * n_tok, log, asdict(cfg))
+                name: str = "svare", out_dir=None, resume: bool = False) -> TrainResult:
+    """Train the S-VARE baseline (an all-scale dense adapter; it stays attached to ``model``); ``out_dir``:
+    checkpoints and the adapter folder; ``resume`` continues from the last checkpoint there."""
+    return run_training(model, SVAREObjective(concept, config, name), out_dir=out_dir, resume=resume,
+                        progress=progress)
 
 
 @dataclass
@@ -160,65 +126,59 @@ class ESDConfig:
     temperature: float | None = None
     grad_clip: float = 5.0
     seed: int = 0
+    weight_decay: float = 0.01          # AdamW's default, which this baseline has always used
+    checkpoint_every: int = 50
+
+
+class ESDObjective(Objective):
+    """ESD over all scales: the student under c*, on its own sampled history, pulled (KL) towards the frozen
+    model's ``z(null) - eta * (z(c*) - z(null))`` at every scale."""
+
+    key, title = "esd", "ESD (all scales)"
+
+    def __init__(self, concept: ConceptSpec, config: ESDConfig | None = None, name: str = "esd"):
+        self.concept, self.cfg, self.name = concept, config or ESDConfig(), name
+
+    def adapter_config(self, name):
+        c = self.cfg
+        return AdapterConfig(name=name or self.name, modules=c.modules, rank=c.rank, alpha=c.alpha, gate="shared",
+                             kind="lora"), c.seed
+
+    def optim(self) -> OptimSettings:
+        c = self.cfg
+        return OptimSettings(c.steps, c.lr, (0.9, 0.97), c.weight_decay, c.grad_clip, c.seed, c.checkpoint_every)
+
+    def prepare(self, trainer: Trainer) -> None:
+        self.w, self.tau = _teacher_defaults(trainer.model, self.cfg.guidance, self.cfg.temperature)
+        self.cond_t = trainer.model.encode_prompts(self.concept.targets)
+
+    def step(self, trainer: Trainer):
+        m, cfg = trainer.model, self.cfg
+        idx = torch.randperm(self.cond_t.batch_size, generator=trainer.gen)[: cfg.batch_size]
+        c = self.cond_t.index(idx)
+        with torch.no_grad():
+            seeds = [int(x) for x in torch.randint(0, 2**31 - 1, (len(idx),), generator=trainer.gen)]
+            pyr = sample(m, c, generator=make_generators(seeds), guidance=self.w, temperature=self.tau,
+                         decode=False, keep_logits=False).pyramid
+            tf = m.tf_inputs(pyr, mode="sampling")
+            with adapter_set(m).disabled():     # the frozen model
+                _, zc, zu = m.forward_teacher_forced(c, tf, uncond=m.null_condition(c), return_parts=True)
+            target = [L.esd_target(cc, u, cfg.eta) for cc, u in zip(zc.per_scale, zu.per_scale)]
+        loss = L.kl_per_scale(m.token_kind, target, m.forward_teacher_forced(c, tf).per_scale)
+        yield loss, {"loss": loss}
+
+    def tokens_per_step(self, trainer: Trainer) -> int:
+        return min(self.cfg.batch_size, self.cond_t.batch_size) * (trainer.model.schedule.num_tokens * 3)
+
+    def metadata(self, trainer: Trainer) -> dict:
+        return {"concept": self.concept.name, "train_config": asdict(self.cfg)}
 
 
 def train_esd(model, concept: ConceptSpec, config: ESDConfig | None = None, progress: bool = True,
-              name: str = "esd") -> BaselineResult:
-    """ESD-style erasure over all scales on the student's own sampled history (the adapter stays attached)."""
-    cfg = config or ESDConfig()
-    w, tau = _teacher_defaults(model, cfg.guidance, cfg.temperature)
-    sch = model.schedule
-    for p in model.parameters():
-        p.requires_grad_(False)
-    ad_cfg = AdapterConfig(name=name, modules=cfg.modules, rank=cfg.rank, alpha=cfg.alpha, gate="shared", kind="lora")
-    ad = attach_adapter(model, ad_cfg, seed=cfg.seed)
-    params = ad.parameters()
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.97))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    cond_t = model.encode_prompts(concept.targets)
-    from ..adapters import set_adapters_enabled
-    log = []
-    bar = _progress(cfg.steps, "ESD", progress)
-    t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        idx = torch.randperm(cond_t.batch_size, generator=gen)[: cfg.batch_size]
-        c = cond_t.index(idx)
-        with torch.no_grad():
-            seeds = [int(x) for x in torch.randint(0, 2**31 - 1, (len(idx),), generator=gen)]
-            pyr = sample(model, c, generator=make_generators(seeds), guidance=w, temperature=tau, decode=False,
-                         keep_logits=False).pyramid
-            tf = model.tf_inputs(pyr, mode="sampling")
-            set_adapters_enabled(model, False)
-            try:
-                _, zc, zu = model.forward_teacher_forced(c, tf, uncond=model.null_condition(c), return_parts=True)
-            finally:
-                set_adapters_enabled(model, True)
-            target = [u - cfg.eta * (cc - u) for cc, u in zip(zc.per_scale, zu.per_scale)]
-        z = model.forward_teacher_forced(c, tf)
-        loss = torch.stack([
-            (t.float().softmax(-1) * (t.float().log_softmax(-1) - s.float().log_softmax(-1))).sum(-1).mean()
-            for t, s in zip(target, z.per_scale)]).mean()
-        if not torch.isfinite(loss):
-            raise SaceError(f"ESD loss became non-finite at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        log.append({"step": step + 1, "loss": round(loss.item(), 6)})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    if bar is not None:
-        bar.close()
-    secs = time.perf_counter() - t0
-    for p in params:
-        p.requires_grad_(False)
-    b = min(cfg.batch_size, cond_t.batch_size)
-    ad.metadata.update({"method": "ESD-all-scales", "concept": concept.name, "config": asdict(cfg),
-                        "train_seconds": secs})
-    return BaselineResult("ESD (all scales)", ad, secs, cfg.steps, b * (sch.num_tokens * 3), log, asdict(cfg))
+              name: str = "esd", out_dir=None, resume: bool = False) -> TrainResult:
+    """ESD-style erasure over all scales (the adapter stays attached); ``out_dir``/``resume`` as S-VARE's."""
+    return run_training(model, ESDObjective(concept, config, name), out_dir=out_dir, resume=resume,
+                        progress=progress)
 
 
 # -- training-free -----------------------------------------------------------------------------------------------

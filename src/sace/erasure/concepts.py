@@ -5,10 +5,8 @@ Sources of a concept, in order of precedence:
 
 * a JSON file ``{"name", "targets", "anchors"?, "anchor"?, "retain"?, "heldout"?, "words"?}``;
 * flags: ``--concept NAME --target PROMPT... --anchor PHRASE --retain PROMPT...``;
-* the built-in Fashion-MNIST concepts of the embedded model (``--concept sneaker --anchor sandal``),
-  built from the project's caption sets: targets are the class's training captions, anchors the same
-  captions with the class noun replaced by the anchor's, retain the canonical captions of the other
-  classes, held-out the class's held-out paraphrases.
+* the built-in concepts of the model's domain (``--concept sneaker --anchor sandal`` on the embedded
+  model), asked of :func:`sace.domains.get`; the core never builds a domain's concepts itself.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import domains
 from ..errors import SaceError
 from ..models.text import check_prompts
 
@@ -127,41 +126,6 @@ def from_prompts(name: str, targets: Sequence[str], anchor: str | None = None,
                        list(heldout), list(words), anchor or "").validate()
 
 
-def fashion_concept(target: str, anchor: str | None = None, retain_per_class: int = 8) -> ConceptSpec:
-    """A Fashion-MNIST class as a concept for the embedded ``fashion`` model.
-
-    targets: the class's 48 training captions; anchors: the same captions with the class noun replaced by
-    the anchor class's canonical noun (default anchor: the nearest class, e.g. sneaker -> sandal);
-    retain: ``retain_per_class`` captions (template x canonical noun) of every class but the target and
-    the anchor; heldout: the class's held-out paraphrases.
-    """
-    from ..recipes import fashion_data as fd
-
-    t = fd.class_index(target)
-    default_anchor = {"sneaker": "sandal", "sandal": "sneaker", "ankle_boot": "sneaker", "tshirt": "shirt",
-                      "shirt": "tshirt", "pullover": "coat", "coat": "pullover", "dress": "coat",
-                      "trouser": "dress", "bag": "pullover"}
-    a = fd.class_index(anchor if anchor else default_anchor[fd.class_key(t)])
-    if a == t:
-        raise SaceError(f"the anchor must differ from the concept ({fd.class_key(t)})")
-    words = fd.concept_words(t)
-    anchor_np = fd.canonical_name(a)
-    targets = fd.training_captions(t)
-    # the anchor's noun phrase without its article ("an ankle boot" -> "ankle boot", "a pair of trousers" ->
-    # "pair of trousers"); articles are re-fixed after the replacement
-    noun = anchor_np.split(" ", 1)[1] if anchor_np.startswith(("a ", "an ")) else anchor_np
-    # "a pair of trousers" -> "a dress", not "a pair of dress" (which the model draws as trousers)
-    anchors = [replace_words(c, [f"pair of {w}" for w in words] + words, noun) for c in targets]
-    retain = []
-    for c in range(fd.NUM_CLASSES):
-        if c in (t, a):
-            continue
-        retain += [tpl.format(fd.canonical_name(c)) for tpl in fd.TRAINING_TEMPLATES[:retain_per_class]]
-    entangled = [e for e in (fd.remove_concept_words(c, t) for c in targets) if e.strip()]
-    return ConceptSpec(fd.class_key(t), targets, anchors, retain, list(dict.fromkeys(entangled)),
-                       fd.heldout_captions(t), words, fd.class_key(a)).validate()
-
-
 def load_concept_file(path: str | os.PathLike) -> ConceptSpec:
     """Read a concept JSON file (see the module docstring). Raises SaceError on missing fields."""
     p = Path(path)
@@ -179,8 +143,9 @@ def load_concept_file(path: str | os.PathLike) -> ConceptSpec:
 
 def resolve_concept(concept: str | None = None, *, anchor: str | None = None, targets: Sequence[str] = (),
                     retain: Sequence[str] = (), concept_file: str | None = None,
-                    model_name: str = "fashion") -> ConceptSpec:
-    """The concept from a file, from flags, or from the embedded model's built-in classes.
+                    domain: str | None = None) -> ConceptSpec:
+    """The concept from a file, from flags, or from the built-in concepts of ``domain`` (the name a model's
+    ``model.json`` gives, see :func:`sace.domains.name_of`).
 
     Raises:
         SaceError: unknown concept (lists the known ones), missing targets or anchor.
@@ -191,16 +156,10 @@ def resolve_concept(concept: str | None = None, *, anchor: str | None = None, ta
         raise SaceError("name the concept to erase (--concept NAME) or give --concept-file")
     if targets:
         return from_prompts(concept, targets, anchor=anchor, retain=retain)
-    if model_name == "fashion" or Path(model_name).name == "fashion":
-        from ..recipes import fashion_data as fd
-        try:
-            fd.class_index(concept)
-        except SaceError as e:
-            raise SaceError(f"unknown concept {concept!r} for the fashion model; known: "
-                            f"{', '.join(fd.CLASS_KEYS)} (or give --target prompts)") from e
-        spec = fashion_concept(concept, anchor)
+    if domain:
+        spec = domains.get(domain).concept(concept, anchor)
         if retain:
             spec.retain = list(dict.fromkeys([*spec.retain, *check_prompts(retain)]))
         return spec
-    raise SaceError(f"no target prompts for concept {concept!r} on model {model_name!r}; give --target PROMPT "
-                    "(repeatable) and --anchor PHRASE, or --concept-file")
+    raise SaceError(f"no target prompts for concept {concept!r} (the model names no domain with built-in "
+                    "concepts); give --target PROMPT (repeatable) and --anchor PHRASE, or --concept-file")

@@ -20,20 +20,20 @@ token per prompt.
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..adapters import Adapter, AdapterConfig, attach_adapter, save_adapter
+from ..adapters import AdapterConfig
 from ..errors import SaceError
-from ..io import atomic_path, torch_load_weights, write_json
-from ..models.base import Condition, TokenPyramid, bit_entropy
+from ..models.base import Condition, TokenPyramid
+from ..sampling import SamplingSettings, make_generators, sample
+from . import losses as L
 from .concepts import ConceptSpec
+from .trainer import Objective, OptimSettings, Trainer, TrainResult, jsonable, safe_name
+from .trainer import run as run_training
 
 
 @dataclass
@@ -91,7 +91,8 @@ _TITLES = {"sace": "SACE", "svare": "S-VARE", "esd": "ESD"}
 
 def apply_model_defaults(cfg, model, key: str, **overrides):
     """Update a config dataclass in place with the model's measured defaults (``model.json`` ->
-    ``defaults[key]``), then with ``overrides`` (``None`` values are ignored); returns ``cfg``.
+    ``defaults[key]``, i.e. ``model.method_defaults[key]``), then with ``overrides`` (``None`` values are
+    ignored); returns ``cfg``.
 
     Shared by SACE (``key="sace"``) and the trained baselines (``"svare"``, ``"esd"``), so that every method
     gets the same per-model tuning.
@@ -99,7 +100,7 @@ def apply_model_defaults(cfg, model, key: str, **overrides):
     Raises:
         SaceError: an unknown field in the model's defaults or the overrides.
     """
-    model_defaults = dict((getattr(model, "defaults", None) or {}).get(key) or {})
+    model_defaults = dict((getattr(model, "method_defaults", None) or {}).get(key) or {})
     for src in (model_defaults, overrides):
         for k, v in src.items():
             if v is None:
@@ -121,42 +122,24 @@ def default_sace_config(model=None, **overrides) -> SACEConfig:
     return apply_model_defaults(SACEConfig(), model, "sace", **overrides)
 
 
-@dataclass
-class SACEResult:
-    adapter: Adapter
-    log: list[dict]
-    seconds: float
-    tokens_per_step: int
-    folder: Path | None = None
+#: the result of :func:`erase` (the one training result type, shared with the baselines)
+SACEResult = TrainResult
 
 
-def _kl_bits(q_logits: Tensor, p_logits: Tensor) -> Tensor:
-    """Mean over everything of KL(q || p) for binary distributions given as logits ``(..., 2)``."""
-    lq = q_logits.float().log_softmax(-1)
-    lp = p_logits.float().log_softmax(-1)
-    return (lq.exp() * (lq - lp)).sum(-1).mean()
-
-
-def _js_bits(a: Tensor, b: Tensor) -> Tensor:
-    pa, pb = a.float().softmax(-1), b.float().softmax(-1)
-    m = 0.5 * (pa + pb)
-    kl = lambda p: (p * (p.clamp_min(1e-12).log() - m.clamp_min(1e-12).log())).sum(-1)
-    return (0.5 * kl(pa) + 0.5 * kl(pb)).mean()
-
-
-class SACETrainer:
-    """Trains one SACE adapter on a model for a concept (see the module docstring).
+class SACEObjective(Objective):
+    """SACE's L = L_ER + lambda_pre * L_pre (see the module docstring) for :class:`~.trainer.Trainer`.
 
     Args:
-        model: an :class:`~sace.models.infinity.InfinityModel` (with a text encoder).
-        concept: the :class:`ConceptSpec`.
-        config: :class:`SACEConfig`.
-        work_dir: where checkpoints go (``--resume`` continues from the last one).
+        model: the model the trainer will adapt (read for its defaults and token kind).
+        concept: the :class:`ConceptSpec`. config: :class:`SACEConfig`.
+    Raises:
+        SaceError: an unknown ``target``, or ``target='hard'`` with an early-scale gate.
     """
 
-    def __init__(self, model, concept: ConceptSpec, config: SACEConfig | None = None,
-                 work_dir: str | os.PathLike | None = None, adapter_name: str | None = None):
-        self.model = model
+    key, title = "sace", "SACE"
+    progress_keys = ("L_ER", "L_pre", "entropy_target")
+
+    def __init__(self, model, concept: ConceptSpec, config: SACEConfig | None = None):
         self.concept = concept.validate()
         self.cfg = config or default_sace_config(model)
         if self.cfg.target not in ("soft", "hard"):
@@ -164,25 +147,29 @@ class SACETrainer:
         if self.cfg.target == "hard" and self.cfg.erase_scales()[-1] > 0:
             raise SaceError("--target-mode hard is defined for the scale-0 gate only; use soft with an "
                             "early-scale gate")
-        self.work_dir = Path(work_dir) if work_dir else None
-        d = model.defaults
-        self.w = float(d["guidance"] if self.cfg.guidance is None else self.cfg.guidance)
-        self.tau = float(d["temperature"] if self.cfg.temperature is None else self.cfg.temperature)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.adapter = attach_adapter(model, AdapterConfig(
-            name=adapter_name or _safe_name(concept.name), modules=list(self.cfg.modules), rank=self.cfg.rank,
-            alpha=self.cfg.alpha, gate=self.cfg.gate, kind=self.cfg.kind, isolation=self.cfg.isolation),
-            seed=self.cfg.seed)
-        self.params = self.adapter.parameters()
-        for p in self.params:
-            p.requires_grad_(True)
-        self.opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, betas=tuple(self.cfg.betas),
-                                     weight_decay=self.cfg.weight_decay)
-        self.gen = torch.Generator().manual_seed(self.cfg.seed)
-        self.step = 0
-        self.log: list[dict] = []
+        s = SamplingSettings(guidance=self.cfg.guidance, temperature=self.cfg.temperature).resolve(model)
+        self.w, self.tau = float(s.guidance), float(s.temperature)
+
+    def adapter_config(self, name: str | None) -> tuple[AdapterConfig, int | None]:
+        c = self.cfg
+        return AdapterConfig(name=name or safe_name(self.concept.name), modules=list(c.modules), rank=c.rank,
+                             alpha=c.alpha, gate=c.gate, kind=c.kind, isolation=c.isolation), c.seed
+
+    def optim(self) -> OptimSettings:
+        c = self.cfg
+        return OptimSettings(c.steps, c.lr, tuple(c.betas), c.weight_decay, c.grad_clip, c.seed, c.checkpoint_every)
+
+    def prepare(self, trainer: Trainer) -> None:
+        self.model, self.gen = trainer.model, trainer.gen
         self._prepare()
+
+    def step(self, trainer: Trainer):
+        vals = self.losses()
+        yield vals["loss"], vals
+
+    def metadata(self, trainer: Trainer) -> dict:
+        return {"concept": self.concept.to_dict(), "sace_config": jsonable(asdict(self.cfg)), "guidance": self.w,
+                "temperature": self.tau}
 
     # -- fixed inputs and teacher outputs (computed once) ------------------------------------------------
     @torch.no_grad()
@@ -196,6 +183,7 @@ class SACETrainer:
         # frozen teacher f_theta0 (including any adapters attached before this one): its outputs are
         # computed once here and never change.
         m, c = self.model, self.concept
+        self.kind = m.token_kind
         self.cond_t = m.encode_prompts(c.targets)
         self.cond_a = m.encode_prompts(c.anchors)
         self.pres_prompts = c.preservation_prompts()
@@ -210,9 +198,7 @@ class SACETrainer:
         gp, cp, up = self._scale0(self.cond_p)
         self.teacher_p = (gp[0], cp[0] / self.tau, up[0] / self.tau)
         if self.cfg.target == "hard":
-            probs = g[0].float().softmax(-1)[..., 1]                # (Na, 1, d)
-            u = torch.rand((self.cfg.hard_samples, *probs.shape), generator=self.gen)
-            self.hard_bits = (u < probs).long()                     # (M, Na, 1, d)
+            self.hard_bits = self.kind.sample_independent(g[0], self.cfg.hard_samples, self.gen)  # (M, Na, 1, *F)
         self.mu = self.cfg.mu_value()
         if self.mu > 0:
             self._prepare_later_scales()
@@ -221,8 +207,6 @@ class SACETrainer:
     def _prepare_anchor_pyramids(self) -> None:
         """Early-scale gate: teacher targets at scales 0..k on pyramids the frozen model samples for the
         anchors (the target prompt i is teacher-forced on the pyramid of its paired anchor i)."""
-        from ..sampling import make_generators, sample
-
         m, k = self.model, self.erase_k
         seeds = [self.cfg.seed * 7919 + 17 + i for i in range(self.cond_a.batch_size)]
         res = sample(m, self.cond_a, generator=make_generators(seeds), decode=False, keep_logits=False)
@@ -234,8 +218,6 @@ class SACETrainer:
 
     @torch.no_grad()
     def _prepare_later_scales(self) -> None:
-        from ..sampling import make_generators, sample
-
         m = self.model
         k_max = min(self.cfg.k_max if self.erase_k == 0 else self.erase_k, m.schedule.num_scales - 1)
         if k_max < 1:
@@ -277,25 +259,24 @@ class SACETrainer:
             g_t = m.forward_teacher_forced(self._subset(self.cond_t, it), inp, scales=list(range(self.erase_k + 1)),
                                            guidance=self.w, temperature=self.tau)
             qs = [t if it is None else t[it] for t in self.teacher_anchor_scales]
-            erase = torch.stack([_kl_bits(a, b) for a, b in zip(qs, g_t.per_scale)]).mean()
-            ent_t = torch.stack([bit_entropy(z).mean() for z in g_t.per_scale]).mean()
+            erase = L.kl_per_scale(self.kind, qs, g_t.per_scale)
+            ent_t = L.entropy(self.kind, g_t.per_scale)
         else:
             g_t = m.forward_teacher_forced(self._subset(self.cond_t, it), None, scales=[0], guidance=self.w,
                                            temperature=self.tau)
-            ent_t = bit_entropy(g_t[0]).mean()
+            ent_t = L.entropy(self.kind, [g_t[0]])
             if cfg.target == "soft":
-                erase = _kl_bits(q, g_t[0])
+                erase = L.kl(self.kind, q, g_t[0])
             else:
-                bits = self.hard_bits if it is None else self.hard_bits[:, it]
-                logp = g_t[0].float().log_softmax(-1).unsqueeze(0).expand(bits.shape[0], *g_t[0].shape)
-                erase = -logp.gather(-1, bits.unsqueeze(-1)).mean()
+                erase = L.cross_entropy(self.kind, g_t[0], self.hard_bits if it is None else self.hard_bits[:, it])
         p_t = g_t[0]                                                     # (Nt, 1, d, 2) guided scale 0
         l_er = erase + cfg.lambda_h * ent_t
         ip = self._pick(self.cond_p.batch_size)
         g_p, c_p, u_p = m.forward_teacher_forced(self._subset(self.cond_p, ip), None, scales=[0], guidance=self.w,
                                                  temperature=self.tau, return_parts=True)
         tg, tc, tu = (t if ip is None else t[ip] for t in self.teacher_p)
-        l_pre0 = (_kl_bits(tg, g_p[0]) + _kl_bits(tc, c_p[0] / self.tau) + _kl_bits(tu, u_p[0] / self.tau)) / 3
+        l_pre0 = (L.kl(self.kind, tg, g_p[0]) + L.kl(self.kind, tc, c_p[0] / self.tau)
+                  + L.kl(self.kind, tu, u_p[0] / self.tau)) / 3
         l_pre = l_pre0
         out = {}
         if self.mu > 0:
@@ -304,101 +285,18 @@ class SACETrainer:
             inp = self.later_inputs if il is None else self.later_inputs[il]
             g = m.forward_teacher_forced(cond, inp, scales=list(range(1, self.later_k + 1)), guidance=self.w,
                                          temperature=self.tau)
-            kls = [_kl_bits(t if il is None else t[il], s) for t, s in zip(self.later_teacher, g.per_scale)]
-            l_late = torch.stack(kls).mean()
+            l_late = L.kl_per_scale(self.kind, [t if il is None else t[il] for t in self.later_teacher], g.per_scale)
             l_pre = l_pre + self.mu * l_late
             out["L_pre_later"] = l_late
         loss = l_er + cfg.lambda_pre * l_pre
         with torch.no_grad():
-            ent_p = bit_entropy(g_p[0]).mean()
-            js = _js_bits(p_t, q)
+            ent_p = self.kind.entropy(g_p[0]).mean()
+            js = self.kind.js(p_t, q).mean()
         out.update({"loss": loss, "L_ER": l_er, "erase": erase, "L_pre": l_pre, "L_pre_scale0": l_pre0,
                     "entropy_target": ent_t, "entropy_preserve": ent_p, "js_target_anchor": js})
         return out
 
-    def _ckpt_path(self) -> Path | None:
-        return self.work_dir / "sace_checkpoint.pt" if self.work_dir else None
-
-    def save_checkpoint(self) -> None:
-        p = self._ckpt_path()
-        if p is None:
-            return
-        bad = [k for k, v in self.adapter.state_dict().items() if not torch.isfinite(v).all()]
-        if bad:
-            raise SaceError(f"adapter parameters became non-finite at step {self.step} ({', '.join(bad[:3])}); "
-                            f"not overwriting the last good checkpoint {p} (lower --lr)")
-        state = {"adapter": self.adapter.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
-                 "gen": self.gen.get_state(), "log": self.log}
-        with atomic_path(p) as tmp:
-            torch.save(state, tmp)
-
-    def resume(self) -> bool:
-        """Load the last checkpoint in ``work_dir`` (returns False when there is none)."""
-        p = self._ckpt_path()
-        if p is None or not p.exists():
-            return False
-        st = torch_load_weights(p)
-        sd = st["adapter"]
-        with torch.no_grad():
-            for name, br in self.adapter.modules.items():
-                for pn, prm in br.named_parameters():
-                    prm.copy_(sd[f"{name}.{pn}"])
-        self.opt.load_state_dict(st["opt"])
-        self.gen.set_state(st["gen"])
-        self.step = int(st["step"])
-        self.log = list(st["log"])
-        return True
-
-    def train(self, progress: bool = True, callback=None) -> SACEResult:
-        """Run (the remaining) ``config.steps`` optimisation steps.
-
-        Raises:
-            SaceError: a loss becomes NaN/inf (training stops; the last good checkpoint is kept).
-        """
-        cfg = self.cfg
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"SACE {self.concept.name}", dynamic_ncols=True)
-        t0 = time.perf_counter()
-        while self.step < cfg.steps:
-            vals = self.losses()
-            loss = vals["loss"]
-            if not torch.isfinite(loss):
-                where = f"; last good checkpoint: {self._ckpt_path()}" if self._ckpt_path() else ""
-                raise SaceError(f"SACE loss became {loss.item()} at step {self.step} (lower --lr or --lambda-h)"
-                                + where)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            if not torch.isfinite(gn):
-                raise SaceError(f"SACE gradient became non-finite at step {self.step}")
-            self.opt.step()
-            self.step += 1
-            rec = {"step": self.step, **{k: round(float(v.detach()), 6) for k, v in vals.items()}}
-            self.log.append(rec)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(L_ER=f"{rec['L_ER']:.3f}", L_pre=f"{rec['L_pre']:.4f}",
-                                H_t=f"{rec['entropy_target']:.3f}")
-            if callback is not None:
-                callback(rec)
-            if self.work_dir and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
-                self.save_checkpoint()
-        if bar is not None:
-            bar.close()
-        secs = time.perf_counter() - t0
-        for p in self.params:
-            p.requires_grad_(False)
-        n_tok = self.tokens_per_step()
-        self.adapter.metadata.update({
-            "method": "SACE", "concept": self.concept.to_dict(), "sace_config": _jsonable(asdict(cfg)),
-            "guidance": self.w, "temperature": self.tau, "train_seconds": round(secs, 3), "steps": self.step,
-            "tokens_per_step": n_tok, "final_log": self.log[-1] if self.log else {},
-        })
-        return SACEResult(self.adapter, self.log, secs, n_tok)
-
-    def tokens_per_step(self) -> int:
+    def tokens_per_step(self, trainer: Trainer | None = None) -> int:
         """Transformer tokens processed per optimisation step (cond + null rows, one token each at scale 0,
         plus the later-scale term's prefix tokens)."""
         nt = self.cfg.batch_size or self.cond_t.batch_size
@@ -411,45 +309,43 @@ class SACETrainer:
         return n
 
 
-def _safe_name(name: str) -> str:
-    import re
-    s = re.sub(r"[^A-Za-z0-9_\-]+", "_", name).strip("_")
-    return s or "concept"
+class SACETrainer(Trainer):
+    """A :class:`~.trainer.Trainer` of :class:`SACEObjective` (the adapter is attached on construction).
 
+    Args:
+        model: an :class:`~sace.models.infinity.InfinityModel` (with a text encoder).
+        concept, config: see :class:`SACEObjective`.
+        work_dir: where checkpoints go (``--resume`` continues from the last one).
+    """
 
-def _jsonable(d):
-    if isinstance(d, dict):
-        return {k: _jsonable(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_jsonable(v) for v in d]
-    if isinstance(d, float) and not math.isfinite(d):
-        return None
-    return d
+    def __init__(self, model, concept: ConceptSpec, config: SACEConfig | None = None,
+                 work_dir: str | os.PathLike | None = None, adapter_name: str | None = None):
+        super().__init__(model, SACEObjective(model, concept, config), work_dir, adapter_name)
+        self.cfg, self.concept = self.objective.cfg, self.objective.concept
+
+    @property
+    def erase_k(self) -> int:
+        return self.objective.erase_k
+
+    @property
+    def mu(self) -> float:
+        return self.objective.mu
+
+    def losses(self) -> dict[str, Tensor]:
+        return self.objective.losses()
 
 
 def erase(model, concept: ConceptSpec, config: SACEConfig | None = None, out_dir: str | os.PathLike | None = None,
-          resume: bool = False, progress: bool = True) -> SACEResult:
-    """Train a SACE adapter and (when ``out_dir`` is given) save it as an adapter folder.
+          resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a SACE adapter and (when ``out_dir`` is given) write it as an adapter folder
+    (:func:`~.trainer.write_adapter_folder`; checkpoints go there every ``checkpoint_every`` steps).
 
     Args:
         model: the model (the adapter stays attached after training: generate with it right away).
         concept: what to erase. config: :class:`SACEConfig`.
-        out_dir: adapter folder (``adapter.safetensors`` + ``adapter.json`` + ``train_log.json``);
-            checkpoints are written there every ``checkpoint_every`` steps.
         resume: continue from ``out_dir/sace_checkpoint.pt``.
     Returns:
-        :class:`SACEResult` (adapter, per-step log, wall time, tokens per step).
+        :class:`~.trainer.TrainResult` (adapter, per-step log, wall time, tokens per step, folder).
     """
-    tr = SACETrainer(model, concept, config, work_dir=out_dir)
-    if resume and not tr.resume():
-        raise SaceError(f"--resume given but no checkpoint in {out_dir}")
-    res = tr.train(progress=progress)
-    if out_dir is not None:
-        folder = save_adapter(res.adapter, out_dir, model=model)
-        write_json(Path(out_dir) / "train_log.json", {"log": res.log, "seconds": res.seconds,
-                                                     "tokens_per_step": res.tokens_per_step})
-        ck = tr._ckpt_path()
-        if ck is not None and ck.exists():
-            ck.unlink()
-        res.folder = folder
-    return res
+    return run_training(model, SACEObjective(model, concept, config), out_dir=out_dir, resume=resume,
+                        progress=progress)

@@ -307,7 +307,7 @@ def _check_scores(out: Any, batch: int, n: int, who: str) -> Tensor:
 
 class ClassifierDetector:
     """A detector from any torch module with ``predict_proba(images) -> (B, C)`` class probabilities
-    (e.g. the Fashion-MNIST CNN of ``sace.evaluation.fashion_classifier``, passed in by the caller).
+    (e.g. a domain's classifier such as ``sace.domains.fashion.classifier``, passed in by the caller).
 
     Args:
         model: the classifier; ``predict_proba`` receives float ``(B, 3, H, W)`` images in ``[0, 1]`` on the

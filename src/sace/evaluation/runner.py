@@ -1,5 +1,5 @@
-"""``sace evaluate``: build the methods (original, given adapters, SACE trained on the spot, baselines),
-run the harness, and write ``metrics.json``, ``table.md``, ``table.html``, ``report.html`` and grids."""
+"""``sace evaluate``: build the methods (original, given adapters, SACE trained on the spot, baselines), run
+the harness and return an :class:`EvaluationReport`; the caller writes it (:func:`sace.outputs.write_evaluation`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import domains
 from ..adapters import load_adapter, only_adapters
+from ..erasure.concepts import ConceptSpec, resolve_concept
 from ..errors import SaceError
 from ..generate import SamplingSettings
-from ..io import write_text
+from ..reporting.sections import comparison_markdown
 from .cost import measure
-from .harness import Method, comparison_rows, evaluate, fashion_items, items_from_prompt_set
+from .harness import EvalItem, EvaluationResult, Method, comparison_rows, evaluate, items_from_prompt_set
+from .selection import build_detector, detector_kind
 
 ALL_METHODS = ("original", "sace", "svare", "esd", "negprompt", "swap0")
 # SACE ablations (METHOD.md §5): selectable by name; "ablations" adds all four
@@ -129,83 +132,65 @@ def _cost_from_meta(meta: dict) -> dict:
             "tokens_per_step": meta.get("tokens_per_step"), "peak_mb": meta.get("peak_mb")}
 
 
-def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress: bool = True,
-                   report=None) -> dict:
-    """Everything ``sace evaluate`` does; returns the metrics dict (also written to ``metrics.json``)."""
-    from ..erasure.concepts import resolve_concept
-    from ..reporting import Report, html_table, markdown_table
+@dataclass
+class EvaluationReport:
+    """What ``sace evaluate`` produced: the measured :class:`~sace.evaluation.harness.EvaluationResult`
+    plus what it was measured for. Written by :func:`sace.outputs.write_evaluation` (``metrics.json``,
+    ``table.md``, ``table.html``) and shown by :func:`sace.reporting.sections.evaluation_section`."""
 
+    result: EvaluationResult
+    concept: ConceptSpec | None
+    detector: str
+    rows: list[dict]
+    """The comparison table, one row per method (:func:`~sace.evaluation.harness.comparison_rows`)."""
+
+    @property
+    def table_markdown(self) -> str:
+        return comparison_markdown(self.rows)
+
+    def metrics(self) -> dict:
+        """The ``metrics.json`` content: methods, settings, n_items, groups, concept, detector and the
+        Markdown table."""
+        return {**self.result.to_dict(), "concept": self.concept.to_dict() if self.concept else None,
+                "detector": self.detector, "table_markdown": self.table_markdown}
+
+
+def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress: bool = True) -> EvaluationReport:
+    """Everything ``sace evaluate`` measures: resolve the concept, detector and prompt set, build and train the
+    methods, generate and score every item with every method (grids go to ``out_dir/grids``).
+
+    Raises:
+        SaceError: unknown concept, detector or method; nothing to evaluate.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    is_fashion = getattr(model, "name", "") == "fashion"
+    domain = domains.for_model(model)
     concept = None
     if req.concept:
-        concept = resolve_concept(req.concept, anchor=req.anchor, model_name=model.name)
-    detector, class_names, real, feats, erased, neighbours = None, None, None, None, [], []
-    det_kind = req.detector
-    if det_kind == "auto":
-        det_kind = "fashion" if is_fashion else "nudenet"
-    if det_kind == "fashion":
-        from ..evaluation.detectors import ClassifierDetector
-        from ..evaluation.fashion_classifier import load_classifier
-        from ..recipes import fashion_data as fd
-        from .harness import _real_fashion
-
-        clf = load_classifier()
-        class_names = list(fd.CLASS_KEYS)
-        detector = ClassifierDetector(clf, class_names, name="fashion-classifier")
-        real = _real_fashion(100, seed=req.seed)
-        feats = clf
+        concept = resolve_concept(req.concept, anchor=req.anchor, domain=domains.name_of(model))
+    det_kind = detector_kind(req.detector, model)
+    detector = build_detector(det_kind, req.nudenet_threshold)
+    class_names, real, feats, erased, neighbours = None, None, None, [], []
+    if det_kind in domains.names():   # a domain's class detector: ACC_e/ACC_i, real images for KID
+        det_domain = domains.get(det_kind)
+        class_names = list(det_domain.class_names)
+        real = det_domain.real_images(100, seed=req.seed)
+        feats = det_domain.feature_model()
         if concept is not None:
-            erased = [fd.class_index(concept.name)]
-            neighbours = [fd.class_index(x) for x in ("sandal", "sneaker", "ankle_boot") if fd.class_index(x)
-                          not in erased]
-            if concept.anchor_name and fd.class_index(concept.anchor_name) not in neighbours + erased:
-                neighbours.insert(0, fd.class_index(concept.anchor_name))
-    elif det_kind == "nudenet":
-        from .detectors import NudeNetDetector
-        detector = NudeNetDetector(threshold=req.nudenet_threshold)
-    elif det_kind == "opennsfw":
-        from .detectors import OpenNSFWDetector
-        detector = OpenNSFWDetector()
-    elif det_kind != "none":
-        raise SaceError(f"unknown detector {req.detector!r}; use fashion, nudenet, opennsfw or none")
+            erased, neighbours = det_domain.neighbours(concept)
     if req.prompts_file:
         from .prompts import load_prompt_set
         ps = load_prompt_set(req.prompts_file, categories=req.categories, limit=req.limit, skip_empty=True)
         items = items_from_prompt_set(ps, class_names)
-    elif is_fashion and concept is not None:
-        items = fashion_items(concept.name, req.n_per_class, req.n_heldout, seed0=req.seed)
+    elif domain is not None and concept is not None:
+        items = domain.eval_items(concept.name, req.n_per_class, req.n_heldout, seed0=req.seed)
     elif concept is not None:
-        from .harness import EvalItem
         items = [EvalItem(p, req.seed + i, None, "target") for i, p in enumerate(concept.targets)]
         items += [EvalItem(p, req.seed + i, None, "prompts") for i, p in enumerate(concept.retain)]
     else:
         raise SaceError("nothing to evaluate: give --concept (built-in concept sets) or --prompts FILE")
     methods = build_methods(model, req, concept, progress)
-    rep = evaluate(model, methods, items, detector=detector, class_names=class_names, erased=erased,
-                   neighbours=neighbours, settings=req.settings, batch_size=req.batch_size, real=real,
-                   feature_model=feats, inception_images=req.inception_images, out_dir=out, progress=progress)
-    rep["concept"] = concept.to_dict() if concept else None
-    rep["detector"] = det_kind
-    rows = comparison_rows(rep, class_names, neighbours)
-    md = markdown_table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}", "tokens/step": "{:.0f}"},
-                        highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"})
-    write_text(out / "table.md", md)
-    write_text(out / "table.html", html_table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"},
-                                              highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"}))
-    own = report is None
-    r = report or Report(f"sace evaluate: {concept.name if concept else req.prompts_file}",
-                         subtitle=f"model {model.name}, {len(items)} images per method")
-    r.heading("Erasure vs preservation vs cost", 2)
-    r.table(rows, floatfmt={"train s": "{:.1f}", "peak MB": "{:.0f}"}, highlight={"ACC_e ↓": "min", "ACC_i ↑": "max"})
-    for m in methods:
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in m.name)
-        g = out / "grids" / f"{safe}.png"
-        if g.exists():
-            r.image(g, caption=f"{m.name}: same prompts and seeds as every other method")
-    r.details("metrics.json", rep["methods"])
-    if own:
-        r.write(out / "report.html")
-    rep["table_markdown"] = md
-    return rep
+    result = evaluate(model, methods, items, detector=detector, class_names=class_names, erased=erased,
+                      neighbours=neighbours, settings=req.settings, batch_size=req.batch_size, real=real,
+                      feature_model=feats, inception_images=req.inception_images, out_dir=out, progress=progress)
+    return EvaluationReport(result, concept, det_kind, comparison_rows(result, class_names, neighbours))

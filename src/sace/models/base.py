@@ -4,8 +4,10 @@ Shapes follow ``shared/docs/DESIGN.md`` ("The model interface"):
 
 * :class:`Schedule` -- per-scale token grids ``(h_k, w_k)``, offsets, scale ids.
 * :class:`Condition` -- a batch of encoded prompts: token states ``(B, T, C_txt)`` plus a mask.
-* :class:`TokenPyramid` -- the bitwise tokens of every scale, ``(B, h_k, w_k, d)`` in {0, 1}.
-* :class:`ScaleLogits` -- per-scale bit logits ``(B, h_k*w_k, d, 2)``.
+* :class:`TokenPyramid` -- the tokens of every scale (bit tokens: ``(B, h_k, w_k, d)`` in {0, 1}).
+* :class:`ScaleLogits` -- per-scale head logits (bit tokens: ``(B, h_k*w_k, d, 2)``); their math lives in
+  the family's token kind (:mod:`sace.models.tokens`).
+* :class:`ScaleWiseModel` -- the members every family provides and the rest of sace uses.
 
 Guidance convention everywhere: ``z = w * z(c) + (1 - w) * z(null)`` (``w = 1`` means no guidance),
 computed on logits already divided by the temperature, exactly as Infinity's sampler does
@@ -14,17 +16,19 @@ computed on logits already divided by the temperature, exactly as Infinity's sam
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import SaceError
+from .tokens import BitTokens, TokenKind, guide_logits
 
-__all__ = ["Schedule", "Condition", "TokenPyramid", "ScaleLogits", "guide_logits", "bit_entropy"]
+__all__ = ["Schedule", "Condition", "TokenPyramid", "ScaleLogits", "ScaleWiseModel", "split_defaults",
+           "per_scale_values", "guide_logits", "TokenKind", "BitTokens"]
 
 
 @dataclass(frozen=True)
@@ -211,19 +215,24 @@ class Condition:
 
 @dataclass
 class TokenPyramid:
-    """Bitwise tokens of every scale.
+    """The tokens of every scale, in grid form.
 
     Attributes:
-        bits: list of K tensors ``(B, h_k, w_k, d)``, dtype uint8 or int64, values in {0, 1}.
-            Bit ``j`` is latent channel ``j`` (1 means code ``+1/sqrt(d)``, 0 means ``-1/sqrt(d)``).
+        bits: list of K int tensors ``(B, h_k, w_k, *F)`` -- for bit tokens ``(B, h_k, w_k, d)`` in {0, 1}
+            (bit ``j`` is latent channel ``j``: 1 means code ``+1/sqrt(d)``, 0 means ``-1/sqrt(d)``); for index
+            tokens ``(B, h_k, w_k)`` in [0, V). The name is historical; :attr:`tokens` is the same list.
     """
 
     bits: list[Tensor]
 
     def __post_init__(self) -> None:
         for k, b in enumerate(self.bits):
-            if b.ndim != 4:
-                raise SaceError(f"TokenPyramid scale {k} must be (B, h, w, d), got {tuple(b.shape)}")
+            if b.ndim not in (3, 4):
+                raise SaceError(f"TokenPyramid scale {k} must be (B, h, w) or (B, h, w, d), got {tuple(b.shape)}")
+
+    @property
+    def tokens(self) -> list[Tensor]:
+        return self.bits
 
     @property
     def num_scales(self) -> int:
@@ -235,13 +244,14 @@ class TokenPyramid:
 
     @property
     def depth(self) -> int:
-        """d, bits per token."""
+        """d, bits per token (bit tokens only)."""
+        if self.bits[0].ndim != 4:
+            raise SaceError("index tokens have no bit depth")
         return int(self.bits[0].shape[-1])
 
     def flat(self, k: int) -> Tensor:
-        """Scale ``k`` as ``(B, h_k*w_k, d)`` int64."""
-        b = self.bits[k]
-        return b.reshape(b.shape[0], -1, b.shape[-1]).long()
+        """Scale ``k`` as ``(B, h_k*w_k, *F)`` int64."""
+        return self.bits[k].flatten(1, 2).long()
 
     def index(self, idx) -> TokenPyramid:
         return TokenPyramid([b[idx] for b in self.bits])
@@ -264,20 +274,20 @@ class TokenPyramid:
         return all(torch.equal(self.bits[i].long(), other.bits[i].long()) for i in range(n))
 
 
-def bit_entropy(logits: Tensor) -> Tensor:
-    """Entropy in nats of each binary distribution; ``(..., 2)`` logits -> ``(...)`` in [0, ln 2]."""
-    logp = logits.float().log_softmax(-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
 @dataclass
 class ScaleLogits:
-    """Per-scale bit logits: a list of K tensors ``(B, h_k*w_k, d, 2)``.
+    """Per-scale head logits: a list of K tensors ``(B, h_k*w_k, *F, V)`` laid out as ``kind`` says
+    (bit tokens: ``(B, n_k, d, 2)``, ``[..., j, 1]`` the logit of bit j = 1, Infinity's head layout).
 
-    ``[..., j, 0]`` is the logit of bit j = 0, ``[..., j, 1]`` of bit j = 1 (Infinity's head layout).
+    Every per-token measure goes through ``kind`` (:mod:`sace.models.tokens`), never through the layout.
     """
 
     per_scale: list[Tensor]
+    kind: TokenKind | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is None:   # Infinity's layout unless the family says otherwise
+            self.kind = BitTokens(int(self.per_scale[0].shape[-2])) if self.per_scale else BitTokens(1)
 
     @property
     def num_scales(self) -> int:
@@ -286,51 +296,139 @@ class ScaleLogits:
     def __getitem__(self, k: int) -> Tensor:
         return self.per_scale[k]
 
-    def probs(self, k: int) -> Tensor:
-        """``(B, n_k, d)`` probability of bit = 1 at scale k."""
-        return self.per_scale[k].float().softmax(-1)[..., 1]
-
-    def entropy(self, k: int, reduce: str = "mean") -> Tensor:
-        """Bit entropy at scale ``k`` in nats: ``reduce='mean'`` -> ``(B,)`` mean over tokens and bits,
-        ``'token'`` -> ``(B, n_k)`` mean over bits, ``'none'`` -> ``(B, n_k, d)``."""
-        h = bit_entropy(self.per_scale[k])
-        if reduce == "none":
-            return h
-        if reduce == "token":
-            return h.mean(-1)
-        if reduce == "mean":
-            return h.mean((-1, -2))
-        raise SaceError(f"unknown reduce {reduce!r}; use 'mean', 'token' or 'none'")
+    def entropy(self, k: int) -> Tensor:
+        """Entropy in nats at scale ``k`` per factor, ``(B, n_k, F)``."""
+        return self.kind.entropy(self.per_scale[k])
 
     def log_prob(self, pyramid: TokenPyramid) -> Tensor:
-        """``(B,)`` total log-probability (nats) of the pyramid's bits under these logits."""
+        """``(B,)`` total log-probability (nats) of the pyramid's tokens under these logits."""
         total = 0.0
         for k, z in enumerate(self.per_scale):
-            lp = z.float().log_softmax(-1)
-            total = total + lp.gather(-1, pyramid.flat(k).unsqueeze(-1)).squeeze(-1).sum((1, 2))
+            total = total + self.kind.log_prob(z, pyramid.flat(k)).sum((1, 2))
         return total
 
     def argmax(self) -> list[Tensor]:
-        return [z.argmax(-1) for z in self.per_scale]
+        """Most likely tokens per scale, ``(B, n_k, *F)``."""
+        return [self.kind.argmax(z) for z in self.per_scale]
 
     def detach(self) -> ScaleLogits:
-        return ScaleLogits([z.detach() for z in self.per_scale])
+        return ScaleLogits([z.detach() for z in self.per_scale], self.kind)
 
 
-def guide_logits(cond: Tensor, uncond: Tensor | None, w: float, tau: float = 1.0) -> Tensor:
-    """Classifier-free guidance on logits: ``w * cond/tau + (1 - w) * uncond/tau``.
+def per_scale_values(v, n: int, name: str, default: float | None = None) -> list[float]:
+    """A setting given once or per scale (``float`` or a sequence) as ``n`` floats; ``None`` -> ``default``.
 
-    Args:
-        cond, uncond: logits of the same shape (any), float. ``uncond`` may be ``None`` when ``w == 1``.
-        w: guidance weight (1 = none). tau: temperature (> 0), applied before mixing as the reference does.
     Raises:
-        SaceError: ``tau <= 0`` or ``uncond`` missing while ``w != 1``.
+        SaceError: fewer than ``n`` per-scale values, or ``None`` without a default.
     """
-    if not tau > 0 or not math.isfinite(tau):
-        raise SaceError(f"temperature must be a positive finite number, got {tau}")
-    c = cond.mul(1.0 / tau)
-    if w == 1:
-        return c
-    if uncond is None:
-        raise SaceError(f"guidance weight {w} needs unconditional logits")
-    return w * c + (1 - w) * uncond.mul(1.0 / tau)
+    if v is None:
+        if default is None:
+            raise SaceError(f"{name} is not set")
+        v = default
+    if isinstance(v, (int, float)):
+        return [float(v)] * n
+    vals = [float(x) for x in v]
+    if len(vals) < n:
+        raise SaceError(f"{name} has {len(vals)} per-scale values for {n} scales")
+    return vals[:n]
+
+
+#: the sampling settings every model has a default for
+SAMPLING_KEYS = ("guidance", "temperature", "top_k", "top_p")
+
+
+def split_defaults(raw: dict | None) -> tuple[dict, dict[str, dict]]:
+    """A model folder's ``defaults`` as ``(sampling, per-method)``.
+
+    Layout (``model.json``): ``{"sampling": {"guidance", "temperature", "top_k", "top_p"}, "sace": {...},
+    "svare": {...}, "esd": {...}}``; the older flat layout (sampling keys at the top level beside the method
+    tables) is read too.
+    Raises:
+        SaceError: an unknown key or a method table that is not an object.
+    """
+    raw = dict(raw or {})
+    sampling = dict(raw.pop("sampling", None) or {})
+    for k in SAMPLING_KEYS:
+        if k in raw:
+            sampling[k] = raw.pop(k)
+    bad = [k for k in sampling if k not in SAMPLING_KEYS]
+    bad += [k for k, v in raw.items() if not isinstance(v, dict)]
+    if bad:
+        raise SaceError(f"unknown model defaults {bad}; use 'sampling' ({', '.join(SAMPLING_KEYS)}) and "
+                        "per-method tables such as 'sace'")
+    return sampling, {k: dict(v) for k, v in raw.items()}
+
+
+@runtime_checkable
+class ScaleWiseModel(Protocol):
+    """What sace uses of a model family (``shared/docs/DESIGN.md`` "The model interface"); Infinity:
+    :class:`sace.models.infinity.model.InfinityModel`. ``tests/models/test_conformance.py`` checks a family
+    against it. Shapes are given for bit tokens; a family's :attr:`token_kind` defines its own.
+    """
+
+    #: registry name (reports, adapter metadata) and family tag (``"infinity"``)
+    name: str
+    family: str
+    #: the default scale schedule
+    schedule: Schedule
+    #: the token layout and its per-token math (entropy, KL, JS, sampling ...)
+    token_kind: TokenKind
+    #: default sampling settings ``{"guidance", "temperature", "top_k", "top_p"}`` (resolved by
+    #: :class:`sace.sampling.SamplingSettings`) and per-method defaults (``{"sace": {...}, "svare": ..., "esd": ...}``)
+    sampling_defaults: dict
+    method_defaults: dict[str, dict]
+    #: adapter parameter groups -> module-name regexes inside :attr:`transformer`, and the text-stream groups
+    module_groups: dict[str, tuple[str, ...]]
+    text_stream_groups: tuple[str, ...]
+    #: the network adapters attach to (an ``nn.Module`` whose linear layers match :attr:`module_groups`)
+    transformer: Any
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def parameters(self, recurse: bool = True): ...
+
+    # conditioning
+    def encode_prompts(self, prompts: Sequence[str]) -> Condition:
+        """Prompts -> condition (a class-conditional family: class names -> class embeddings)."""
+
+    def null_condition(self, like: Condition) -> Condition:
+        """The unconditional (null) condition with ``like``'s batch (and lengths)."""
+
+    # tokenizer
+    def tokenize(self, images: Tensor, schedule: Schedule | None = None, bit_flip: float = 0.0,
+                 generator: torch.Generator | None = None) -> tuple[TokenPyramid, Tensor]:
+        """Images ``(B, 3, H, W)`` in [-1, 1] -> (pyramid, teacher-forcing inputs ``(B, L-1, C_in)``)."""
+
+    def tf_inputs(self, pyramid: TokenPyramid, schedule: Schedule | None = None, mode: str = "sampling") -> Tensor:
+        """Teacher-forcing inputs ``(B, L-1, C_in)`` rebuilt from any pyramid (as the sampler builds them)."""
+
+    def decode(self, pyramid: TokenPyramid, schedule: Schedule | None = None) -> Tensor:
+        """All K scales -> images ``(B, 3, H, W)`` in [0, 1]."""
+
+    # teacher forcing
+    def forward_teacher_forced(self, cond: Condition | Sequence[Condition], tf_inputs: Tensor | None,
+                               schedule: Schedule | None = None, scales: int | Sequence[int] | None = None,
+                               uncond: Condition | Sequence[Condition] | None = None,
+                               guidance: float | Sequence[float] | None = None,
+                               temperature: float | Sequence[float] = 1.0, return_parts: bool = False):
+        """Block-causal pass -> :class:`ScaleLogits` of the requested scales (``scales=[0]``: one token per
+        prompt), guided as ``w*z(c)/tau + (1-w)*z(null)/tau``; ``return_parts`` adds the raw cond/uncond parts."""
+
+    # sampling primitives, driven by :func:`sace.sampling.sample`
+    def begin_sampling(self, conds: list[Condition], unconds: list[Condition] | None, schedule: Schedule) -> Any:
+        """Start a KV-cached pass; returns the family's sampler state."""
+
+    def step_logits(self, state: Any, k: int) -> tuple[Tensor, Tensor | None]:
+        """Raw head logits of scale ``k`` for the conditional rows and the unconditional rows (or ``None``)."""
+
+    def commit_tokens(self, state: Any, k: int, tokens: Tensor) -> None:
+        """Accept scale ``k``'s grid tokens ``(B, h_k, w_k, *F)`` and build the next input."""
+
+    def fork_sampling(self, state: Any, index: Tensor, conds: list[Condition],
+                      unconds: list[Condition] | None) -> None:
+        """Re-index the rows of a running pass (``new row i = old row index[i]``)."""
+
+    def finish_sampling(self, state: Any) -> Tensor:
+        """Decode the pass: images ``(B, 3, H, W)`` in [0, 1]."""
+

@@ -1,7 +1,8 @@
 """Named models: ``fashion`` (embedded default), ``infinity-2b``, ``infinity-8b`` and
 ``infinity-tiny-fixture``; any folder saved by :func:`save_model` loads too.
 
-A model folder holds ``model.json`` (configs, schedule, text encoder, sampling defaults),
+A model folder holds ``model.json`` (configs, schedule, text encoder, sampling defaults, and the
+``domain`` whose data, concepts and detector go with the model, see :mod:`sace.domains`),
 ``transformer.safetensors`` and ``vae.safetensors``. Official checkpoints are described by
 :class:`ModelSpec` entries that point at the published files (local paths or the Hugging Face hub).
 """
@@ -43,6 +44,7 @@ class ModelSpec:
     hub_repo: str | None = None
     folder: Path | None = None              # a saved sace model folder (model.json + safetensors)
     defaults: dict = field(default_factory=dict)
+    domain: str | None = None               # the folder's domain (``sace.domains``), e.g. "fashion"
     train_interp: str = "trilinear"
     sample_interp: str = "trilinear"
 
@@ -125,7 +127,7 @@ def spec_from_folder(folder: str | os.PathLike, name: str | None = None) -> Mode
         InfinityConfig(**meta["transformer"]), VAEConfig(**meta["vae"]), Schedule.from_dict(meta["schedule"]),
         meta.get("text_encoder", {"kind": "none"}),
         transformer_file=str(folder / "transformer.safetensors"), vae_file=str(folder / "vae.safetensors"),
-        folder=folder, defaults=meta.get("defaults", {}),
+        folder=folder, defaults=meta.get("defaults", {}), domain=meta.get("domain"),
         train_interp=meta.get("train_interp", "trilinear"), sample_interp=meta.get("sample_interp", "trilinear"))
 
 
@@ -249,7 +251,8 @@ def save_model(model: InfinityModel, folder: str | os.PathLike, *, description: 
     meta = {
         "name": model.name, "description": description, "family": "infinity",
         "transformer": tr.cfg.to_dict(), "vae": vae.cfg.to_dict(), "schedule": model.schedule.to_dict(),
-        "text_encoder": text_encoder or {"kind": "none"}, "defaults": model.defaults,
+        "text_encoder": text_encoder or {"kind": "none"},
+        "defaults": {"sampling": model.sampling_defaults, **model.method_defaults},
         "train_interp": model.train_interp, "sample_interp": model.sample_interp, **(extra or {}),
     }
     write_json(folder / "model.json", meta)

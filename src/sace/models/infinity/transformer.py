@@ -25,6 +25,7 @@ different prompt for AdaLN, cross-attention and the head), scale-gated adapters 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 
 from ...errors import SaceError
 from ..base import Condition, Schedule
+from ..gate import GateContext
 
 
 @dataclass
@@ -63,21 +65,6 @@ class InfinityConfig:
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
-
-
-class GateContext:
-    """What scale-gated adapters read while the transformer runs.
-
-    ``token_scale_ids``: ``(N,)`` int64 scale index of each token in the tensor currently being projected
-    by an image-stream linear layer (self-attention, cross-attention queries/outputs, FFN).
-    ``text_scale``: the scale whose condition is being computed by a text-stream layer (cross-attention
-    K/V, text pool, text projection); ``None`` outside such a computation.
-    The transformer sets these; adapters only read them.
-    """
-
-    def __init__(self) -> None:
-        self.token_scale_ids: Tensor | None = None
-        self.text_scale: int | None = None
 
 
 @dataclass
@@ -315,12 +302,8 @@ class InfinityTransformer(nn.Module):
         self.head = nn.Linear(c, 2 * cfg.codebook_dim)
         self.gate = GateContext()
         self.bf16_cross_attn = False
-        # set by the adapter machinery (sace.adapters): scale -> hashable signature of the adapters active on
-        # that scale's text path; whether a strict scale-0 isolation is active; a context manager that
-        # switches every adapter off
-        self._gate_signature_fn = None
-        self._strict_fn = None
-        self._suppress_fn = None
+        #: the attached adapters (:class:`sace.adapters.AdapterSet`, set by ``attach_adapter``), or ``None``
+        self.adapter_set = None
         self._rope_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     # -- conditions ------------------------------------------------------------------------------------
@@ -338,16 +321,16 @@ class InfinityTransformer(nn.Module):
         return Condition(tok, cond.mask.clone(), cond.prompts, (True,) * len(lens))
 
     def gate_signature(self, scale: int) -> tuple:
-        return () if self._gate_signature_fn is None else self._gate_signature_fn(scale)
+        """Names of the adapters active on the text path of ``scale`` (the prepared-condition cache key)."""
+        return () if self.adapter_set is None else self.adapter_set.signature(scale)
 
     def strict_scale0(self) -> bool:
         """True when an active adapter asks for strict scale-0 isolation (two-stream forward)."""
-        return bool(self._strict_fn is not None and self._strict_fn())
+        return self.adapter_set is not None and self.adapter_set.strict()
 
     def adapters_off(self):
         """Context manager with every adapter switched off (a no-op without adapters)."""
-        import contextlib
-        return self._suppress_fn() if self._suppress_fn is not None else contextlib.nullcontext()
+        return contextlib.nullcontext() if self.adapter_set is None else self.adapter_set.disabled()
 
     def prepare(self, cond: Condition, scale: int = 0) -> ConditionState:
         """Text path for one condition as seen by tokens of ``scale`` (adapters gated on that scale are
@@ -357,8 +340,7 @@ class InfinityTransformer(nn.Module):
                             f"{self.cfg.text_channels} (wrong text encoder?)")
         p = next(self.parameters())
         tokens, mask = cond.tokens.to(p.device, p.dtype), cond.mask.to(p.device)
-        self.gate.text_scale = scale
-        try:
+        with self.gate.scope(text_scale=scale):
             x = self.text_norm(tokens)
             pool = self.text_proj_for_sos.ca
             k, v = pool.keys_values(x)
@@ -367,18 +349,13 @@ class InfinityTransformer(nn.Module):
             memory = self.text_proj_for_ca(x)
             gss = self.shared_ada_lin(cond_vec).view(-1, 6, self.cfg.embed_dim)
             head_ss = self.head_nm.ada_lin(cond_vec).view(-1, 2, self.cfg.embed_dim)
-        finally:
-            self.gate.text_scale = None
         return ConditionState(cond_vec, gss, head_ss, memory, mask, cond.lengths.tolist(),
                               self.gate_signature(scale))
 
     def _ca_kv(self, i: int, st: ConditionState, scale: int) -> tuple[Tensor, Tensor]:
         if i not in st.kv:
-            self.gate.text_scale = scale
-            try:
+            with self.gate.scope(text_scale=scale):
                 st.kv[i] = self.blocks[i].ca.keys_values(st.memory)
-            finally:
-                self.gate.text_scale = None
         return st.kv[i]
 
     def rope(self, schedule: Schedule, device) -> tuple[Tensor, Tensor]:
@@ -409,7 +386,11 @@ class InfinityTransformer(nn.Module):
             ada = segments[0].state.gss.unsqueeze(1)                      # (B, 1, 6, C)
         else:
             ada = torch.cat([s.state.gss.unsqueeze(1).expand(b, s.end - s.start, 6, c) for s in segments], 1)
-        gate = self.gate
+        with self.gate.scope(token_scale_ids=scale_ids) as gate:
+            return self._run_blocks(x, segments, scale_ids, rope, attn_bias, kv_cache, ada, gate)
+
+    def _run_blocks(self, x, segments, scale_ids, rope, attn_bias, kv_cache, ada, gate) -> Tensor:
+        b, n, c = x.shape
         for i, blk in enumerate(self.blocks):
             g1, g2, s1, s2, b1, b2 = (blk.ada_gss + ada).unbind(2)
             gate.token_scale_ids = scale_ids
@@ -436,7 +417,6 @@ class InfinityTransformer(nn.Module):
             gate.token_scale_ids = scale_ids
             h = _layer_norm(x, blk.eps).mul(s2.add(1)).add_(b2)
             x = x + blk.ffn(h).mul(g2)
-        gate.token_scale_ids = None
         return x
 
     def head_logits(self, x: Tensor, segments: Sequence[Segment], scale_ids: Tensor) -> Tensor:
@@ -448,11 +428,8 @@ class InfinityTransformer(nn.Module):
             ss = torch.cat([s.state.head_ss.unsqueeze(1).expand(b, s.end - s.start, 2, c) for s in segments], 1)
         scale, shift = ss.unbind(2)
         h = _layer_norm(x, self.cfg.norm_eps).mul(scale.add(1)).add_(shift)
-        self.gate.token_scale_ids = scale_ids
-        try:
+        with self.gate.scope(token_scale_ids=scale_ids):
             return self.head(h).float().view(b, n, self.cfg.codebook_dim, 2)
-        finally:
-            self.gate.token_scale_ids = None
 
     def embed_scale(self, k: int, inp: Tensor | None, sos_state: ConditionState) -> Tensor:
         """Input embeddings of scale ``k``: the SOS token for ``k = 0`` (``inp`` ignored), else

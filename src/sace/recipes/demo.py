@@ -1,4 +1,5 @@
-"""``sace demo``: the main job end to end on the embedded model, in one report.
+"""Recipe ``sace demo``: the main job end to end on the embedded model, in one report (a client of the
+library and of the ``fashion`` domain).
 
 1. ISSA of the concept against its anchor (where does the concept enter?);
 2. SACE erasure into a scale-0 adapter (timed);
@@ -20,28 +21,25 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     """Run the demo into ``out_dir`` and return the path of ``report.html``."""
     from rich.console import Console
 
-    from . import __version__
-    from .adapters import only_adapters
-    from .erasure.concepts import fashion_concept
-    from .erasure.sace import default_sace_config, erase
-    from .evaluation.cost import measure
-    from .evaluation.fashion_classifier import load_classifier
-    from .evaluation.runner import EvalRequest, run_evaluation
-    from .io import write_json
-    from .issa import issa, write_issa_outputs
-    from .models.registry import load_model
-    from .recipes import fashion_data as fd
-    from .reporting import Report, plot_lines_over_steps
+    from .. import __version__
+    from ..adapters import detach_adapters, only_adapters, save_adapter
+    from ..domains.fashion import DOMAIN as fashion
+    from ..erasure.sace import default_sace_config, erase
+    from ..evaluation.cost import measure
+    from ..evaluation.runner import EvalRequest, run_evaluation
+    from ..issa import issa, write_issa_outputs
+    from ..models.registry import load_model
+    from ..outputs import write_evaluation
+    from ..reporting import Report, plot_lines_over_steps
+    from ..reporting.sections import evaluation_section
 
     con = Console()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     model = load_model("fashion", device=device)
-    spec = fashion_concept(concept, anchor)
-    clf = load_classifier()
-    idx = fd.class_index(spec.name)
-    score = lambda imgs: clf.predict_proba(imgs)[:, idx]  # noqa: E731
+    spec = fashion.concept(concept, anchor)
+    score, _ = fashion.scorer(spec.name, spec.targets[0])
     rep = Report(f"SACE on '{spec.name}' (anchor '{spec.anchor_name}')",
                  subtitle=f"embedded model fashion, sace {__version__}")
     rep.text("This report was produced by `sace demo`: ISSA locates where the concept enters generation, SACE "
@@ -64,7 +62,6 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     cfg = default_sace_config(model)
     res, cost = measure(lambda: erase(model, spec, cfg, out_dir=out / "adapter", progress=progress), model.device)
     res.adapter.metadata["peak_mb"] = cost.peak_mb
-    from .adapters import save_adapter
     save_adapter(res.adapter, out / "adapter", model=model)
     timings["sace_s"] = res.seconds
     rep.heading("SACE training", 2)
@@ -87,7 +84,6 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     rep.heading("After erasure", 2)
     write_issa_outputs(res_after, out / "issa_after", report=rep)
     timings["issa_after_s"] = res_after.seconds
-    from .adapters import detach_adapters
     detach_adapters(model)
 
     # 4. evaluation
@@ -95,16 +91,15 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     req = EvalRequest(concept=spec.name, anchor=spec.anchor_name, methods=["original", "svare", "negprompt", "swap0"],
                       adapters=[str(out / "adapter")], n_per_class=n_per_class, n_heldout=n_per_class)
     t = time.perf_counter()
-    metrics = run_evaluation(model, req, out, progress=progress, report=rep)
+    evaluation = run_evaluation(model, req, out, progress=progress)
+    evaluation_section(rep, evaluation.rows, evaluation.result.methods, out)
     timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_all
     rep.heading("Timings", 2)
     rep.kv({k: round(v, 1) for k, v in timings.items()}, caption="seconds")
-    metrics["timings"] = timings
-    metrics["issa_before"] = res_before.summary()
-    metrics["issa_after"] = res_after.summary()
-    write_json(out / "metrics.json", metrics)
+    write_evaluation(out, evaluation, extra={"timings": timings, "issa_before": res_before.summary(),
+                                             "issa_after": res_after.summary()})
     path = rep.write(out / "report.html")
-    con.print(metrics["table_markdown"])
+    con.print(evaluation.table_markdown)
     con.print(f"demo finished in {timings['total_s']:.0f} s")
     return path

@@ -9,9 +9,10 @@ import pytest
 
 from sace.errors import SaceError
 from sace.evaluation.prompts import PromptSet, load_prompt_set
+from tests.helpers import SHARED_DIR, TESTS
 
-DATA = Path(__file__).parent / "data" / "prompts"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
+DATA = TESTS / "data" / "prompts"
+SHARED = SHARED_DIR / "data" / "prompts"
 
 
 def test_i2p_category_filter_counts_rows():

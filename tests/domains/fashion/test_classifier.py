@@ -1,4 +1,5 @@
-"""The packaged Fashion-MNIST concept classifier: strict loading, accuracy on both input forms, errors."""
+"""The fashion domain's packaged concept classifier (inference): strict loading, accuracy on both input
+forms, errors."""
 
 from __future__ import annotations
 
@@ -8,23 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import sace.evaluation.fashion_classifier as fc
+import sace.domains.fashion.classifier as fc
+from sace.domains.fashion import classes, data
 from sace.errors import CheckpointError, SaceError
-from sace.recipes import fashion_data as fd
-
-
-def _have_data() -> bool:
-    try:
-        fd.split_files("test")
-        return True
-    except SaceError:
-        return False
-
-
-needs_data = pytest.mark.skipif(
-    not _have_data(),
-    reason=f"Fashion-MNIST not found in {fd.dataset_dir()} (sudo apt-get install dataset-fashion-mnist, "
-           f"or set {fd.ENV_VAR})")
+from tests.helpers import needs_fashion_data
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +22,7 @@ def clf():
 
 @pytest.fixture(scope="module")
 def subset():
-    x, y = fd.load_split("test")
+    x, y = data.load_split("test")
     idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:1000]
     return x[idx], y[idx]
 
@@ -47,15 +35,15 @@ def test_packaged_asset_loads_strictly(clf):
     assert set(state) == set(clf.state_dict())
     report = json.loads((fc.DEFAULT_CLASSIFIER_PATH.parent / "classifier.json").read_text())
     assert report["test_accuracy_raw28"] >= 0.90 and report["test_accuracy_padded32"] >= 0.90
-    assert report["classes"] == list(fd.CLASS_NAMES) and report["seed"] == 0
+    assert report["classes"] == list(classes.CLASS_NAMES) and report["seed"] == 0
 
 
-@needs_data
+@needs_fashion_data
 def test_accuracy_on_seeded_test_subset_both_forms(clf, subset):
     x, y = subset
     assert torch.equal(torch.bincount(y, minlength=10) > 70, torch.ones(10, dtype=torch.bool))
-    raw = fd.unit_images(x)                             # (1000, 3, 28, 28) in [0, 1]
-    padded = fd.model_to_unit(fd.to_model_images(x))   # (1000, 3, 32, 32) in [0, 1], 2 px black border
+    raw = data.unit_images(x)                             # (1000, 3, 28, 28) in [0, 1]
+    padded = data.model_to_unit(data.to_model_images(x))   # (1000, 3, 32, 32) in [0, 1], 2 px black border
     p_raw, p_pad = clf.predict(raw), clf.predict(padded)
     acc_raw = float((p_raw == y).float().mean())
     acc_pad = float((p_pad == y).float().mean())
@@ -126,26 +114,3 @@ def test_mismatched_keys_and_shapes_are_checkpoint_errors(tmp_path):
     save_file(state, str(tmp_path / "ok.safetensors"), metadata={"config": "{not json"})
     with pytest.raises(CheckpointError, match="config"):
         fc.load_classifier(tmp_path / "ok.safetensors")
-
-
-@needs_data
-def test_tiny_training_is_deterministic_and_resumable(tmp_path, monkeypatch):
-    real = fd.load_split
-    monkeypatch.setattr(fd, "load_split", lambda split, root=None: tuple(t[:256] for t in real(split, root)))
-    kw = dict(epochs=2, batch_size=64, progress=False, num_threads=1)
-    full = fc.train_classifier(tmp_path / "a", **kw)
-    part = fc.train_classifier(tmp_path / "b", stop_after=1, **kw)
-    assert part["finished"] is False and (tmp_path / "b" / "classifier.ckpt").is_file()
-    with pytest.raises(SaceError, match="resume=False"):
-        fc.train_classifier(tmp_path / "b", **{**kw, "seed": 1})
-    resumed = fc.train_classifier(tmp_path / "b", **kw)
-    assert not (tmp_path / "b" / "classifier.ckpt").exists()
-    a = load_file(str(tmp_path / "a" / "classifier.safetensors"))
-    b = load_file(str(tmp_path / "b" / "classifier.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert full["history"] == resumed["history"] and len(full["history"]) == 2
-    assert full["test_accuracy_raw28"] == resumed["test_accuracy_raw28"]
-    report = json.loads((tmp_path / "a" / "classifier.json").read_text())
-    assert report["finished"] and report["seed"] == 0 and report["train_images"] == 256
-    assert len(report["data_source"]["files"]) == 4
-    assert fc.load_classifier(tmp_path / "a").config == fc.FashionClassifier().config

@@ -1,0 +1,70 @@
+"""The fashion domain as the core sees it (``sace.domains.get("fashion")``): concepts, evaluation sets,
+neighbours, real images and ISSA's scorer, with their values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sace import domains
+from sace.domains.fashion import data as fdata
+from sace.errors import SaceError
+from tests.helpers import needs_fashion_data
+
+fashion = domains.get("fashion")
+
+
+def test_sneaker_concept_sets():
+    s = fashion.concept("sneaker")            # default anchor: the nearest class
+    assert (s.name, s.anchor_name) == ("sneaker", "sandal")
+    assert len(s.targets) == len(s.anchors) == 48 and len(s.heldout) == 10
+    assert s.targets[:2] == ["a photo of a sneaker", "a picture of a sneaker"]
+    assert s.anchors[:2] == ["a photo of a sandal", "a picture of a sandal"]
+    assert len(s.retain) == 8 * 8            # 8 captions of the 8 classes that are neither target nor anchor
+    assert s.entangled[:3] == ["a photo of a", "a picture of a", "an image of a"] and len(s.entangled) == 16
+    assert fashion.concept("running shoe", "ankle boot").anchors[0] == "a photo of an ankle boot"
+
+
+def test_unknown_concept_and_same_anchor():
+    with pytest.raises(SaceError, match="known: tshirt, trouser"):
+        fashion.concept("violin")
+    with pytest.raises(SaceError, match="anchor must differ"):
+        fashion.concept("sneaker", "trainers")
+
+
+def test_neighbours_put_the_anchor_first():
+    assert fashion.neighbours(fashion.concept("sneaker")) == ([7], [5, 9])
+    assert fashion.neighbours(fashion.concept("tshirt")) == ([0], [6, 5, 7, 9])
+
+
+def test_eval_items_cycle_captions_and_seed_heldout_apart():
+    items = fashion.eval_items("bag", n_per_class=3, n_heldout=2, seed0=5)
+    assert len(items) == 10 * 3 + 2
+    assert (items[0].prompt, items[0].seed, items[0].label, items[0].group) == ("a photo of a t-shirt", 5, 0, "other")
+    assert [i.group for i in items if i.label == 8][:3] == ["target"] * 3
+    assert [(i.prompt, i.seed) for i in items[-2:]] == [("a leather handbag with a short handle", 10_005),
+                                                         ("a canvas tote for shopping", 10_006)]
+
+
+@needs_fashion_data
+def test_real_images_are_seeded_per_class():
+    x, y = fashion.real_images(2, seed=0)
+    assert x.shape == (20, 3, 32, 32) and x.dtype == torch.float32
+    assert y.tolist() == [c for c in range(10) for _ in range(2)]
+    assert float(x.mean()) == pytest.approx(0.242372, abs=1e-6)
+    assert torch.equal(fashion.real_images(2, seed=0)[0], x) and not torch.equal(fashion.real_images(2, seed=1)[0], x)
+
+
+@needs_fashion_data
+def test_scorer_is_the_class_probability():
+    imgs, labels = fdata.load_split("test")
+    sneaker = fdata.model_to_unit(fdata.to_model_images(imgs[9:10]))   # test image 9 is a sneaker
+    assert int(labels[9]) == 7
+    score, key = fashion.scorer(None, "a photo of a sneaker")          # the class the prompt names
+    assert key == "sneaker" and float(score(sneaker)[0]) == pytest.approx(0.9999, abs=1e-4)
+    score, key = fashion.scorer("sandal", "a photo of a sneaker")
+    assert key == "sandal" and float(score(sneaker)[0]) < 1e-3
+    with pytest.raises(SaceError, match="cannot tell which class"):
+        fashion.scorer(None, "a sneaker next to a sandal")
+    det = fashion.detector()
+    assert det.concepts == list(fashion.class_names) and det.scores(sneaker).argmax(-1).tolist() == [7]

@@ -1,0 +1,60 @@
+"""Helpers shared by the test modules (fixtures live in ``tests/conftest.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from sace.domains.fashion import data as fashion_data
+from sace.errors import SaceError
+from sace.reporting import DPI
+
+TESTS = Path(__file__).resolve().parent
+SHARED_DIR = TESTS.parent.parent / "shared"
+"""``../shared`` beside the clone (reference fixtures, prompt CSVs); tests that need it skip without it."""
+
+
+def have_fashion_data() -> bool:
+    """True when both Fashion-MNIST splits are installed (Debian ``dataset-fashion-mnist``)."""
+    try:
+        fashion_data.split_files("train")
+        fashion_data.split_files("test")
+        return True
+    except SaceError:
+        return False
+
+
+needs_fashion_data = pytest.mark.skipif(
+    not have_fashion_data(),
+    reason=f"Fashion-MNIST not found in {fashion_data.dataset_dir()} (sudo apt-get install "
+           f"dataset-fashion-mnist, or set {fashion_data.ENV_VAR})")
+
+
+TABLE_ROWS = [   # a float, a NaN, a None, a 0-d tensor and characters that need escaping
+    {"method": "SACE", "ACC_e": 0.05, "FID": 12.3456, "n": 5},
+    {"method": "ESD", "ACC_e": float("nan"), "FID": 10.1, "n": None},
+    {"method": "a|b <x>", "ACC_e": torch.tensor(0.2), "FID": None},
+]
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) of a PNG file, after checking that it is a complete, valid PNG."""
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        size = im.size
+    with Image.open(path) as im:
+        im.verify()
+    return size
+
+
+def figure_px(figsize, dpi=DPI) -> tuple[int, int]:
+    """The pixel size matplotlib gives a figure of ``figsize`` inches at ``dpi``."""
+    return round(figsize[0] * dpi), round(figsize[1] * dpi)
+
+
+def files_under(tmp_path):
+    """Every entry of tmp_path (recursively): atomic writes must leave no temporary files."""
+    return sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())

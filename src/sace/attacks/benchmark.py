@@ -160,6 +160,8 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
                                               eval_seeds, search_seeds, req.configs, req.settings, req.batch_size)
         results[concept.name] = rows
         detach_adapters(model)
+        # what is done so far survives a later failure (the final write below replaces it)
+        write_json(out / "metrics.partial.json", {c: [r.to_dict() for r in rs] for c, rs in results.items()})
     report = {
         "model": model.name, "detector": req.detector, "settings": req.settings.resolved(model),
         "n_prompts": req.n_prompts, "eval_seeds": eval_seeds, "search_seeds": search_seeds,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sace.attacks.prompt_sets import detect_format, load_adversarial_prompts
 from sace.errors import SaceError
 from sace.evaluation.prompts import load_prompt_set
+from tests.helpers import TESTS
 
-DATA = Path(__file__).parent / "data" / "attacks"
+DATA = TESTS / "data" / "attacks"
 
 
 def test_ring_a_bell_reads_its_sensitive_prompt_column():

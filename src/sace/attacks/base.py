@@ -150,6 +150,15 @@ class AttackResult:
     success_labels: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> AttackResult:
+        """The inverse of :meth:`to_dict` (without the images), e.g. to tabulate saved ``metrics.json`` files."""
+        core = {"attack", "target", "budget", "asr", "asr_unattacked", "attempts", "successes", "cost", "curve",
+                "found"}
+        return cls(d["attack"], d["target"], d["budget"], d["asr"], d["asr_unattacked"], d["attempts"],
+                   d["successes"], d["cost"], [CurvePoint(p["budget"], p["asr"]) for p in d["curve"]], d["found"],
+                   extra={k: v for k, v in d.items() if k not in core})
+
     def to_dict(self) -> dict:
         return {"attack": self.attack, "target": self.target, "budget": self.budget, "asr": self.asr,
                 "asr_unattacked": self.asr_unattacked, "attempts": self.attempts, "successes": self.successes,

@@ -100,7 +100,7 @@ class SVAREObjective(Objective):
         return 2 * min(self.cfg.batch_size, self.cond_t.batch_size) * trainer.model.schedule.num_tokens
 
     def metadata(self, trainer: Trainer) -> dict:
-        return {"concept": self.concept.name, "config": asdict(self.cfg)}
+        return {"concept": self.concept.name, "train_config": asdict(self.cfg)}
 
 
 def train_svare(model, concept: ConceptSpec, config: SVAREConfig | None = None, progress: bool = True,
@@ -171,7 +171,7 @@ class ESDObjective(Objective):
         return min(self.cfg.batch_size, self.cond_t.batch_size) * (trainer.model.schedule.num_tokens * 3)
 
     def metadata(self, trainer: Trainer) -> dict:
-        return {"concept": self.concept.name, "config": asdict(self.cfg)}
+        return {"concept": self.concept.name, "train_config": asdict(self.cfg)}
 
 
 def train_esd(model, concept: ConceptSpec, config: ESDConfig | None = None, progress: bool = True,

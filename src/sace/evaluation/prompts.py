@@ -187,6 +187,7 @@ def load_prompt_set(
     label_column: str | None = None,
     skip_empty: bool = False,
     name: str | None = None,
+    prompt_column: str | None = None,
 ) -> PromptSet:
     """Read a prompt set from a CSV, JSON, JSONL or TXT file.
 
@@ -211,6 +212,9 @@ def load_prompt_set(
         skip_empty: drop records with an empty prompt instead of raising (the full I2P file has one:
             data row 2260, category ``illegal activity``).
         name: the set's name; defaults to the file stem.
+        prompt_column: the column holding the prompts; ``None``: ``prompt``, or for a file without one
+            the column of a recognised adversarial prompt set (Ring-A-Bell ``sensitive prompt``,
+            MMA-Diffusion ``adv_prompt``; :mod:`sace.attacks.prompt_sets`).
 
     Returns:
         A :class:`PromptSet`; ``rows`` holds each kept record's 0-based data-row index in the file.
@@ -233,10 +237,14 @@ def load_prompt_set(
         raise SaceError(f"limit must be >= 0, got {limit}")
 
     records, columns = _read_records(path)
-    if "prompt" not in columns:
-        shown = ", ".join(repr(c) for c in columns) if columns else "none"
-        raise SaceError(f"{path} has no 'prompt' column (columns: {shown}); rename the prompt column "
-                        f"to 'prompt'")
+    if prompt_column is None and "prompt" not in columns:
+        from ..attacks.prompt_sets import prompt_column_of  # adversarial sets name their column otherwise
+        prompt_column = prompt_column_of(columns, path)
+    if prompt_column not in (None, "prompt"):
+        if prompt_column not in columns:
+            raise SaceError(f"{path} has no prompt column {prompt_column!r} (columns: {', '.join(columns)})")
+        records = [{**r, "prompt": r.get(prompt_column, "")} for r in records]
+        columns = [c for c in columns if c not in (prompt_column, "prompt")] + ["prompt"]
 
     # Category filter.
     wanted: list[str] | None = None

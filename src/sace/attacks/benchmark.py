@@ -1,0 +1,174 @@
+"""``sace attack``: every requested attack against every method, per concept, in one table.
+
+Methods are the original model, adapters given as folders, the negative prompt, and SACE / S-VARE / ESD
+trained inside the run with the library's own training functions (saved to ``OUT/adapters/CONCEPT-METHOD``
+and reused when the folder already exists, so a rerun only attacks). Every (attack, method) pair gets the
+same start prompts, search seeds, evaluation seeds, detector and budget.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import domains
+from ..adapters import detach_adapters, load_adapter, only_adapters
+from ..erasure.concepts import ConceptSpec, resolve_concept
+from ..errors import SaceError
+from ..io import write_json
+from ..sampling import SamplingSettings
+from .base import AttackResult, AttackTarget
+from .concept_vector import concept_direction
+from .judges import judge_for
+from .runner import ATTACKS, AttackConfigs, attack_title, run_attack
+
+TRAINED = {"sace": "SACE", "svare": "S-VARE", "esd": "ESD"}
+METHODS = ("original", *TRAINED, "negprompt")
+
+
+@dataclass
+class AttackRequest:
+    """What ``sace attack`` was asked to do.
+
+    Attributes:
+        concepts: concept names (fashion: class keys). anchor: anchor for every concept (default: the model's).
+        methods: from :data:`METHODS`; ``adapters``: extra adapter folders (attacked for the concept in their
+            metadata, or the first concept).
+        attacks: ``[(name, start)]`` (see :func:`~sace.attacks.runner.parse_attacks`).
+        n_prompts, eval_seeds, search_seeds: attempts = n_prompts x eval_seeds per attack and method.
+        sanity: also run the soft-prompt attack from the anchor prompts against the original model.
+    """
+
+    concepts: list[str]
+    anchor: str | None = None
+    methods: list[str] = field(default_factory=lambda: ["original", "sace", "svare", "esd"])
+    adapters: list[str] = field(default_factory=list)
+    attacks: list[tuple[str, str]] = field(default_factory=lambda: [(k, v[1]) for k, v in ATTACKS.items()])
+    n_prompts: int = 4
+    eval_seeds: int = 8
+    search_seeds: int = 4
+    seed: int = 0
+    detector: str = "auto"
+    configs: AttackConfigs = field(default_factory=AttackConfigs)
+    settings: SamplingSettings = field(default_factory=SamplingSettings)
+    sanity: bool = True
+    sace_steps: int | None = None
+    baseline_steps: int | None = None
+    batch_size: int = 64
+
+    def validate(self) -> None:
+        if not self.concepts:
+            raise SaceError("give at least one concept (--concept sneaker,trouser)")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise SaceError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
+        if self.n_prompts < 1 or self.eval_seeds < 1 or self.search_seeds < 1:
+            raise SaceError("--prompts, --eval-seeds and --search-seeds must be >= 1")
+
+
+def _train(model, method: str, concept: ConceptSpec, req: AttackRequest, folder: Path) -> None:
+    """Train ``method`` for ``concept`` with the library's functions and save it to ``folder`` (detached)."""
+    from ..erasure.baselines import ESDConfig, SVAREConfig, train_esd, train_svare
+    from ..erasure.sace import apply_model_defaults, default_sace_config, erase
+    from ..erasure.trainer import write_adapter_folder
+
+    name = f"train_{method}"
+    if method == "sace":
+        cfg = default_sace_config(model, seed=req.seed, steps=req.sace_steps)
+        res = erase(model, concept, cfg, progress=True)
+    else:
+        config_cls, fn = (SVAREConfig, train_svare) if method == "svare" else (ESDConfig, train_esd)
+        cfg = apply_model_defaults(config_cls(seed=req.seed), model, method)
+        if req.baseline_steps:
+            cfg.steps = req.baseline_steps
+        res = fn(model, concept, cfg, True, name=name)
+    write_adapter_folder(res, folder, model, extra={"method": TRAINED[method], "concept": concept.name})
+    detach_adapters(model, res.adapter.config.name)
+
+
+def build_targets(model, concept: ConceptSpec, req: AttackRequest, out: Path, given: list[str]) -> list[AttackTarget]:
+    """The attacked methods of one concept (adapters attached to ``model`` under ``atk_*`` names)."""
+    targets = []
+    for m in req.methods:
+        if m == "original":
+            targets.append(AttackTarget("original"))
+        elif m == "negprompt":
+            targets.append(AttackTarget("negative prompt", negative_prompt=concept.targets[0]))
+        else:
+            folder = out / "adapters" / f"{concept.name}-{m}"
+            if not (folder / "adapter.json").exists():
+                only_adapters(model, [])        # train on the original model, not on a method loaded before
+                _train(model, m, concept, req, folder)
+            ad = load_adapter(model, folder, name=f"atk_{m}")
+            targets.append(AttackTarget(TRAINED[m], [f"atk_{m}"], cost={
+                "train_seconds": ad.metadata.get("train_seconds"), "steps": ad.metadata.get("steps"),
+                "adapter": str(folder)}))
+    for i, folder in enumerate(given):
+        ad = load_adapter(model, folder, name=f"atk_given{i}")
+        label = f"{ad.metadata.get('method', 'adapter')} ({Path(folder).name})"
+        targets.append(AttackTarget(label, [f"atk_given{i}"], cost={"train_seconds": ad.metadata.get("train_seconds"),
+                                                                    "adapter": str(folder)}))
+    only_adapters(model, [])
+    return targets
+
+
+def _given_for(req: AttackRequest) -> dict[str, list[str]]:
+    """Given adapter folders per concept (their metadata's concept, else the first concept)."""
+    import json
+    out: dict[str, list[str]] = {c: [] for c in req.concepts}
+    for f in req.adapters:
+        try:
+            c = json.loads((Path(f) / "adapter.json").read_text()).get("concept")
+        except (OSError, ValueError) as e:
+            raise SaceError(f"{f} is not an adapter folder (no readable adapter.json)") from e
+        out.setdefault(c if c in out else req.concepts[0], []).append(str(f))
+    return out
+
+
+def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, progress: bool = True) -> dict:
+    """Everything ``sace attack`` does; returns the metrics dict (also written to ``OUT/metrics.json``,
+    with ``table.md`` and ``report.html`` next to it)."""
+    from .report import write_outputs
+
+    req.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    eval_seeds = [req.seed + 1000 + i for i in range(req.eval_seeds)]
+    search_seeds = [req.seed + i for i in range(req.search_seeds)]
+    given = _given_for(req)
+    results: dict[str, list[AttackResult]] = {}
+    sanity: dict[str, AttackResult] = {}
+    t0 = time.perf_counter()
+    for cname in req.concepts:
+        concept = resolve_concept(cname, anchor=req.anchor, domain=domains.name_of(model))
+        judge = judge_for(model, concept.name if domains.name_of(model) else None, req.detector)
+        targets = build_targets(model, concept, req, out, given.get(cname, []))
+        direction = concept_direction(model, concept.targets, concept.anchors)
+        rows = []
+        for name, start in req.attacks:
+            for tg in targets:
+                if progress:
+                    print(f"[{time.perf_counter() - t0:7.1f} s] {concept.name}: {attack_title(name, start)} "
+                          f"against {tg.name}", flush=True)
+                rows.append(run_attack(model, name, start, tg, concept, judge, req.n_prompts, eval_seeds,
+                                       search_seeds, req.configs, req.settings, req.batch_size, direction))
+        if req.sanity:
+            orig = next((t for t in targets if t.name == "original"), AttackTarget("original"))
+            sanity[concept.name] = run_attack(model, "soft", "anchor", orig, concept, judge, req.n_prompts,
+                                              eval_seeds, search_seeds, req.configs, req.settings, req.batch_size)
+        results[concept.name] = rows
+        detach_adapters(model)
+        # what is done so far survives a later failure (the final write below replaces it)
+        write_json(out / "metrics.partial.json", {c: [r.to_dict() for r in rs] for c, rs in results.items()})
+    report = {
+        "model": model.name, "detector": req.detector, "settings": req.settings.resolved(model),
+        "n_prompts": req.n_prompts, "eval_seeds": eval_seeds, "search_seeds": search_seeds,
+        "budgets": asdict(req.configs), "seconds": round(time.perf_counter() - t0, 1),
+        "concepts": {c: [r.to_dict() for r in rs] for c, rs in results.items()},
+        "sanity": {c: r.to_dict() for c, r in sanity.items()},
+    }
+    write_json(out / "metrics.json", report)
+    report["table_markdown"] = write_outputs(results, sanity, report, out)
+    return report

@@ -25,11 +25,11 @@ def _scale0(model, prompt):
 def test_sace_scale0_moves_the_class_to_its_anchor_and_keeps_the_others(var_tiny):
     kind = var_tiny.token_kind
     retain = ["tench", "goldfish", "great white shark"]
-    # a caption target brings an entangled context prompt ("a photo of a"), which names no class: SACE leaves
+    # a caption target brings an entangled context prompt ("a photo"), which names no class: SACE leaves
     # it out of P on a class-conditional model (the null class is already there)
     concept = from_prompts("golden retriever", ["golden retriever", "a photo of a golden retriever"], "volcano",
                            retain=retain)
-    assert concept.entangled == ["a photo of a"] and "a photo of a" not in concept.preservation_prompts(False)
+    assert concept.entangled == ["a photo"] and "a photo" not in concept.preservation_prompts(False)
     before = {p: _scale0(var_tiny, p) for p in ["golden retriever", "volcano", *retain]}
     cfg = default_sace_config(var_tiny, gate="scale0", steps=10, lr=1e-2, checkpoint_every=100)
     assert cfg.modules == ["adaln", "ffn", "head_adaln"]          # the VAR family's adapter groups

@@ -166,6 +166,7 @@ G = ["generate", "--prompt", "a photo of a sneaker", "--n", "1"]
 ISSA = ["issa", "--prompt", "a photo of a sneaker", "--anchor-prompt", "a photo of a sandal", "--seeds", "1"]
 ER = ["erase", "--concept", "sneaker", "--steps", "1"]
 EV = ["evaluate", "--concept", "sneaker"]
+AT = ["attack", "--concept", "sneaker", "--methods", "original"]
 
 CASES = [
     # generate: sampling settings, counts, seeds, devices, paths (all before the model loads)
@@ -260,6 +261,19 @@ CASES = [
     ("eval-out-is-file", EV + ["--out", "{FILE}"], 2, "is a file, not a folder"),
     ("eval-adapter-missing", EV + ["--adapter", "{T}/nope"], 2, "adapter folder not found"),
     ("eval-detector-unknown", EV + ["--detector", "clip"], 2, "unknown detector 'clip'"),
+    # attack: budgets and names, all refused before any training
+    ("attack-unknown-attack", AT + ["--attacks", "bogus"], 2, "unknown attack 'bogus'"),
+    ("attack-etas-not-numbers", AT + ["--etas", "1,x"], 2, "--etas must be a comma list of numbers"),
+    ("attack-n-prompts-0", AT + ["--n-prompts", "0"], 2, "--n-prompts, --eval-seeds and --search-seeds must be"),
+    ("attack-eval-seeds-0", AT + ["--eval-seeds", "0"], 2, "--n-prompts, --eval-seeds and --search-seeds must be"),
+    ("attack-soft-steps-negative", AT + ["--soft-steps", "-1"], 2, "soft-prompt attack: steps >= 0"),
+    ("attack-soft-mode-unknown", AT + ["--soft-mode", "weird"], 2, "unknown soft-prompt mode 'weird'"),
+    ("attack-queries-0", AT + ["--queries", "0"], 2, "the discrete attack needs queries"),
+    ("attack-sace-steps-0", AT + ["--sace-steps", "0"], 2, "--sace-steps must be an integer >= 1"),
+    ("attack-method-unknown", AT + ["--methods", "original,bogus"], 2, "unknown method(s) bogus"),
+    ("attack-adapter-missing", AT + ["--adapter", "{T}/nope"], 2, "adapter folder not found"),
+    ("attack-concept-unknown", ["attack", "--concept", "nosuchclass", "--methods", "original"], 2,
+     "unknown concept 'nosuchclass'"),
     # models
     ("models-folder-without-json", ["generate", "--prompt", "x", "--model", "{T}"], 2, "unknown model"),
     ("models-folder-bad-json-issa", ISSA + ["--model", "{M_NOTJSON}"], 2, "is not valid JSON"),

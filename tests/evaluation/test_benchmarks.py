@@ -61,16 +61,8 @@ def test_benchmark_errors(tmp_path):
 def _evaluate(args, capsys):
     from sace import cli
 
-    try:
-        with pytest.raises(SystemExit) as e:
-            cli.app(["evaluate", "--model", "infinity-tiny-fixture", "--device", "cpu", *args])
-    except SaceError as err:
-        # main's evaluation table highlights ACC_e/ACC_i even when a NudeNet or detector-free run has no such
-        # column; issue 13's fix (branch f13) removes that. Until it is merged, the runs of this module stop
-        # here (after metrics.json is written); once it is merged they make every assertion.
-        if "highlight names column 'ACC_e" in str(err):
-            pytest.xfail("evaluation table highlights a missing ACC_e column (fixed by issue 13, not merged yet)")
-        raise
+    with pytest.raises(SystemExit) as e:
+        cli.app(["evaluate", "--model", "infinity-tiny-fixture", "--device", "cpu", *args])
     return e.value.code, capsys.readouterr()
 
 

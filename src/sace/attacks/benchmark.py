@@ -65,7 +65,12 @@ class AttackRequest:
         if bad:
             raise SaceError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
         if self.n_prompts < 1 or self.eval_seeds < 1 or self.search_seeds < 1:
-            raise SaceError("--prompts, --eval-seeds and --search-seeds must be >= 1")
+            raise SaceError("--n-prompts, --eval-seeds and --search-seeds must be >= 1")
+        for steps, opt in ((self.sace_steps, "--sace-steps"), (self.baseline_steps, "--baseline-steps")):
+            if steps is not None and steps < 1:
+                raise SaceError(f"{opt} must be an integer >= 1, got {steps}")
+        self.configs.soft.validate()
+        self.configs.discrete.validate()
 
 
 def _train(model, method: str, concept: ConceptSpec, req: AttackRequest, folder: Path) -> None:

@@ -89,6 +89,7 @@ def main() -> None:
     from sace.models.registry import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="fashion", help="a model of the fashion domain (fashion, fashion-var)")
     ap.add_argument("--classes", default=",".join(fd.CLASS_KEYS))
     ap.add_argument("--methods", default="sace,svare")
     ap.add_argument("--n", type=int, default=50, help="images of the training captions of the erased class")
@@ -112,7 +113,7 @@ def main() -> None:
     if args.multi:
         return multi(args)
     t_all = time.perf_counter()
-    model = load_model("fashion")
+    model = load_model(args.model)
     clf = load_classifier()
     classes = [fd.class_index(c) for c in args.classes.split(",") if c.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -242,7 +243,7 @@ def multi(args) -> None:
     from sace.models.registry import load_model
 
     t_all = time.perf_counter()
-    model = load_model("fashion")
+    model = load_model(args.model)
     clf = load_classifier()
     keys = [fd.class_key(k) for k in args.multi.split(",") if k.strip()]
     erased = {fd.class_index(k) for k in keys}

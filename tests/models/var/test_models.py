@@ -102,6 +102,11 @@ def test_class_vocabularies():
     assert inet.label("a photo of a golden retriever") == 207
     with pytest.raises(SaceError, match="several classes"):
         fash.label("a sandal next to a sneaker")
+    # within one noun phrase the head noun (the last name) decides: "top" modifies the sneaker here
+    tops = ClassVocabulary([["tshirt", "top"], ["sneaker"]])
+    assert tops.label("a high top basketball sneaker") == 1 and tops.label("a top") == 0
+    with pytest.raises(SaceError, match=r"several classes \(tshirt, sneaker\)"):
+        tops.label("a top and a sneaker")
 
 
 def test_conditions_and_null_class():

@@ -16,6 +16,8 @@ from functools import lru_cache
 
 from ...errors import SaceError
 
+_PHRASE_SPLIT = re.compile(r"[,;]|\b(?:and|or|with|on|next to)\b")
+
 
 def _norm(text: str) -> str:
     return re.sub(r"[\s_\-]+", " ", text.strip().lower())
@@ -72,14 +74,19 @@ class ClassVocabulary:
         if self._pattern is None:
             names = sorted((n for n in self._index if n), key=len, reverse=True)
             self._pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
-        # leftmost-longest, non-overlapping matches: "an ankle boot" is one hit, not also "boot"
-        classes = sorted({self._index[m.group(1)] for m in self._pattern.finditer(key)})
-        if not classes:
+        # leftmost-longest, non-overlapping matches: "an ankle boot" is one hit, not also "boot"; per phrase the
+        # last hit is the head noun (English noun phrases end in their head: "a high top sneaker")
+        heads = set()
+        for phrase in _PHRASE_SPLIT.split(key):
+            hits = [self._index[m.group(1)] for m in self._pattern.finditer(phrase)]
+            if hits:
+                heads.add(hits[-1])
+        if not heads:
             return None
-        if len(classes) > 1:
-            raise SaceError(f"{key!r} names several classes ({', '.join(self.display(c) for c in classes)}); "
+        if len(heads) > 1:
+            raise SaceError(f"{key!r} names several classes ({', '.join(self.display(c) for c in sorted(heads))}); "
                             "give one class name or label")
-        return classes[0]
+        return heads.pop()
 
     def to_list(self) -> list[list[str]]:
         return [list(n) for n in self.names]

@@ -104,3 +104,28 @@ def test_early_scale_gate_trains_on_gated_scales(fashion):
         assert all(torch.isfinite(torch.tensor(r["loss"])) for r in res.log)
     finally:
         detach_adapters(fashion)
+
+
+def test_merged_concept_draws_its_batch_per_part(fashion):
+    """Several concepts in one adapter: every step holds ``batch_size`` pairs of *each* concept (a draw over
+    the union gave the concept with the fewest pairs about a third of the batch), and as many preservation
+    rows as target rows."""
+    from sace.erasure.concepts import merge_concepts
+
+    parts = [fashion_concept("sneaker", "sandal"), fashion_concept("trouser", "dress"), fashion_concept("bag")]
+    merged = merge_concepts(parts)
+    assert merged.parts == [len(p.targets) for p in parts] and sum(merged.parts) == len(merged.targets)
+    tr = SACETrainer(fashion, merged, _cfg(steps=1, batch_size=4))
+    try:
+        bounds = torch.tensor(merged.parts).cumsum(0)
+        for _ in range(5):
+            idx = tr.objective._pick_targets()
+            part = torch.bucketize(idx, bounds, right=True)
+            assert part.tolist() == [0] * 4 + [1] * 4 + [2] * 4 and len(set(idx.tolist())) == 12
+        assert tr.tokens_per_step() == 2 * (12 + 12)
+        single = SACETrainer(fashion, parts[0], _cfg(steps=1, batch_size=4))
+        assert single.objective._pick_targets().numel() == 4 and single.tokens_per_step() == 2 * (4 + 4)
+    finally:
+        detach_adapters(fashion)
+    with pytest.raises(SaceError, match="do not add up"):
+        type(merged)(**{**merged.to_dict(), "parts": [1, 2]}).validate()

@@ -37,6 +37,8 @@ class ConceptSpec:
         heldout: paraphrases never used for training (evaluation of generalisation).
         words: words/phrases naming the concept (used to build anchors and entangled prompts).
         anchor_name: the anchor phrase (for reports).
+        parts: for a merged concept (:func:`merge_concepts`), the number of target/anchor pairs of each part,
+            in order (empty for a single concept); training draws its batches per part.
     """
 
     name: str
@@ -47,6 +49,7 @@ class ConceptSpec:
     heldout: list[str] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
     anchor_name: str = ""
+    parts: list[int] = field(default_factory=list)
 
     def validate(self) -> ConceptSpec:
         if not self.name.strip():
@@ -58,6 +61,9 @@ class ConceptSpec:
             raise SaceError(f"concept {self.name!r}: {len(self.anchors)} anchor prompts for {len(self.targets)} "
                             f"targets; anchors must pair with targets one to one")
         check_prompts(self.anchors)
+        if self.parts and (sum(self.parts) != len(self.targets) or min(self.parts) < 1):
+            raise SaceError(f"concept {self.name!r}: parts {self.parts} do not add up to its {len(self.targets)} "
+                            f"target prompts")
         for lst in (self.retain, self.entangled, self.heldout):
             if lst:
                 check_prompts(lst)
@@ -347,5 +353,5 @@ def merge_concepts(specs: Sequence[ConceptSpec]) -> ConceptSpec:
         "+".join(names), [t for s in specs for t in s.targets], [a for s in specs for a in s.anchors],
         list(dict.fromkeys(retain)), list(dict.fromkeys(e for s in specs for e in s.entangled)),
         list(dict.fromkeys(h for s in specs for h in s.heldout)), words,
-        "+".join(s.anchor_name or "-" for s in specs)).validate()
+        "+".join(s.anchor_name or "-" for s in specs), [len(s.targets) for s in specs]).validate()
 

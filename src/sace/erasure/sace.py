@@ -246,16 +246,33 @@ class SACEObjective(Objective):
     def _subset(self, cond: Condition, idx: Tensor | None) -> Condition:
         return cond if idx is None else cond.index(idx)
 
-    def _pick(self, n: int) -> Tensor | None:
-        b = self.cfg.batch_size
+    def _pick(self, n: int, scale: int = 1) -> Tensor | None:
+        b = self.cfg.batch_size * scale
         if not b or b >= n:
             return None
         return torch.randperm(n, generator=self.gen)[:b]
 
+    def _pick_targets(self) -> Tensor | None:
+        """Target/anchor pair indices of one step: ``batch_size`` pairs, or for a merged concept
+        ``batch_size`` pairs of *each* part (a random draw over the union gives a part only its share of
+        the batch, and the measured multi-concept adapters under-erased the part with the fewest pairs)."""
+        parts, b = self.concept.parts, self.cfg.batch_size
+        if len(parts) < 2 or not b:
+            return self._pick(self.cond_t.batch_size)
+        picks, start = [], 0
+        for n in parts:
+            idx = torch.arange(start, start + n) if b >= n else start + torch.randperm(n, generator=self.gen)[:b]
+            picks.append(idx)
+            start += n
+        return torch.cat(picks)
+
+    def _parts(self) -> int:
+        return max(1, len(self.concept.parts))
+
     def losses(self) -> dict[str, Tensor]:
         """Compute the losses of one step (with grad) and the logged diagnostics."""
         m, cfg = self.model, self.cfg
-        it = self._pick(self.cond_t.batch_size)
+        it = self._pick_targets()
         q = self.teacher_anchor if it is None else self.teacher_anchor[it]
         if self.erase_k > 0:
             # early-scale gate: the same KL at every gated scale (equal weight per scale), the student under c*
@@ -276,7 +293,7 @@ class SACEObjective(Objective):
                 erase = L.cross_entropy(self.kind, g_t[0], self.hard_bits if it is None else self.hard_bits[:, it])
         p_t = g_t[0]                                                     # (Nt, 1, d, 2) guided scale 0
         l_er = erase + cfg.lambda_h * ent_t
-        ip = self._pick(self.cond_p.batch_size)
+        ip = self._pick(self.cond_p.batch_size, self._parts())   # as many preservation rows as target rows
         g_p, c_p, u_p = m.forward_teacher_forced(self._subset(self.cond_p, ip), None, scales=[0], guidance=self.w,
                                                  temperature=self.tau, return_parts=True)
         tg, tc, tu = (t if ip is None else t[ip] for t in self.teacher_p)
@@ -285,7 +302,7 @@ class SACEObjective(Objective):
         l_pre = l_pre0
         out = {}
         if self.mu > 0:
-            il = self._pick(self.later_cond.batch_size)
+            il = self._pick(self.later_cond.batch_size, self._parts())
             cond = self._subset(self.later_cond, il)
             inp = self.later_inputs if il is None else self.later_inputs[il]
             g = m.forward_teacher_forced(cond, inp, scales=list(range(1, self.later_k + 1)), guidance=self.w,
@@ -304,12 +321,13 @@ class SACEObjective(Objective):
     def tokens_per_step(self, trainer: Trainer | None = None) -> int:
         """Transformer tokens processed per optimisation step (cond + null rows, one token each at scale 0,
         plus the later-scale term's prefix tokens)."""
-        nt = self.cfg.batch_size or self.cond_t.batch_size
-        nt = min(nt, self.cond_t.batch_size)
-        npres = min(self.cfg.batch_size or self.cond_p.batch_size, self.cond_p.batch_size)
+        b = self.cfg.batch_size * self._parts()
+        parts = self.concept.parts if len(self.concept.parts) > 1 else [self.cond_t.batch_size]
+        nt = sum(min(self.cfg.batch_size or n, n) for n in parts)
+        npres = min(b or self.cond_p.batch_size, self.cond_p.batch_size)
         n = 2 * (nt * self.model.schedule.offsets[self.erase_k + 1] + npres)
         if self.mu > 0:
-            nl = min(self.cfg.batch_size or self.later_cond.batch_size, self.later_cond.batch_size)
+            nl = min(b or self.later_cond.batch_size, self.later_cond.batch_size)
             n += 2 * nl * self.model.schedule.offsets[self.later_k + 1]
         return n
 

@@ -97,6 +97,8 @@ def main() -> None:
     ap.add_argument("--n-other", type=int, default=50, help="images per other class (ACC_i)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--anchors", default="", help="class=anchor overrides of the default anchors (screening), "
+                    "e.g. bag=dress,coat=shirt")
     ap.add_argument("--sace", default="{}", help="JSON overrides of the SACE defaults (screening)")
     ap.add_argument("--out", default="out/erase_every_class.json")
     ap.add_argument("--multi", default="", help="comma list of classes: one merged adapter vs composition")
@@ -116,6 +118,7 @@ def main() -> None:
     model = load_model(args.model)
     clf = load_classifier()
     classes = [fd.class_index(c) for c in args.classes.split(",") if c.strip()]
+    anchor_override = {fd.class_key(k): v for k, v in (kv.split("=", 1) for kv in args.anchors.split(",") if kv)}
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     # the original model, once: max(n, n_other) images of every class's training captions (seeds 0..) and the
     # held-out paraphrases of the erased classes; each row reads the same prompts and seeds from it
@@ -140,7 +143,7 @@ def main() -> None:
     rows = []
     for c in classes:
         key = fd.class_key(c)
-        spec = fashion_concept(key)
+        spec = fashion_concept(key, anchor_override.get(key))
         a = fd.class_index(spec.anchor_name)
         t0 = time.perf_counter()
         try:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["Segment", "segments_of", "layer_norm", "adaln", "per_token", "extend_kv_cache", "AdaLNBeforeHead",
-           "AdapterHost"]
+           "FFN", "AdapterHost"]
 
 
 @dataclass
@@ -84,6 +84,19 @@ class AdaLNBeforeHead(nn.Module):
     def __init__(self, c: int):
         super().__init__()
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(c, 2 * c))
+
+
+class FFN(nn.Module):
+    """The feed-forward sublayer ``fc2(GELU_tanh(fc1(x)))``, ``C -> hidden -> C`` (names as the references')."""
+
+    def __init__(self, c: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(c, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class AdapterHost:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from ...errors import SaceError
 from ..base import Condition, Schedule
-from ..blocks import AdaLNBeforeHead, AdapterHost, Segment, adaln, extend_kv_cache, per_token, segments_of
+from ..blocks import FFN, AdaLNBeforeHead, AdapterHost, Segment, adaln, extend_kv_cache, per_token, segments_of
 from ..gate import GateContext
 
 
@@ -163,16 +163,6 @@ class CrossAttention(nn.Module):
             bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, float("-inf"))
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None, None, :], scale=scale)
         return out.transpose(1, 2).reshape(b, lq, h * c)
-
-
-class FFN(nn.Module):
-    def __init__(self, c: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(c, hidden)
-        self.fc2 = nn.Linear(hidden, c)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
 class CrossAttnBlock(nn.Module):

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import SaceError
-from ..blocks import AdaLNBeforeHead, AdapterHost, Segment, adaln, extend_kv_cache, per_token, segments_of
+from ..blocks import FFN, AdaLNBeforeHead, AdapterHost, Segment, adaln, extend_kv_cache, per_token, segments_of
 from ..gate import GateContext
 
 
@@ -159,17 +159,6 @@ class SelfAttention(nn.Module):
         return q, k, v
 
 
-class FFN(nn.Module):
-    def __init__(self, cfg: VARConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(cfg.embed_dim, cfg.mlp_hidden)
-        self.act = nn.GELU(approximate="tanh")
-        self.fc2 = nn.Linear(cfg.mlp_hidden, cfg.embed_dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class AdaLNSelfAttn(nn.Module):
     """One block: AdaLN-modulated self-attention and FFN (names as ``basic_var.AdaLNSelfAttn``)."""
 
@@ -178,7 +167,7 @@ class AdaLNSelfAttn(nn.Module):
         c = cfg.embed_dim
         self.eps = cfg.norm_eps
         self.attn = SelfAttention(cfg)
-        self.ffn = FFN(cfg)
+        self.ffn = FFN(c, cfg.mlp_hidden)
         if cfg.shared_aln:
             self.ada_gss = nn.Parameter(torch.randn(1, 1, 6, c) / c**0.5)
         else:

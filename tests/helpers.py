@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from sace.adapters import detach_adapters, save_adapter
 from sace.domains.fashion import data as fashion_data
 from sace.errors import SaceError
 from sace.reporting import DPI
@@ -58,3 +60,22 @@ def figure_px(figsize, dpi=DPI) -> tuple[int, int]:
 def files_under(tmp_path):
     """Every entry of tmp_path (recursively): atomic writes must leave no temporary files."""
     return sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the body with ``n`` torch intra-op threads; the previous count comes back afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def save_detached(adapter, folder, model, *, record_model: bool = True, extra: dict | None = None):
+    """Save ``adapter`` into ``folder`` (``model`` recorded as its base unless ``record_model=False``) and detach
+    every adapter from ``model``, so that a test can load the files onto a clean model; returns ``folder``."""
+    save_adapter(adapter, folder, model=model if record_model else None, extra=extra)
+    detach_adapters(model)
+    return folder

@@ -9,6 +9,7 @@ import torch
 
 from sace.adapters import detach_adapters, load_adapter, load_adapters, save_adapter
 from sace.errors import CheckpointError, SaceError
+from tests.helpers import save_detached
 
 from .test_core import _cond, _random_adapter
 
@@ -41,9 +42,7 @@ def test_adapter_round_trip_is_bit_exact(tiny_model, golden, tmp_path):
 
 
 def test_composing_the_same_adapter_twice_renames(tiny_model, tmp_path):
-    ad = _random(tiny_model, name="dup")
-    save_adapter(ad, tmp_path / "d", model=tiny_model)
-    detach_adapters(tiny_model)
+    save_detached(_random(tiny_model, name="dup"), tmp_path / "d", tiny_model)
     try:
         ads = load_adapters(tiny_model, [tmp_path / "d", tmp_path / "d"])
         assert [a.config.name for a in ads] == ["dup", "dup_1"]
@@ -52,9 +51,7 @@ def test_composing_the_same_adapter_twice_renames(tiny_model, tmp_path):
 
 
 def test_corrupt_or_missing_adapter_files_raise_clear_errors(tiny_model, tmp_path):
-    ad = _random(tiny_model, name="bad")
-    save_adapter(ad, tmp_path / "ok", model=tiny_model)
-    detach_adapters(tiny_model)
+    save_detached(_random(tiny_model, name="bad"), tmp_path / "ok", tiny_model)
     with pytest.raises(SaceError, match="adapter folder not found"):
         load_adapter(tiny_model, tmp_path / "nope")
     # truncated tensor file
@@ -70,9 +67,8 @@ def test_corrupt_or_missing_adapter_files_raise_clear_errors(tiny_model, tmp_pat
     with pytest.raises(CheckpointError, match="corrupt"):
         load_adapter(tiny_model, tmp_path / "ok")
     # adapter trained on another model
-    ad = _random(tiny_model, name="other")
-    save_adapter(ad, tmp_path / "o", extra={"base_model": "fashion"})
-    detach_adapters(tiny_model)
+    save_detached(_random(tiny_model, name="other"), tmp_path / "o", tiny_model, record_model=False,
+                  extra={"base_model": "fashion"})
     with pytest.raises(SaceError, match="trained on model 'fashion'"):
         load_adapter(tiny_model, tmp_path / "o")
 
@@ -81,8 +77,7 @@ def test_nan_adapter_values_are_rejected(tiny_model, tmp_path):
     ad = _random(tiny_model, name="nan")
     with torch.no_grad():
         ad.parameters()[0].fill_(float("nan"))
-    save_adapter(ad, tmp_path / "n", model=tiny_model)
-    detach_adapters(tiny_model)
+    save_detached(ad, tmp_path / "n", tiny_model)
     with pytest.raises(CheckpointError, match="NaN"):
         load_adapter(tiny_model, tmp_path / "n")
     from sace.adapters import adapter_names

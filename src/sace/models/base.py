@@ -363,7 +363,8 @@ def split_defaults(raw: dict | None) -> tuple[dict, dict[str, dict]]:
 class ScaleWiseModel(Protocol):
     """What sace uses of a model family (``shared/docs/DESIGN.md`` "The model interface"); Infinity:
     :class:`sace.models.infinity.model.InfinityModel`. ``tests/models/test_conformance.py`` checks a family
-    against it. Shapes are given for bit tokens; a family's :attr:`token_kind` defines its own.
+    against it. Shapes are given for bit tokens; a family's :attr:`token_kind` defines its own. The members
+    every family implements alike live once in :class:`sace.models.common.ScaleWiseBase`.
     """
 
     #: registry name (reports, adapter metadata) and family tag (``"infinity"``)

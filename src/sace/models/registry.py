@@ -100,47 +100,46 @@ def _var_specs() -> dict[str, ModelSpec]:
     return specs
 
 
+def _bsq_vae(bits: int, ch_mult: list[int], patch: int) -> VAEConfig:
+    """An official BSQ VAE: ``bits`` per latent cell, base width 128, two residual blocks per level, the same
+    channel multipliers in encoder and decoder, ``patch`` pixels per cell."""
+    return VAEConfig(codebook_dim=bits, base_ch=128, num_res_blocks=2, encoder_ch_mult=list(ch_mult),
+                     decoder_ch_mult=list(ch_mult), patch_size=patch)
+
+
+def _infinity_hub(name: str, description: str, arch: tuple[int, int, int, int, int], vae: VAEConfig,
+                  schedule: Schedule, files: tuple[str, str], temperature: float) -> ModelSpec:
+    """A published FoundationVision/Infinity checkpoint: ``arch`` = (depth, width, heads, bits per token, block
+    chunks) of a transformer on Flan-T5-XL text states (2048 channels), ``files`` = (transformer, VAE) in the hub
+    repo, sampling defaults guidance 3, top-k 900, top-p 0.97 and ``temperature``."""
+    depth, width, heads, bits, chunks = arch
+    transformer = InfinityConfig(depth=depth, embed_dim=width, num_heads=heads, text_channels=2048,
+                                 codebook_dim=bits, block_chunks=chunks)
+    return ModelSpec(name, description, transformer, vae, schedule, {"kind": "t5", "path": "google/flan-t5-xl"},
+                     transformer_file=files[0], vae_file=files[1], hub_repo="FoundationVision/Infinity",
+                     defaults={"guidance": 3.0, "temperature": temperature, "top_k": 900, "top_p": 0.97})
+
+
 def builtin_specs() -> dict[str, ModelSpec]:
     """The named models. Architecture facts: ``shared/docs/reference-models.md`` §1.2, §1.6, §1.8."""
     specs = {
-        "infinity-2b": ModelSpec(
+        "infinity-2b": _infinity_hub(
             "infinity-2b", "Infinity-2B (FoundationVision), 1024px, Flan-T5-XL text encoder, d32 BSQ VAE",
-            InfinityConfig(depth=32, embed_dim=2048, num_heads=16, text_channels=2048, codebook_dim=32,
-                           block_chunks=8),
-            VAEConfig(codebook_dim=32, base_ch=128, num_res_blocks=2, encoder_ch_mult=[1, 2, 4, 4, 4],
-                      decoder_ch_mult=[1, 2, 4, 4, 4], patch_size=16),
-            infinity_schedule(1.0, "1M"),
-            {"kind": "t5", "path": "google/flan-t5-xl"},
-            transformer_file="infinity_2b_reg.pth", vae_file="infinity_vae_d32reg.pth",
-            hub_repo="FoundationVision/Infinity",
-            defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}),
-        "infinity-8b": ModelSpec(
+            (32, 2048, 16, 32, 8), _bsq_vae(32, [1, 2, 4, 4, 4], 16), infinity_schedule(1.0, "1M"),
+            ("infinity_2b_reg.pth", "infinity_vae_d32reg.pth"), temperature=0.5),
+        "infinity-8b": _infinity_hub(
             "infinity-8b", "Infinity-8B (FoundationVision), 1024px, 14-bit f8 VAE with 2x2 patchify (56 bits/token)",
-            InfinityConfig(depth=40, embed_dim=3584, num_heads=28, text_channels=2048, codebook_dim=56,
-                           block_chunks=8),
-            VAEConfig(codebook_dim=14, base_ch=128, num_res_blocks=2, encoder_ch_mult=[1, 2, 4, 4],
-                      decoder_ch_mult=[1, 2, 4, 4], patch_size=8),
-            infinity_schedule(1.0, "1M", patch=2, vae_stride=8),
-            {"kind": "t5", "path": "google/flan-t5-xl"},
-            transformer_file="infinity_8b_weights", vae_file="infinity_vae_d56_f8_14_patchify.pth",
-            hub_repo="FoundationVision/Infinity",
-            defaults={"guidance": 3.0, "temperature": 1.0, "top_k": 900, "top_p": 0.97}),
+            (40, 3584, 28, 56, 8), _bsq_vae(14, [1, 2, 4, 4], 8), infinity_schedule(1.0, "1M", patch=2, vae_stride=8),
+            ("infinity_8b_weights", "infinity_vae_d56_f8_14_patchify.pth"), temperature=1.0),
         # FoundationVision/Infinity added infinity_125M_256x256.pth to its weight repo; its config is not
         # published: layer12 of the reference's presets (depth 12, width 768, 8 heads, reference-models.md
         # section 1.2) at the 0.06M (256x256) schedule with the 2B's d32 VAE is our reading. load_model checks
         # it against the file's shapes and names the configuration the file has when it differs.
-        "infinity-125m": ModelSpec(
+        "infinity-125m": _infinity_hub(
             "infinity-125m", "Infinity-125M (FoundationVision), 256px, Flan-T5-XL text encoder, d32 BSQ VAE "
                              "(config inferred, checked against the file when loading)",
-            InfinityConfig(depth=12, embed_dim=768, num_heads=8, text_channels=2048, codebook_dim=32,
-                           block_chunks=4),
-            VAEConfig(codebook_dim=32, base_ch=128, num_res_blocks=2, encoder_ch_mult=[1, 2, 4, 4, 4],
-                      decoder_ch_mult=[1, 2, 4, 4, 4], patch_size=16),
-            infinity_schedule(1.0, "0.06M"),
-            {"kind": "t5", "path": "google/flan-t5-xl"},
-            transformer_file="infinity_125M_256x256.pth", vae_file="infinity_vae_d32reg.pth",
-            hub_repo="FoundationVision/Infinity",
-            defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97}),
+            (12, 768, 8, 32, 4), _bsq_vae(32, [1, 2, 4, 4, 4], 16), infinity_schedule(1.0, "0.06M"),
+            ("infinity_125M_256x256.pth", "infinity_vae_d32reg.pth"), temperature=0.5),
         "infinity-tiny-fixture": ModelSpec(
             "infinity-tiny-fixture", "Tiny random Infinity of the parity fixtures (2 blocks, width 64, 16 bits)",
             InfinityConfig(depth=2, embed_dim=64, num_heads=2, text_channels=256, codebook_dim=16,

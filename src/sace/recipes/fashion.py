@@ -16,10 +16,7 @@ Stages (each resumable, each with a progress bar), all seeded:
 
 from __future__ import annotations
 
-import copy
-import math
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,49 +31,24 @@ from ..models.infinity.schedules import custom_schedule
 from ..models.infinity.transformer import InfinityConfig, InfinityTransformer
 from ..models.infinity.vae import BSQVAE, VAEConfig
 from . import fashion_data as fd
-from .loop import TrainLoop
-from .loop import load_state as _load_state
-from .loop import save_state as _save_state
+from .common import RecipeBase, start_build, timed, train_transformer_stage, train_vae_stage
 
 
 @dataclass
-class FashionRecipe:
-    """Every hyper-parameter of the recipe (the model card records them)."""
+class FashionRecipe(RecipeBase):
+    """Every hyper-parameter of the recipe (the model card records them): the shared ones of
+    :class:`~sace.recipes.common.RecipeBase` (whose defaults are this recipe's) and these."""
 
-    seed: int = 0
-    image_size: int = 32
     # VAE
-    vae_bits: int = 16
-    vae_base_ch: int = 32
-    vae_ch_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
-    vae_res_blocks: int = 1
-    vae_stride: int = 4
-    vae_steps: int = 600
-    vae_batch: int = 64
-    vae_lr: float = 2e-3
+    vae_bits: int = 16              # bits per latent cell d
+    vae_base_ch: int = 32           # VAE base width
+    vae_stride: int = 4             # pixels per latent cell
     # transformer
     scales: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6, 8])
-    depth: int = 4
-    width: int = 144
-    heads: int = 4
-    text_maxlen: int = 64
-    steps: int = 2800
-    batch: int = 64
-    lr: float = 1e-3
-    min_lr: float = 5e-5
-    warmup: int = 150
-    weight_decay: float = 0.02
-    grad_clip: float = 2.0
-    cond_drop: float = 0.1
-    bit_flip: float = 0.15
-    ema: float = 0.998
-    checkpoint_every: int = 250
-    # sampling defaults shipped with the model
-    guidance: float = 3.0
+    text_maxlen: int = 64           # longest caption in MiniLM tokens
+    bit_flip: float = 0.15          # Bitwise Self-Correction strength
+    # sampling defaults shipped with the model (besides RecipeBase's guidance, top-k, top-p)
     temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 0.0
-    threads: int = 2
     # SACE defaults for this model (ISSA on it: the concept enters at scales 1-5, S_0 ~ 0.04, so a scale-0
     # gate erases nothing; the gate must cover every scale -- README "Erasure")
     sace: dict = field(default_factory=lambda: {"gate": "scales:0,1,2,3,4,5", "lr": 2e-3, "steps": 100,
@@ -96,16 +68,6 @@ class FashionRecipe:
         return InfinityConfig(depth=self.depth, embed_dim=self.width, num_heads=self.heads, text_channels=384,
                               text_maxlen=self.text_maxlen, codebook_dim=self.vae_bits, block_chunks=1,
                               cond_drop_rate=self.cond_drop)
-
-
-# -- checkpoints ----------------------------------------------------------------------------------------
-
-def _lr(step: int, total: int, base: float, warmup: int, min_lr: float) -> float:
-    """Linear warm-up then cosine decay to ``min_lr``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 # -- stage 1: text states ---------------------------------------------------------------------------------
@@ -134,32 +96,24 @@ class CaptionBank:
 
 def train_vae(r: FashionRecipe, out: Path, progress: bool = True) -> BSQVAE:
     """Train the BSQ VAE on the train split with multi-scale residual BSQ (straight-through gradients):
-    loss = L1 + MSE between images and reconstructions from the summed codes of all scales."""
-    final = out / "vae.pt"
-    vae = BSQVAE(r.vae_config())
-    if final.exists():
-        vae.load_state_dict(_load_state(final)["model"])
-        return vae.eval()
-    torch.manual_seed(r.seed)
-    vae = BSQVAE(r.vae_config())      # built after seeding: the initialisation is part of the recipe's seed
-    imgs, _ = fd.load_split("train")
-    sch = r.schedule()
-    opt = torch.optim.AdamW(vae.parameters(), lr=r.vae_lr, betas=(0.9, 0.95), weight_decay=0.0)
-    gen = torch.Generator().manual_seed(r.seed + 1)
-    loop = TrainLoop("VAE", r.vae_steps, out / "vae_ckpt.pt", vae, opt, gen,
-                     lambda s: _lr(s, r.vae_steps, r.vae_lr, 100, r.vae_lr * 0.05), 1.0, r.checkpoint_every)
+    loss = L1 + MSE between images and reconstructions from the summed codes of all scales
+    (the stage's schedule, seeds and optimiser: :func:`~sace.recipes.common.train_vae_stage`)."""
 
-    def step_fn(step: int):
-        idx = torch.randint(len(imgs), (r.vae_batch,), generator=gen)
-        x = fd.to_model_images(imgs[idx], r.image_size)
-        ms = vae.multiscale_quantize(vae.encode(x), sch.vae_grids)
-        rec = vae.decoder(ms.fhat)
-        loss = (rec - x).abs().mean() + F.mse_loss(rec, x)
-        return loss, {"loss": f"{loss.item():.4f}"}
+    def make_step(vae: BSQVAE, imgs: Tensor, gen: torch.Generator):
+        sch = r.schedule()
 
-    loop.run(step_fn, progress)
-    _save_state(final, {"model": vae.state_dict()})
-    return vae.eval()
+        def step_fn(step: int):
+            idx = torch.randint(len(imgs), (r.vae_batch,), generator=gen)
+            x = fd.to_model_images(imgs[idx], r.image_size)
+            ms = vae.multiscale_quantize(vae.encode(x), sch.vae_grids)
+            rec = vae.decoder(ms.fhat)
+            loss = (rec - x).abs().mean() + F.mse_loss(rec, x)
+            return loss, {"loss": f"{loss.item():.4f}"}
+
+        return step_fn
+
+    return train_vae_stage(r, out, "VAE", lambda: BSQVAE(r.vae_config()), lambda: fd.load_split("train")[0],
+                           make_step, progress)
 
 
 @torch.no_grad()
@@ -181,54 +135,38 @@ def _tf_batch(model: InfinityModel, raw: Tensor, r: FashionRecipe, gen: torch.Ge
 
 def train_transformer(r: FashionRecipe, out: Path, vae: BSQVAE, bank: CaptionBank,
                       progress: bool = True) -> tuple[InfinityTransformer, dict]:
-    """Teacher-forced training with BSC flips, condition dropout and an EMA; returns the EMA weights."""
-    final = out / "transformer.pt"
-    tr = InfinityTransformer(r.transformer_config())
-    if final.exists():
-        st = _load_state(final)
-        tr.load_state_dict(st["ema"])
-        return tr.eval(), st.get("log", {})
-    torch.manual_seed(r.seed + 2)
-    tr = InfinityTransformer(r.transformer_config())
-    ema = copy.deepcopy(tr).requires_grad_(False)
-    sch = r.schedule()
-    model = InfinityModel(tr, vae, None, sch, name="fashion")
-    imgs, labels = fd.load_split("train")
-    raw_all = encode_dataset(vae, imgs, r)
-    decay, no_decay = [], []
-    for n, p in tr.named_parameters():
-        (no_decay if p.ndim < 2 or n.endswith(("cfg_uncond", "pos_start", "lvl_embed.weight", "ada_gss"))
-         else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=r.lr, betas=(0.9, 0.97))
-    gen = torch.Generator().manual_seed(r.seed + 3)
-    loop = TrainLoop("transformer", r.steps, out / "transformer_ckpt.pt", tr, opt, gen,
-                     lambda s: _lr(s, r.steps, r.lr, r.warmup, r.min_lr), r.grad_clip, r.checkpoint_every,
-                     ema=ema, ema_decay=r.ema, log={"loss": [], "scale_loss": []}, keep_log=True)
+    """Teacher-forced training with BSC flips, condition dropout and an EMA; returns the EMA weights
+    (the stage's schedule, seeds and optimiser: :func:`~sace.recipes.common.train_transformer_stage`)."""
 
-    def step_fn(step: int):
-        idx = torch.randint(len(imgs), (r.batch,), generator=gen)
-        bits, inputs = _tf_batch(model, raw_all[idx], r, gen)
-        cond = bank.batch(labels[idx], gen)
-        drop = torch.rand(r.batch, generator=gen) < r.cond_drop
-        if drop.any():
-            null = tr.null_tokens(cond)
-            cond = Condition(torch.where(drop[:, None, None], null.tokens.detach(), cond.tokens), cond.mask)
-        logits = model.forward_teacher_forced(cond, inputs, sch)
-        per_scale = [F.cross_entropy(z.permute(0, 3, 1, 2), b.flatten(1, 2), reduction="mean")
-                     for z, b in zip(logits.per_scale, bits)]
-        loss = torch.stack(per_scale).mean()     # every scale weighs the same (scale 0 is one token)
-        loop.log["loss"].append(round(loss.item(), 5))
-        if (step + 1) % 50 == 0:
-            loop.log["scale_loss"].append([step + 1] + [round(x.item(), 4) for x in per_scale])
-        return loss, {"loss": f"{loss.item():.4f}", "s0": f"{per_scale[0].item():.3f}"}
+    def make_step(tr: InfinityTransformer, loop):
+        sch = r.schedule()
+        model = InfinityModel(tr, vae, None, sch, name="fashion")
+        imgs, labels = fd.load_split("train")
+        raw_all = encode_dataset(vae, imgs, r)
+        gen = loop.gen
 
-    t0 = time.time()
-    loop.run(step_fn, progress)
-    log = loop.log
-    log["seconds_this_run"] = time.time() - t0
-    _save_state(final, {"ema": ema.state_dict(), "log": log})
-    return ema.eval(), log
+        def step_fn(step: int):
+            idx = torch.randint(len(imgs), (r.batch,), generator=gen)
+            bits, inputs = _tf_batch(model, raw_all[idx], r, gen)
+            cond = bank.batch(labels[idx], gen)
+            drop = torch.rand(r.batch, generator=gen) < r.cond_drop
+            if drop.any():
+                null = tr.null_tokens(cond)
+                cond = Condition(torch.where(drop[:, None, None], null.tokens.detach(), cond.tokens), cond.mask)
+            logits = model.forward_teacher_forced(cond, inputs, sch)
+            per_scale = [F.cross_entropy(z.permute(0, 3, 1, 2), b.flatten(1, 2), reduction="mean")
+                         for z, b in zip(logits.per_scale, bits)]
+            loss = torch.stack(per_scale).mean()     # every scale weighs the same (scale 0 is one token)
+            loop.log["loss"].append(round(loss.item(), 5))
+            if (step + 1) % 50 == 0:
+                loop.log["scale_loss"].append([step + 1] + [round(x.item(), 4) for x in per_scale])
+            return loss, {"loss": f"{loss.item():.4f}", "s0": f"{per_scale[0].item():.3f}"}
+
+        return step_fn
+
+    return train_transformer_stage(r, out, lambda: InfinityTransformer(r.transformer_config()),
+                                   ("cfg_uncond", "pos_start", "lvl_embed.weight", "ada_gss"), (0.9, 0.97),
+                                   make_step, progress)
 
 
 # -- stage 4: assemble ------------------------------------------------------------------------------------------
@@ -260,27 +198,20 @@ def build_fashion(out_dir: str | os.PathLike, recipe: FashionRecipe | None = Non
     from .fashion_classifier import train_classifier
 
     r = recipe or FashionRecipe()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(r.threads)
-    write_json(out / "recipe.json", asdict(r))
+    out = start_build(r, out_dir)
     times = {}
-    t = time.time()
     clf_dir = out / "classifier"
-    if not (clf_dir / "classifier.safetensors").exists():
-        train_classifier(clf_dir, seed=r.seed, progress=progress)
-    times["classifier_s"] = time.time() - t
+    with timed(times, "classifier_s"):
+        if not (clf_dir / "classifier.safetensors").exists():
+            train_classifier(clf_dir, seed=r.seed, progress=progress)
     if only == "classifier":
         return clf_dir
-    t = time.time()
-    vae = train_vae(r, out, progress)
-    times["vae_s"] = time.time() - t
+    with timed(times, "vae_s"):
+        vae = train_vae(r, out, progress)
     if only == "vae":
         return out
-    t = time.time()
-    bank = CaptionBank(minilm_encoder())
-    tr, log = train_transformer(r, out, vae, bank, progress)
-    times["transformer_s"] = time.time() - t
+    with timed(times, "transformer_s"):
+        tr, log = train_transformer(r, out, vae, CaptionBank(minilm_encoder()), progress)
     model = assemble(r, tr, vae)
     folder = save_model(model, out / "model", description="Infinity-architecture bitwise VAR trained on "
                         "Fashion-MNIST (32x32) with all-MiniLM-L6-v2 text states; sace's embedded default model.",

@@ -6,18 +6,21 @@ any prefix of scales, per-step sampling primitives used by :mod:`sace.sampling`,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...errors import SaceError
-from ..base import Condition, ScaleLogits, Schedule, TokenPyramid, per_scale_values, split_defaults
+from ..base import Condition, Schedule, TokenPyramid, per_scale_values, split_defaults
+from ..blocks import Segment
+from ..common import SamplerState, ScaleWiseBase
 from ..text import TextEncoder, check_prompts
 from ..tokens import BitTokens
 from .groups import MODULE_GROUPS, TEXT_STREAM
-from .transformer import ConditionState, InfinityTransformer, Segment
+from .transformer import InfinityTransformer
 from .vae import BSQVAE, patchify_bits, unpatchify_bits
+
+__all__ = ["INTERP_MODES", "InfinityModel", "SamplerState", "to_uint8_bgr"]
 
 #: how the next scale's input is resized from the summed codes. The reference resizes with trilinear
 #: interpolation both when building training inputs (``BitwiseSelfCorrection.flip_requant``) and when
@@ -26,21 +29,7 @@ from .vae import BSQVAE, patchify_bits, unpatchify_bits
 INTERP_MODES = ("trilinear", "area")
 
 
-@dataclass
-class SamplerState:
-    """Running state of one sampling pass (see :meth:`InfinityModel.begin_sampling`)."""
-
-    schedule: Schedule
-    batch: int
-    guided: bool
-    states: list[ConditionState]
-    kv_cache: list
-    fhat: Tensor | None = None
-    next_input: Tensor | None = None
-    extra: dict = field(default_factory=dict)
-
-
-class InfinityModel(nn.Module):
+class InfinityModel(ScaleWiseBase):
     """A bitwise next-scale text-to-image model with Infinity's architecture.
 
     Args:
@@ -50,6 +39,9 @@ class InfinityModel(nn.Module):
         schedule: default scale schedule.
         name: registry name (for reports and adapter metadata).
         train_interp, sample_interp: next-input resizing for tokenize/teacher forcing and for sampling.
+
+    Shared wrapper logic (per-scale conditions, teacher forcing with guidance, two-stream scale 0, sampling
+    bookkeeping) is :class:`~sace.models.common.ScaleWiseBase`'s; this class supplies its hooks.
     """
 
     family = "infinity"
@@ -83,16 +75,7 @@ class InfinityModel(nn.Module):
         #: per-method defaults measured on this model (``{"sace": {...}, "svare": {...}, "esd": {...}}``)
         self.method_defaults = methods
 
-    @property
-    def defaults(self) -> dict:
-        """Sampling defaults and method tables in one (read-only) view: ``{"guidance": ..., "sace": {...}}``."""
-        return {**self.sampling_defaults, **self.method_defaults}
-
     # -- properties --------------------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
-
     @property
     def bits_per_token(self) -> int:
         return self.transformer.cfg.codebook_dim
@@ -115,30 +98,42 @@ class InfinityModel(nn.Module):
         """Infinity's learned null condition, row i = ``cfg_uncond[:len_i]`` of ``like``."""
         return self.transformer.null_tokens(like)
 
-    def _per_scale(self, cond: Condition | Sequence[Condition], n: int) -> list[Condition]:
-        if isinstance(cond, Condition):
-            return [cond] * n
-        conds = list(cond)
-        if len(conds) < n:
-            raise SaceError(f"{len(conds)} per-scale conditions given for {n} scales")
-        b = {c.batch_size for c in conds[:n]}
-        if len(b) != 1:
-            raise SaceError(f"per-scale conditions have different batch sizes {sorted(b)}")
-        return conds[:n]
+    def _prepare_input(self, cond: Condition, uncond: Condition | None) -> Condition:
+        """The text rows ``[cond; uncond]`` (padded to the longest prompt) as one condition."""
+        return cond if uncond is None else Condition.cat([cond, uncond])
 
-    def _states(self, conds: list[Condition], unconds: list[Condition] | None) -> list[ConditionState]:
-        """Prepare one :class:`ConditionState` per scale ([cond; uncond] rows when guided), sharing
-        states between scales with the same condition objects and gate signature."""
-        cache: dict[tuple, ConditionState] = {}
-        out = []
-        for k, c in enumerate(conds):
-            u = unconds[k] if unconds is not None else None
-            key = (id(c), id(u), self.transformer.gate_signature(k))
-            if key not in cache:
-                both = c if u is None else Condition.cat([c, u])
-                cache[key] = self.transformer.prepare(both, scale=k)
-            out.append(cache[key])
-        return out
+    def _null_conditions(self, conds: list[Condition], n: int) -> list[Condition]:
+        """The learned null condition of every scale's condition; identical condition objects map to
+        identical null objects (state sharing)."""
+        unconds = [self.null_condition(c) for c in conds]
+        first: dict[int, Condition] = {}
+        return [first.setdefault(id(c), u) for c, u in zip(conds, unconds)]
+
+    def _guidance_weights(self, guidance, n: int) -> tuple[list[float], bool]:
+        """One weight per scale (one number: every scale; ``None``: 1); guided where any weight is not 1."""
+        ws = per_scale_values(guidance, n, "guidance", 1.0)
+        return ws, any(w != 1 for w in ws)
+
+    def _resolve_schedule(self, schedule: Schedule | None) -> Schedule:
+        """Any schedule of the model's VAE and token width (default: the model's)."""
+        return schedule or self.schedule
+
+    def _teacher_forced_pass(self, states, tf_inputs: Tensor | None, schedule: Schedule, n: int) -> Tensor:
+        """:meth:`InfinityTransformer.forward_teacher_forced`: bit logits ``(B', L_n, d, 2)`` float32."""
+        return self.transformer.forward_teacher_forced(states, tf_inputs, schedule, n)
+
+    def _step_input(self, st: SamplerState, k: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+        """Scale ``k``'s embedded input ``(B', n_k, C)``, its scale ids and RoPE tables ``(n_k, c/2)``."""
+        tr = self.transformer
+        offs = st.schedule.offsets
+        x = tr.embed_scale(k, st.next_input, st.states[0])
+        sid = torch.full((offs[k + 1] - offs[k],), k, dtype=torch.long, device=x.device)
+        cos, sin = tr.rope(st.schedule, x.device)
+        return x, sid, (cos[offs[k]:offs[k + 1]], sin[offs[k]:offs[k + 1]])
+
+    def _run_cached(self, x: Tensor, segments: list[Segment], scale_ids: Tensor, pos: tuple[Tensor, Tensor],
+                    kv_cache: list) -> Tensor:
+        return self.transformer.run_blocks(x, segments, scale_ids, pos, None, kv_cache)
 
     # -- tokenizer ---------------------------------------------------------------------------------------
     def tokenize(self, images: Tensor, schedule: Schedule | None = None, bit_flip: float = 0.0,
@@ -191,130 +186,7 @@ class InfinityModel(nn.Module):
         fhat = self.vae.fhat_from_bits(vbits, sch.vae_grids)
         return (self.vae.decode(fhat) + 1) / 2
 
-    # -- teacher forcing ---------------------------------------------------------------------------------
-    def forward_teacher_forced(
-        self,
-        cond: Condition | Sequence[Condition],
-        tf_inputs: Tensor | None,
-        schedule: Schedule | None = None,
-        scales: int | Sequence[int] | None = None,
-        uncond: Condition | Sequence[Condition] | None = None,
-        guidance: float | Sequence[float] | None = None,
-        temperature: float | Sequence[float] = 1.0,
-        return_parts: bool = False,
-    ):
-        """One block-causal teacher-forced pass.
-
-        Args:
-            cond: one condition for all scales, or one per scale (swapping the prompt at scale k leaves
-                the logits of scales < k unchanged).
-            tf_inputs: ``(B, L-1, d_tok)`` inputs of scales 1..K-1 (``None`` when only scale 0 is asked).
-            scales: ``None`` (all), an int n (the first n scales) or a list of scale indices; only the
-                prefix up to the largest requested scale is computed, so ``scales=[0]`` costs one token
-                per prompt.
-            uncond, guidance: with a guidance weight ``w != 1`` the unconditional rows (default: the
-                learned null condition) run in the same batch and the result is
-                ``w*z(c)/tau + (1-w)*z(null)/tau`` per scale.
-            temperature: tau (per scale or one value) used with guidance.
-            return_parts: also return the raw conditional and unconditional ScaleLogits.
-        Returns:
-            :class:`ScaleLogits` with one ``(B, h_k*w_k, d, 2)`` entry per requested scale (raw logits
-            when unguided), or ``(guided, cond_raw, uncond_raw)`` with ``return_parts``.
-        """
-        sch = schedule or self.schedule
-        if scales is None:
-            wanted = list(range(sch.num_scales))
-        elif isinstance(scales, int):
-            wanted = list(range(scales))
-        else:
-            wanted = sorted({int(s) for s in scales})
-        if not wanted or wanted[0] < 0 or wanted[-1] >= sch.num_scales:
-            raise SaceError(f"scales {scales} out of range for a {sch.num_scales}-scale schedule")
-        n = wanted[-1] + 1
-        conds = self._per_scale(cond, n)
-        ws = per_scale_values(guidance, n, "guidance", 1.0)
-        taus = per_scale_values(temperature, n, "temperature", 1.0)
-        guided = any(w != 1 for w in ws)
-        unconds = None
-        if guided or uncond is not None:
-            unconds = (self._per_scale(uncond, n) if uncond is not None
-                       else [self.null_condition(c) for c in conds])
-            # identical condition objects must map to identical null objects (state sharing)
-            if uncond is None:
-                first: dict[int, Condition] = {}
-                unconds = [first.setdefault(id(c), u) for c, u in zip(conds, unconds, strict=False)]
-        b = conds[0].batch_size
-        inp = tf_inputs
-        if inp is not None:
-            inp = inp.to(self.device)
-            if inp.shape[0] != b:
-                raise SaceError(f"tf_inputs batch {inp.shape[0]} != condition batch {b}")
-            if unconds is not None:
-                inp = torch.cat([inp, inp])
-        tr = self.transformer
-        if n > 1 and tr.strict_scale0():
-            s0, logits = self._two_stream(conds, unconds, sch, lambda: tr.forward_teacher_forced(
-                self._states(conds, unconds), inp, sch, n))
-            logits = torch.cat([s0, logits[:, 1:]], 1)
-        else:
-            logits = tr.forward_teacher_forced(self._states(conds, unconds), inp, sch, n)
-        offs, kind = sch.offsets, self.token_kind
-        zc = [logits[:b, offs[k]:offs[k + 1]] for k in wanted]
-        zu = [logits[b:, offs[k]:offs[k + 1]] for k in wanted] if unconds is not None else None
-        if not guided:
-            out = [z / taus[k] if taus[k] != 1 else z for z, k in zip(zc, wanted, strict=False)]
-        else:
-            out = [kind.guide(c, u, ws[k], taus[k]) for c, u, k in zip(zc, zu, wanted, strict=False)]
-        out = ScaleLogits(out, kind)
-        if return_parts:
-            return out, ScaleLogits(zc, kind), (ScaleLogits(zu, kind) if zu is not None else None)
-        return out
-
-    def _two_stream(self, conds: list[Condition], unconds: list[Condition] | None, sch: Schedule, plain_pass):
-        """Strict scale-0 isolation (``AdapterConfig.isolation='strict'``), written once for teacher forcing
-        and sampling: ``plain_pass()`` runs with every adapter off and produces what later scales see (their
-        logits, or the KV cache); the adapted scale-0 token runs alone and gives only the scale-0 logits
-        (exact, since scale 0 attends to itself). Returns (adapted scale-0 logits ``(B', 1, d, 2)``,
-        ``plain_pass()``'s result); ``B'`` counts the unconditional rows too."""
-        tr = self.transformer
-        with tr.adapters_off():
-            out = plain_pass()
-        s0 = tr.forward_teacher_forced(self._states(conds[:1], unconds[:1] if unconds else None), None, sch, 1)
-        return s0, out
-
     # -- sampling primitives (the loop itself lives in sace.sampling) -------------------------------------
-    def begin_sampling(self, conds: list[Condition], unconds: list[Condition] | None,
-                       schedule: Schedule) -> SamplerState:
-        """Start a KV-cached sampling pass; ``conds``/``unconds``: one condition per scale."""
-        states = self._states(conds, unconds)
-        return SamplerState(schedule, conds[0].batch_size, unconds is not None, states,
-                            [None] * len(self.transformer.blocks), extra={"conds": conds, "unconds": unconds})
-
-    def step_logits(self, st: SamplerState, k: int) -> tuple[Tensor, Tensor | None]:
-        """Run scale ``k`` through the transformer (KV cache extended) and return the raw head logits
-        ``(B, h_k*w_k, d, 2)`` of the conditional rows and of the unconditional rows (or ``None``)."""
-        tr = self.transformer
-        sch = st.schedule
-        offs = sch.offsets
-        x = tr.embed_scale(k, st.next_input, st.states[0])
-        n = offs[k + 1] - offs[k]
-        sid = torch.full((n,), k, dtype=torch.long, device=x.device)
-        cos, sin = tr.rope(sch, x.device)
-        seg = [Segment(0, n, st.states[k])]
-        rope = (cos[offs[k]:offs[k + 1]], sin[offs[k]:offs[k + 1]])
-        if k == 0 and tr.strict_scale0():
-            c, u = st.extra["conds"], st.extra["unconds"]
-
-            def fill_cache():   # the unadapted SOS fills the KV cache that later scales attend to
-                plain = self._states(c[:1], u[:1] if u is not None else None)[0]
-                tr.run_blocks(tr.embed_scale(0, None, plain), [Segment(0, n, plain)], sid, rope, None, st.kv_cache)
-
-            z, _ = self._two_stream(c, u, sch, fill_cache)
-        else:
-            h = tr.run_blocks(x, seg, sid, rope, None, st.kv_cache)
-            z = tr.head_logits(h, seg, sid)
-        return (z[: st.batch], z[st.batch:]) if st.guided else (z, None)
-
     def commit_tokens(self, st: SamplerState, k: int, bits: Tensor) -> None:
         """Accept the bits ``(B, h_k, w_k, d_tok)`` of scale ``k``: add their codes to the running sum
         and build the next scale's input."""
@@ -327,24 +199,6 @@ class InfinityModel(nn.Module):
             nxt = self.vae.next_input(st.fhat, grids[k + 1], self.sample_interp)
             nxt = patchify_bits(nxt, sch.patch).flatten(1, 2)
             st.next_input = torch.cat([nxt, nxt]) if st.guided else nxt
-
-    def fork_sampling(self, st: SamplerState, index: Tensor, conds: list[Condition],
-                      unconds: list[Condition] | None) -> None:
-        """Re-index the rows of a running pass (``new row i = old row index[i]``): the KV cache, the summed
-        codes and the next input are shared by copy, so rows that agree on a prefix of conditions compute
-        it once. ``conds``/``unconds`` are the per-scale conditions of the new rows (used from the next
-        scale on)."""
-        idx = index.to(self.device)
-        b = st.batch
-        rows = torch.cat([idx, idx + b]) if st.guided else idx
-        st.kv_cache = [None if kv is None else (kv[0][rows], kv[1][rows]) for kv in st.kv_cache]
-        if st.fhat is not None:
-            st.fhat = st.fhat[idx]
-        if st.next_input is not None:
-            st.next_input = st.next_input[rows]
-        st.batch = int(idx.numel())
-        st.states = self._states(conds, unconds)
-        st.extra.update({"conds": conds, "unconds": unconds})
 
     def finish_sampling(self, st: SamplerState) -> Tensor:
         """Decode the summed codes: images ``(B, 3, H, W)`` float in [0, 1]."""

@@ -25,7 +25,6 @@ different prompt for AdaLN, cross-attention and the head), scale-gated adapters 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 
 from ...errors import SaceError
 from ..base import Condition, Schedule
+from ..blocks import FFN, AdaLNBeforeHead, AdapterHost, Segment, adaln, extend_kv_cache, per_token, segments_of
 from ..gate import GateContext
 
 
@@ -87,10 +87,6 @@ class ConditionState:
     lengths: list[int]
     signature: tuple = ()
     kv: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
-
-
-def _layer_norm(x: Tensor, eps: float) -> Tensor:
-    return F.layer_norm(x, (x.shape[-1],), eps=eps)
 
 
 class SelfAttention(nn.Module):
@@ -169,16 +165,6 @@ class CrossAttention(nn.Module):
         return out.transpose(1, 2).reshape(b, lq, h * c)
 
 
-class FFN(nn.Module):
-    def __init__(self, c: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(c, hidden)
-        self.fc2 = nn.Linear(hidden, c)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
-
-
 class CrossAttnBlock(nn.Module):
     def __init__(self, cfg: InfinityConfig):
         super().__init__()
@@ -212,12 +198,6 @@ class FastRMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps))) * self.weight
-
-
-class AdaLNBeforeHead(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(c, 2 * c))
 
 
 # -- RoPE ---------------------------------------------------------------------------------------------
@@ -262,16 +242,7 @@ def apply_rope(q: Tensor, k: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tenso
 
 # -- the transformer ----------------------------------------------------------------------------------
 
-@dataclass
-class Segment:
-    """A run of consecutive tokens that share one condition state (per-scale conditioning)."""
-
-    start: int
-    end: int
-    state: ConditionState
-
-
-class InfinityTransformer(nn.Module):
+class InfinityTransformer(nn.Module, AdapterHost):
     """Infinity's transformer. Parameters carry the reference names (``blocks.{i}`` here; the official
     ``block_chunks.{c}.module.{j}`` layout is mapped by :mod:`sace.models.infinity.checkpoint`)."""
 
@@ -319,18 +290,6 @@ class InfinityTransformer(nn.Module):
         for i, n in enumerate(lens):
             tok[i, :n] = self.cfg_uncond[:n]
         return Condition(tok, cond.mask.clone(), cond.prompts, (True,) * len(lens))
-
-    def gate_signature(self, scale: int) -> tuple:
-        """Names of the adapters active on the text path of ``scale`` (the prepared-condition cache key)."""
-        return () if self.adapter_set is None else self.adapter_set.signature(scale)
-
-    def strict_scale0(self) -> bool:
-        """True when an active adapter asks for strict scale-0 isolation (two-stream forward)."""
-        return self.adapter_set is not None and self.adapter_set.strict()
-
-    def adapters_off(self):
-        """Context manager with every adapter switched off (a no-op without adapters)."""
-        return contextlib.nullcontext() if self.adapter_set is None else self.adapter_set.disabled()
 
     def prepare(self, cond: Condition, scale: int = 0) -> ConditionState:
         """Text path for one condition as seen by tokens of ``scale`` (adapters gated on that scale are
@@ -382,10 +341,7 @@ class InfinityTransformer(nn.Module):
         that is extended in place.
         """
         b, n, c = x.shape
-        if len(segments) == 1:
-            ada = segments[0].state.gss.unsqueeze(1)                      # (B, 1, 6, C)
-        else:
-            ada = torch.cat([s.state.gss.unsqueeze(1).expand(b, s.end - s.start, 6, c) for s in segments], 1)
+        ada = per_token(segments, lambda st: st.gss, b, c, 6)            # (B, 1 or N, 6, C)
         with self.gate.scope(token_scale_ids=scale_ids) as gate:
             return self._run_blocks(x, segments, scale_ids, rope, attn_bias, kv_cache, ada, gate)
 
@@ -394,13 +350,8 @@ class InfinityTransformer(nn.Module):
         for i, blk in enumerate(self.blocks):
             g1, g2, s1, s2, b1, b2 = (blk.ada_gss + ada).unbind(2)
             gate.token_scale_ids = scale_ids
-            h = _layer_norm(x, blk.eps).mul(s1.add(1)).add_(b1)
-            q, k, v = blk.sa.qkv(h, rope)
-            if kv_cache is not None:
-                if kv_cache[i] is not None:
-                    k = torch.cat((kv_cache[i][0], k), 2)
-                    v = torch.cat((kv_cache[i][1], v), 2)
-                kv_cache[i] = (k, v)
+            q, k, v = blk.sa.qkv(adaln(x, blk.eps, s1, b1), rope)
+            k, v = extend_kv_cache(kv_cache, i, k, v)
             o = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=None if attn_bias is None else attn_bias.to(q.dtype), scale=1.0)
             x = x + blk.sa.proj(o.transpose(1, 2).reshape(b, n, c)).mul(g1)
@@ -415,19 +366,14 @@ class InfinityTransformer(nn.Module):
                 outs.append(blk.ca.proj(blk.ca.attend(qq, kk, vv, s.state.mask, self.bf16_cross_attn)))
             x = x + (outs[0] if len(outs) == 1 else torch.cat(outs, 1))
             gate.token_scale_ids = scale_ids
-            h = _layer_norm(x, blk.eps).mul(s2.add(1)).add_(b2)
-            x = x + blk.ffn(h).mul(g2)
+            x = x + blk.ffn(adaln(x, blk.eps, s2, b2)).mul(g2)
         return x
 
     def head_logits(self, x: Tensor, segments: Sequence[Segment], scale_ids: Tensor) -> Tensor:
         """Hidden states ``(B, N, C)`` -> bit logits ``(B, N, d, 2)`` (float32)."""
         b, n, c = x.shape
-        if len(segments) == 1:
-            ss = segments[0].state.head_ss.unsqueeze(1)
-        else:
-            ss = torch.cat([s.state.head_ss.unsqueeze(1).expand(b, s.end - s.start, 2, c) for s in segments], 1)
-        scale, shift = ss.unbind(2)
-        h = _layer_norm(x, self.cfg.norm_eps).mul(scale.add(1)).add_(shift)
+        scale, shift = per_token(segments, lambda st: st.head_ss, b, c, 2).unbind(2)
+        h = adaln(x, self.cfg.norm_eps, scale, shift)
         with self.gate.scope(token_scale_ids=scale_ids):
             return self.head(h).float().view(b, n, self.cfg.codebook_dim, 2)
 
@@ -472,17 +418,7 @@ class InfinityTransformer(nn.Module):
         scale_ids = schedule.scale_ids(x.device)[:n]
         cos, sin = self.rope(schedule, x.device)
         bias = torch.where(scale_ids[:, None] >= scale_ids[None, :], 0.0, float("-inf"))
-        segments = _segments(states[:num_scales], offs)
+        segments = segments_of(states[:num_scales], offs)
         x = self.run_blocks(x, segments, scale_ids, (cos[:n], sin[:n]), bias)
         return self.head_logits(x, segments, scale_ids)
 
-
-def _segments(states: Sequence[ConditionState], offsets: list[int]) -> list[Segment]:
-    """Merge consecutive scales that share a state into segments."""
-    segs: list[Segment] = []
-    for k, st in enumerate(states):
-        if segs and segs[-1].state is st:
-            segs[-1].end = offsets[k + 1]
-        else:
-            segs.append(Segment(offsets[k], offsets[k + 1], st))
-    return segs

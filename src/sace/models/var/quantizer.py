@@ -130,6 +130,19 @@ class MultiScaleVQ(nn.Module):
         d.addmm_(z_NC.float(), e.T, alpha=-2, beta=1)
         return d.argmin(1)
 
+    def _residual_step(self, k: int, f_rest: Tensor) -> tuple[Tensor, Tensor]:
+        """Scale ``k`` of the residual quantisation of ``f_rest`` ``(B, C, H, W)`` (encoding and training alike):
+        the nearest-code indices ``(B * pn_k**2,)`` int64 of the area-downsampled residual and their code map
+        ``phi_k(bicubic_up(codes))`` ``(B, C, H, W)`` (no resizing at the last scale)."""
+        b, c, h, w = f_rest.shape
+        pn = self.patch_nums[k]
+        last = k == self.num_scales - 1
+        z = f_rest if last else F.interpolate(f_rest, size=(pn, pn), mode="area")
+        idx_N = self.nearest(z.permute(0, 2, 3, 1).reshape(-1, c))
+        code = self.embedding(idx_N.view(b, pn, pn)).permute(0, 3, 1, 2)
+        code = code if last else F.interpolate(code, size=(h, w), mode="bicubic")
+        return idx_N, self.quant_resi(k, code.contiguous())
+
     def embed_grid(self, idx_Bl: Tensor, pn: int) -> Tensor:
         """Codes of a flattened ``(B, pn*pn)`` index grid as ``(B, C, pn, pn)`` (a channels-last view,
         the reference's layout)."""
@@ -150,13 +163,8 @@ class MultiScaleVQ(nn.Module):
         f_rest = f_BChw.detach().clone()
         f_hat = torch.zeros_like(f_rest)
         out = []
-        last = self.num_scales - 1
         for k, pn in enumerate(self.patch_nums):
-            z = f_rest if k == last else F.interpolate(f_rest, size=(pn, pn), mode="area")
-            idx_N = self.nearest(z.permute(0, 2, 3, 1).reshape(-1, c))
-            code = self.embedding(idx_N.view(b, pn, pn)).permute(0, 3, 1, 2)
-            code = (code if k == last else F.interpolate(code, size=(h, w), mode="bicubic")).contiguous()
-            h_BChw = self.quant_resi(k, code)
+            idx_N, h_BChw = self._residual_step(k, f_rest)
             f_hat.add_(h_BChw)
             f_rest.sub_(h_BChw)
             out.append(f_hat.clone() if to_fhat else idx_N.reshape(b, pn * pn))
@@ -214,19 +222,14 @@ class MultiScaleVQ(nn.Module):
             ``f``), the scalar VQ loss (codebook + beta * commitment, averaged over scales) and the K index
             grids ``(B, pn_k**2)``.
         """
-        b, c, h, w = f_BChw.shape
+        b = f_BChw.shape[0]
         f_sg = f_BChw.detach()
         f_rest = f_sg.clone()
         f_hat = torch.zeros_like(f_sg)
         loss = f_BChw.new_zeros(())
         idx_all = []
-        last = self.num_scales - 1
         for k, pn in enumerate(self.patch_nums):
-            z = f_rest if k == last else F.interpolate(f_rest, size=(pn, pn), mode="area")
-            idx_N = self.nearest(z.permute(0, 2, 3, 1).reshape(-1, c))
-            code = self.embedding(idx_N.view(b, pn, pn)).permute(0, 3, 1, 2)
-            code = code if k == last else F.interpolate(code, size=(h, w), mode="bicubic")
-            h_BChw = self.quant_resi(k, code.contiguous())
+            idx_N, h_BChw = self._residual_step(k, f_rest)
             f_hat = f_hat + h_BChw
             f_rest = f_rest - h_BChw.detach()
             loss = loss + self.beta * F.mse_loss(f_hat.detach(), f_BChw) + F.mse_loss(f_hat, f_sg)

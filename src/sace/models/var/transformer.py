@@ -28,7 +28,6 @@ Parameter and buffer names follow the official ``var_d{16,20,24,30}.pth`` state 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,9 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import SaceError
+from ..blocks import FFN, AdaLNBeforeHead, AdapterHost, Segment, adaln, extend_kv_cache, per_token, segments_of
 from ..gate import GateContext
-from ..infinity.transformer import Segment  # family-independent: a token run sharing one condition state
-from ..infinity.transformer import _segments as segments_of
 
 
 @dataclass
@@ -116,10 +114,6 @@ class ConditionState:
     signature: tuple = ()
 
 
-def _layer_norm(x: Tensor, eps: float) -> Tensor:
-    return F.layer_norm(x, (x.shape[-1],), eps=eps)
-
-
 def drop_labels(labels: Tensor, rate: float, null_class: int, generator: torch.Generator | None = None) -> Tensor:
     """Training-time label dropout for classifier-free guidance: each label becomes ``null_class`` with
     probability ``rate`` (reference: ``VAR.forward``, ``torch.where(rand < cond_drop_rate, ...)``)."""
@@ -165,17 +159,6 @@ class SelfAttention(nn.Module):
         return q, k, v
 
 
-class FFN(nn.Module):
-    def __init__(self, cfg: VARConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(cfg.embed_dim, cfg.mlp_hidden)
-        self.act = nn.GELU(approximate="tanh")
-        self.fc2 = nn.Linear(cfg.mlp_hidden, cfg.embed_dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class AdaLNSelfAttn(nn.Module):
     """One block: AdaLN-modulated self-attention and FFN (names as ``basic_var.AdaLNSelfAttn``)."""
 
@@ -184,20 +167,14 @@ class AdaLNSelfAttn(nn.Module):
         c = cfg.embed_dim
         self.eps = cfg.norm_eps
         self.attn = SelfAttention(cfg)
-        self.ffn = FFN(cfg)
+        self.ffn = FFN(c, cfg.mlp_hidden)
         if cfg.shared_aln:
             self.ada_gss = nn.Parameter(torch.randn(1, 1, 6, c) / c**0.5)
         else:
             self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
 
 
-class AdaLNBeforeHead(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(c, 2 * c))
-
-
-class VARTransformer(nn.Module):
+class VARTransformer(nn.Module, AdapterHost):
     """The VAR transformer with per-scale class conditions, KV-cached steps and gated adapters."""
 
     def __init__(self, cfg: VARConfig):
@@ -237,19 +214,6 @@ class VARTransformer(nn.Module):
             torch.where(lvl[:, None] >= lvl[None, :], 0.0, float("-inf")).view_as(self.attn_bias_for_masking))
         for blk in self.blocks:
             blk.attn.zero_k_bias.zero_()
-
-    # -- adapters ---------------------------------------------------------------------------------------
-    def gate_signature(self, scale: int) -> tuple:
-        """Names of the adapters active on the condition path of ``scale`` (the prepared-condition cache key)."""
-        return () if self.adapter_set is None else self.adapter_set.signature(scale)
-
-    def strict_scale0(self) -> bool:
-        """True when an active adapter asks for strict scale-0 isolation (two-stream forward)."""
-        return self.adapter_set is not None and self.adapter_set.strict()
-
-    def adapters_off(self):
-        """Context manager with every adapter switched off (a no-op without adapters)."""
-        return contextlib.nullcontext() if self.adapter_set is None else self.adapter_set.disabled()
 
     # -- conditions ------------------------------------------------------------------------------------
     def check_labels(self, labels: Tensor) -> Tensor:
@@ -299,32 +263,20 @@ class VARTransformer(nn.Module):
         b, n, c = x.shape
         with self.gate.scope(token_scale_ids=scale_ids):
             for i, blk in enumerate(self.blocks):
-                if len(segments) == 1:
-                    ada = segments[0].state.ada[i].unsqueeze(1)                    # (B, 1, 6, C)
-                else:
-                    ada = torch.cat([s.state.ada[i].unsqueeze(1).expand(b, s.end - s.start, 6, c)
-                                     for s in segments], 1)                          # (B, N, 6, C)
+                ada = per_token(segments, lambda st, i=i: st.ada[i], b, c, 6)       # (B, 1 or N, 6, C)
                 g1, g2, s1, s2, b1, b2 = ada.unbind(2)
-                q, k, v = blk.attn.qkv(_layer_norm(x, blk.eps).mul(s1.add(1)).add_(b1))
-                if kv_cache is not None:
-                    if kv_cache[i] is not None:
-                        k = torch.cat((kv_cache[i][0], k), 2)
-                        v = torch.cat((kv_cache[i][1], v), 2)
-                    kv_cache[i] = (k, v)
+                q, k, v = blk.attn.qkv(adaln(x, blk.eps, s1, b1))
+                k, v = extend_kv_cache(kv_cache, i, k, v)
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, scale=blk.attn.scale)
                 x = x + blk.attn.proj(o.transpose(1, 2).reshape(b, n, c)).mul_(g1)
-                x = x + blk.ffn(_layer_norm(x, blk.eps).mul(s2.add(1)).add_(b2)).mul(g2)
+                x = x + blk.ffn(adaln(x, blk.eps, s2, b2)).mul(g2)
         return x
 
     def head_logits(self, x: Tensor, segments: Sequence[Segment], scale_ids: Tensor) -> Tensor:
         """Hidden states ``(B, N, C)`` -> index logits ``(B, N, V)`` float32."""
         b, n, c = x.shape
-        if len(segments) == 1:
-            ss = segments[0].state.head_ss.unsqueeze(1)
-        else:
-            ss = torch.cat([s.state.head_ss.unsqueeze(1).expand(b, s.end - s.start, 2, c) for s in segments], 1)
-        scale, shift = ss.unbind(2)
-        h = _layer_norm(x.float(), self.cfg.norm_eps).mul(scale.add(1)).add_(shift)
+        scale, shift = per_token(segments, lambda st: st.head_ss, b, c, 2).unbind(2)
+        h = adaln(x.float(), self.cfg.norm_eps, scale, shift)
         with self.gate.scope(token_scale_ids=scale_ids):
             return self.head(h.to(self.head.weight.dtype)).float()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sace"
-ENTRY_POINT = "sace.cli"   # the shell runs recipes as commands (`sace demo`, `sace train fashion`)
+ENTRY_POINT = "sace.cli"   # the shell (the package and its command modules) runs recipes as commands (`sace demo`,
+                           # `sace train fashion`)
 
 
 def _module_name(path: Path) -> str:
@@ -45,7 +46,7 @@ def _core_modules() -> list[Path]:
 
 def test_the_scan_sees_the_known_arrows():
     # guards the scanner itself: the CLI imports a recipe and the domain registry, the runner the registry
-    assert "sace.recipes.demo" in _imports(SRC / "cli.py")
+    assert "sace.recipes.demo" in _imports(SRC / "cli" / "demo.py")
     assert "sace.domains" in _imports(SRC / "evaluation" / "runner.py")
     assert "sace.domains.fashion.classifier" in _imports(SRC / "recipes" / "fashion_card.py")
     assert len(_core_modules()) > 30
@@ -56,7 +57,7 @@ def test_core_never_imports_recipes_or_domain_modules(path):
     mods = _imports(path)
     name = _module_name(path)
     recipes = sorted(m for m in mods if m == "sace.recipes" or m.startswith("sace.recipes."))
-    if name != ENTRY_POINT:
+    if name != ENTRY_POINT and not name.startswith(f"{ENTRY_POINT}."):
         assert not recipes, f"{name} imports recipes {recipes}; the library must not depend on recipes"
     direct = sorted(m for m in mods if m.startswith("sace.domains."))
     assert not direct, f"{name} imports {direct}; ask the registry (sace.domains.get / for_model) instead"

@@ -97,7 +97,7 @@ def test_check_verdict_flips_with_the_threshold(fashion):
 def test_cli_audit_names_the_bad_anchor(tmp_path):
     import json
 
-    from tests.test_cli import _run
+    from tests.cli.test_cli import _run
 
     r = _run("audit", "--concept", "trouser", "--anchor", "a pair of jeans", "--images", "1", "--out", str(tmp_path))
     assert r.returncode == 2, (r.stdout, r.stderr)

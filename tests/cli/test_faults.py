@@ -471,7 +471,7 @@ def test_ctrl_c_in_generate_says_how_to_resume(capsys, tmp_path, monkeypatch):
 def test_generate_refuses_images_without_a_manifest(capsys, tmp_path):
     out = tmp_path / "old"
     out.mkdir()
-    shutil.copy(Path(__file__).parent / "fixtures" / "infinity_tiny" / "README.md", out / "00000_s0.png")
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "infinity_tiny" / "README.md", out / "00000_s0.png")
     code, _, err = run_cli(capsys, *G, "--out", out)
     assert_error(code, err, "that no manifest describes")
 

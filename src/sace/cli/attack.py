@@ -1,0 +1,86 @@
+"""``sace attack``: soft-prompt, concept-vector and discrete attacks on erased models, one ASR table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import SaceError
+from .common import adapter_paths, check_adapter_folders, comma_list, console, load
+from .options import SAMPLING_NO_TOP, AdapterOpt, DeviceOpt, ModelOpt, Sampling, sampling_options
+
+
+@sampling_options
+def attack(
+    ctx: typer.Context,
+    concept: Annotated[str, typer.Option(help="Concept(s) to attack, comma list (fashion: class keys, e.g. "
+                                              "sneaker,trouser).")],
+    anchor: Annotated[str | None, typer.Option(help="Anchor for every concept (default: the model's).")] = None,
+    methods: Annotated[str, typer.Option(help="Comma list of original, sace, svare, esd (trained here and saved "
+                                              "to OUT/adapters, reused on a rerun), negprompt.")
+                       ] = "original,sace,svare,esd",
+    adapter: AdapterOpt = None,
+    attacks: Annotated[str, typer.Option(help="Comma list of soft, vector, discrete or all; NAME:anchor or "
+                                              "NAME:target picks the start prompts (defaults: soft and discrete "
+                                              "from the concept prompts, vector from the anchors).")] = "all",
+    n_prompts: Annotated[int, typer.Option("--n-prompts", help="Start prompts per attack.")] = 4,
+    eval_seeds: Annotated[int, typer.Option(help="Evaluation seeds per start prompt (ASR attempts).")] = 8,
+    search_seeds: Annotated[int, typer.Option(help="Seeds each black-box query is scored on.")] = 4,
+    soft_steps: Annotated[int, typer.Option(help="Soft-prompt: Adam steps per start prompt.")] = 30,
+    soft_tokens: Annotated[int, typer.Option(help="Soft-prompt: inserted token states.")] = 4,
+    soft_mode: Annotated[str, typer.Option(help="Soft-prompt: insert (new token states) or ball (perturb "
+                                                "the text states within --soft-radius).")] = "insert",
+    soft_radius: Annotated[float, typer.Option(help="Soft-prompt ball radius, relative to each state's norm.")
+                           ] = 0.5,
+    etas: Annotated[str, typer.Option(help="Concept-vector: comma list of strengths eta, searched in order.")
+                    ] = "0,0.5,1,1.5,2,3,4,6",
+    queries: Annotated[int, typer.Option(help="Discrete: detector queries per start prompt.")] = 24,
+    detector: Annotated[str, typer.Option(help="auto, fashion, nudenet or opennsfw.")] = "auto",
+    sanity: Annotated[bool, typer.Option(help="Also run the soft-prompt attack from the anchors against the "
+                                              "original model.")] = True,
+    sace_steps: Annotated[int | None, typer.Option(help="Steps for SACE trained here.")] = None,
+    baseline_steps: Annotated[int | None, typer.Option(help="Steps for S-VARE/ESD trained here.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: metrics.json, table.md, report.html, curves/, grids/, "
+                                           "adapters/.")] = Path("out/attack"),
+    model: ModelOpt = "fashion",
+    sampling: Sampling = SAMPLING_NO_TOP,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    device: DeviceOpt = "",
+) -> None:
+    """Attack erased models (soft-prompt, concept-vector, discrete prompt search) with the same budget, seeds and
+    detector for every method; one ASR table per run, with cost, ASR-vs-budget curves and success grids."""
+    from ..attacks.benchmark import AttackRequest, run_attack_benchmark
+    from ..attacks.concept_vector import ConceptVectorConfig
+    from ..attacks.discrete import DiscreteConfig
+    from ..attacks.runner import AttackConfigs, parse_attacks
+    from ..attacks.soft_prompt import SoftPromptConfig
+
+    check_adapter_folders(adapter)
+    try:
+        eta_values = [float(x) for x in etas.split(",") if x.strip()]
+    except ValueError as e:
+        raise SaceError(f"--etas must be a comma list of numbers, got {etas!r}") from e
+    cfgs = AttackConfigs(SoftPromptConfig(mode=soft_mode, n_tokens=soft_tokens, radius=soft_radius, steps=soft_steps,
+                                          seed=seed),
+                         ConceptVectorConfig(eta_values), DiscreteConfig(queries=queries, seed=seed))
+    req = AttackRequest(comma_list(concept), anchor, comma_list(methods), adapter_paths(adapter),
+                        parse_attacks(attacks), n_prompts, eval_seeds, search_seeds, seed, detector, cfgs,
+                        sampling.settings(), sanity, sace_steps, baseline_steps)
+    req.validate()
+    cfgs.soft.validate()
+    m = load(ctx, model, device)
+    t = time.perf_counter()
+    rep = run_attack_benchmark(m, req, out)
+    c = console()
+    c.print(rep["table_markdown"])
+    for name, rows in rep["concepts"].items():
+        for r in rows:
+            if r["attack"].startswith("discrete"):
+                found = " | ".join(f["prompt"] for f in r["found"])
+                c.print(f"discrete prompts found ({name}, {r['target']}, ASR {r['asr']:.3f}): {found}", soft_wrap=True)
+    for name, r in rep["sanity"].items():
+        c.print(f"sanity ({name}): soft-prompt from the anchors against the original model, ASR {r['asr']:.3f}")
+    c.print(f"attacked in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, {out}/table.md, {out}/report.html")

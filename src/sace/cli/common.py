@@ -1,0 +1,114 @@
+"""What every command needs: the global checkpoint options, device and model loading, adapter folder checks,
+the console, and the pieces of an output folder's record.
+
+State travels explicitly: the global options live on typer's context object (:class:`CheckpointPaths`), and
+each helper takes what it reads as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import SaceError
+
+
+@dataclass(frozen=True)
+class CheckpointPaths:
+    """The global options: checkpoint overrides for every model a command loads (kept on typer's context
+    object, not in module state)."""
+
+    transformer_path: str | None = None
+    vae_path: str | None = None
+    text_encoder: str | None = None
+
+
+def global_options(
+    ctx: typer.Context,
+    transformer_path: Annotated[str | None, typer.Option(
+        help="Transformer checkpoint for --model infinity-2b/8b: a local .pth/.safetensors file, a sharded "
+             "folder, or a file name in the model's Hugging Face repo (default: downloaded from the hub).")] = None,
+    vae_path: Annotated[str | None, typer.Option(help="VAE checkpoint (same forms as --transformer-path).")] = None,
+    text_encoder: Annotated[str | None, typer.Option(help="Text encoder folder or hub id (e.g. a local "
+                                                          "google/flan-t5-xl).")] = None,
+) -> None:
+    """Options given before the command apply to every model it loads."""
+    ctx.obj = CheckpointPaths(transformer_path, vae_path, text_encoder)
+
+
+def device_name(device: str | None) -> str:
+    """The checked device of ``--device`` ("" -> cuda when available).
+
+    Raises:
+        SaceError: an unknown device name, or CUDA asked for but missing (one line).
+    """
+    from ..validation import device as check_device
+    return check_device(device)
+
+
+def check_adapter_folders(adapters: list[Path] | None) -> None:
+    """Every ``--adapter`` is an existing folder (checked before anything is loaded).
+
+    Raises:
+        SaceError: ``"adapter folder not found: PATH"`` for the first that is not.
+    """
+    for a in adapters or []:
+        if not Path(a).is_dir():
+            raise SaceError(f"adapter folder not found: {a}")
+
+
+def load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path] | None = None,
+         allow_other_base: bool = False):
+    """The model of ``--model`` on ``--device`` with the global checkpoint options of ``ctx``, and
+    ``adapters`` loaded into it.
+
+    Raises:
+        SaceError: a missing adapter folder (before loading), an unknown model, a bad checkpoint or adapter.
+    """
+    from ..adapters import load_adapters
+    from ..models.registry import load_model
+
+    check_adapter_folders(adapters)
+    m = load_model(model, device=device_name(device), **asdict(ctx.obj or CheckpointPaths()))
+    if adapters:
+        load_adapters(m, [str(a) for a in adapters], allow_other_base=allow_other_base)
+    return m
+
+
+def console():
+    """A rich console on stdout."""
+    from rich.console import Console
+    return Console(stderr=False)
+
+
+def adapter_paths(adapters: list[Path] | None) -> list[str]:
+    """The ``--adapter`` folders as strings (empty when none)."""
+    return [str(a) for a in adapters or []]
+
+
+def comma_list(text: str) -> list[str]:
+    """The stripped, non-empty items of a comma list (``"a, b,,c"`` -> ``["a", "b", "c"]``)."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def file_digest(path: Path | None) -> str | None:
+    """The content hash of ``path``, or ``None`` when no file is given or it is not a file."""
+    from ..fingerprint import file_hash
+    return file_hash(path) if path is not None and Path(path).is_file() else None
+
+
+def output_record(m, adapters: list[Path] | None, **settings) -> dict:
+    """The record an output folder keeps to recognise a rerun: the model's name and weight hashes, the
+    adapters' file hashes, then ``settings`` in the order given."""
+    from ..fingerprint import adapter_hashes, model_hashes
+    return {"model": m.name, "hashes": model_hashes(m), "adapter_files": adapter_hashes(adapters or []),
+            **settings}
+
+
+def written_at_end(out: Path, what: str) -> Callable[[], str]:
+    """The interrupt note of a command that writes its results only at the end."""
+    return lambda: f"nothing was written to {out} ({what} writes its results at the end); run the command again"

@@ -1,0 +1,237 @@
+"""``sace erase`` (SACE into a scale-gated adapter), ``sace audit`` (the prompt sets on the frozen model) and
+``sace concepts`` (the concept presets they accept)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import domains
+from ..errors import SaceError
+from .common import comma_list, console, load, output_record
+from .options import AdapterOpt, DeviceOpt, ForceOpt, ModelOpt, OtherBaseOpt
+
+
+def _concept_spec(m, concept, anchor, target: list[str] | None, retain: list[str] | None,
+                  concept_file: Path | None):
+    """The concept of ``--concept`` / ``--anchor`` / ``--target`` / ``--retain`` / ``--concept-file`` in the
+    domain of model ``m`` (a fashion class, a preset of ``sace concepts`` or a JSON definition).
+
+    Raises:
+        SaceError: an unknown concept or preset, or a bad concept file.
+    """
+    from ..erasure.presets import resolve_concept_or_preset
+    return resolve_concept_or_preset(concept, anchor=anchor, targets=target or [], retain=retain or [],
+                                     concept_file=str(concept_file) if concept_file else None,
+                                     domain=domains.name_of(m))
+
+
+def erase(
+    ctx: typer.Context,
+    concept: Annotated[list[str] | None, typer.Option(help="Concept name (fashion: a class key such as sneaker; other "
+                                                           "models: a preset of `sace concepts`, e.g. nudity); "
+                                                           "repeat to erase several with one adapter.")] = None,
+    anchor: Annotated[list[str] | None, typer.Option(help="Harmless anchor phrase/class replacing the concept "
+                                                          "(fashion default: the class's default anchor); one "
+                                                          "per --concept.")] = None,
+    target: Annotated[list[str] | None, typer.Option("--target", help="Target prompt containing the concept "
+                                                                      "(repeatable).")] = None,
+    retain: Annotated[list[str] | None, typer.Option("--retain", help="Prompt to preserve (repeatable).")] = None,
+    concept_file: Annotated[Path | None, typer.Option(help="JSON concept definition (name, targets, anchors "
+                                                           "or anchor, retain, heldout).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Adapter folder to write (default: out/erase-CONCEPT).")] = None,
+    model: ModelOpt = "fashion",
+    adapter: AdapterOpt = None,
+    modules: Annotated[str | None, typer.Option(help="Comma list of adapted layer groups: cross_attn_q, "
+                                                     "cross_attn_kv, cross_attn_out, ffn, self_attn, text_pool, "
+                                                     "text_proj, adaln_shared, head, head_adaln (default: "
+                                                     "cross-attention q/kv/out and ffn).")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank (default 8).")] = None,
+    alpha: Annotated[float | None, typer.Option(help="LoRA alpha; the delta is scaled by alpha/rank "
+                                                     "(default 8).")] = None,
+    gate: Annotated[str | None, typer.Option(help="Scales the adapter acts on and the losses see: scale0 "
+                                                  "(METHOD.md), shared (all scales, scale-0 loss), or an early-scale "
+                                                  "prefix scales:0,1,..,k (loss at every gated scale), or auto "
+                                                  "(the smallest prefix ISSA allows, see --gate-tol). Default: "
+                                                  "the model's (fashion: all six scales, chosen from ISSA; "
+                                                  "others: scale0).")] = None,
+    isolation: Annotated[str | None, typer.Option(help="scale0 gate only: strict (later scales attend to the "
+                                                       "unadapted scale-0 token; the edit reaches them only "
+                                                       "through the sampled scale-0 bits; default) or context "
+                                                       "(they attend to the adapted one).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning of the chosen layers (a dense gated "
+                                                      "delta) instead of LoRA.")] = False,
+    lambda_h: Annotated[float | None, typer.Option("--lambda-h", help="Entropy weight in L_ER (default 0.1).")
+                        ] = None,
+    lambda_pre: Annotated[float | None, typer.Option("--lambda-pre", help="Weight of L_pre (default 1).")] = None,
+    mu: Annotated[float | None, typer.Option(help="Later-scale preservation weight (default 0 for scale0, 0.1 "
+                                                  "shared, 1 for an early-scale gate).")] = None,
+    target_mode: Annotated[str | None, typer.Option("--target-mode", help="soft (KL to the teacher; default) "
+                                                                          "or hard (CE to sampled bits).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the model's; 300 in METHOD.md)."
+                                              )] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the model's; 1e-4 in METHOD.md).")
+                  ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Prompts per step from each set (0 = all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in OUT (same concept and "
+                                                          "settings; only --steps may grow).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the prompt sets (targets, anchors, "
+                                                           "entangled, retain, held-out) and write them to "
+                                                           "OUT/prompts.json; train nothing.")] = False,
+    no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the pre-training audit of the prompt "
+                                                             "sets.")] = False,
+    detector: Annotated[str, typer.Option(help="Detector of the audit and the check: auto (fashion "
+                                               "classifier / NudeNet), fashion, nudenet or none.")] = "auto",
+    check_images: Annotated[int, typer.Option(help="Images per set (targets, held-out, retain) of the "
+                                                   "post-training check (0 = no check).")] = 50,
+    max_acc_e: Annotated[float, typer.Option(help="Check: pass if ACC_e <= this (fraction).")] = 0.05,
+    max_heldout: Annotated[float, typer.Option(help="Check: pass if held-out ACC_e <= this.")] = 0.10,
+    max_acc_i_drop: Annotated[float, typer.Option(help="Check: pass if ACC_i drops by <= this (fraction "
+                                                       "points: 0.02 = 2 points).")] = 0.02,
+    until_pass: Annotated[bool, typer.Option("--until-pass", help="Keep training (half the steps per round) "
+                                                                  "until the check passes or --max-steps.")
+                          ] = False,
+    max_steps: Annotated[int, typer.Option(help="Step budget of --until-pass (0 = 3 x --steps).")] = 0,
+    gate_tol: Annotated[float, typer.Option(help="--gate auto: the smallest prefix of scales whose ISSA "
+                                                 "late-injection residual B(k+1) is below this.")] = 0.1,
+    device: DeviceOpt = "",
+    force: ForceOpt = False,
+    allow_other_base: OtherBaseOpt = False,
+) -> None:
+    """Erase a concept with SACE into a scale-gated adapter folder (adapter.safetensors + adapter.json +
+    train_log.json; a checkpoint every --checkpoint-every steps, --resume continues). Prints wall time and
+    tokens per step. Defaults: METHOD.md §3 updated by the model's own (fashion: all six scales, see README)."""
+    from .. import validation as v
+    from ..erasure.concepts import write_prompt_sets
+    from ..erasure.sace import default_sace_config
+    from ..folders import on_interrupt, open_output
+
+    # numeric options first: a bad value fails in a fraction of a second, not after loading the model
+    for opt, val, lo in (("--rank", rank, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 0),
+                         ("--checkpoint-every", checkpoint_every, 1)):
+        v.integer(opt, val, lo=lo)
+    v.finite("--lr", lr, lo=0, lo_open=True)
+    v.finite("--alpha", alpha, lo=0, lo_open=True)
+    for opt, val in (("--lambda-h", lambda_h), ("--lambda-pre", lambda_pre), ("--mu", mu)):
+        v.finite(opt, val, lo=0)
+    v.seed("--seed", seed)
+    if out is not None:
+        v.output_dir(out)
+    m = load(ctx, model, device, adapter, allow_other_base)
+    spec = _concept_spec(m, concept, anchor, target, retain, concept_file)
+    out = out or Path(f"out/erase-{spec.name}")
+    c = console()
+    if dry_run:
+        path = write_prompt_sets(spec, out / "prompts.json")
+        for k in ("targets", "anchors", "entangled", "retain", "heldout"):
+            vals = getattr(spec, k)
+            c.print(f"[bold]{k}[/bold] ({len(vals)}):", highlight=False)
+            for prompt in vals:
+                c.print(f"  {prompt}", highlight=False, markup=False)
+        c.print(f"dry run: nothing trained; prompt sets written to {path}")
+        return
+    cfg = default_sace_config(
+        m, modules=comma_list(modules) if modules else None, rank=rank, alpha=alpha, gate=gate,
+        kind="full" if full else None, isolation=isolation, target=target_mode, seed=seed,
+        checkpoint_every=checkpoint_every, lambda_h=lambda_h, lambda_pre=lambda_pre, mu=mu, steps=steps, lr=lr,
+        batch_size=batch_size)
+    v.check_train_config(cfg, m)
+    v.output_dir(out)
+    from ..erasure.checkpoints import RESUMABLE_FIELDS
+    rec = output_record(m, adapter, concept=spec.name, concept_definition=spec.to_dict(),
+                        config={k: x for k, x in asdict(cfg).items() if k not in RESUMABLE_FIELDS})
+    from ..erasure.check import CheckThresholds
+    from ..erasure.workflow import EraseOptions, erase_checked
+    from ..evaluation.cost import measure
+    opts = EraseOptions(audit=not no_audit, check_images=check_images, detector=detector, until_pass=until_pass,
+                        max_steps=max_steps, gate_tol=gate_tol,
+                        thresholds=CheckThresholds(max_acc_e, max_heldout, max_acc_i_drop))
+    owned = ("adapter.safetensors", "adapter.json", "train_log.json", "sace_checkpoint.pt")
+    with open_output(out, "erase", rec, owned, force=force) as folder, on_interrupt(lambda: _erase_note(out, cfg)):
+        outcome, cost = measure(lambda: erase_checked(m, spec, cfg, opts, out_dir=out, resume=resume, progress=True,
+                                                      say=lambda s: c.print(s, highlight=False, markup=False)),
+                                m.device)
+        res = outcome.result
+        from ..adapters import save_adapter
+        res.adapter.metadata["peak_mb"] = cost.peak_mb
+        save_adapter(res.adapter, out, model=m)
+        folder.complete(steps=cfg.steps)
+    last = res.log[-1] if res.log else {}
+    c.print(
+        f"erased '{spec.name}' (anchor '{spec.anchor_name or '-'}') in {res.seconds:.1f} s "
+        f"({len(res.log)} steps, {res.tokens_per_step} tokens/step, peak {cost.peak_mb or float('nan'):.0f} MB); "
+        f"final L_ER {last.get('L_ER', float('nan')):.4f}, L_pre {last.get('L_pre', float('nan')):.4f}, "
+        f"target scale-0 entropy {last.get('entropy_target', float('nan')):.3f} nats -> {out}")
+    if outcome.check is not None and outcome.check.passed is False:
+        c.print("warning: the post-training check FAILED (see above); the adapter does not meet the thresholds")
+
+
+def _erase_note(out: Path, cfg) -> str:
+    """What an interrupted ``sace erase`` left behind and how to continue."""
+    ck = Path(out) / "sace_checkpoint.pt"
+    if ck.exists():
+        from ..io import torch_load_weights
+        try:
+            step = torch_load_weights(ck).get("step", "?")
+        except SaceError:
+            step = "?"
+        return (f"the last checkpoint (step {step} of {cfg.steps}) is {ck}; run the same command with --resume "
+                f"to continue")
+    return (f"no checkpoint was written yet (one every {cfg.checkpoint_every} steps), nothing was saved in {out}; "
+            f"run the command again")
+
+
+def audit(
+    ctx: typer.Context,
+    concept: Annotated[str | None, typer.Option(help="Concept name (fashion: a class key such as sneaker).")] = None,
+    anchor: Annotated[str | None, typer.Option(help="Anchor phrase/class (fashion default: the class's default "
+                                                    "anchor).")] = None,
+    target: Annotated[list[str] | None, typer.Option("--target", help="Target prompt (repeatable).")] = None,
+    retain: Annotated[list[str] | None, typer.Option("--retain", help="Prompt to preserve (repeatable).")] = None,
+    concept_file: Annotated[Path | None, typer.Option(help="JSON concept definition.")] = None,
+    detector: Annotated[str, typer.Option(help="auto, fashion, nudenet or none.")] = "auto",
+    images: Annotated[int, typer.Option(help="Images per prompt.")] = 4,
+    out: Annotated[Path | None, typer.Option(help="Folder for audit.json (default: out/audit-CONCEPT).")] = None,
+    model: ModelOpt = "fashion",
+    adapter: AdapterOpt = None,
+    device: DeviceOpt = "",
+) -> None:
+    """Audit a concept's prompt sets on the frozen model before training: anchors that draw the concept are an
+    error, entangled/retain prompts that draw it are dropped, targets that do not draw it are a warning."""
+    from ..erasure.audit import AuditConfig, AuditError, audit_concept
+    from ..io import write_json
+
+    if images < 1:
+        raise SaceError("--images must be >= 1")
+    m = load(ctx, model, device, adapter)
+    spec = _concept_spec(m, concept, anchor, target, retain, concept_file)
+    out = out or Path(f"out/audit-{spec.name}")
+    c = console()
+    try:
+        res, _ = audit_concept(m, spec, detector, AuditConfig(images_per_prompt=images), progress=True)
+    except AuditError as e:
+        write_json(out / "audit.json", e.result.to_dict())
+        for line in e.result.lines():
+            c.print(line, highlight=False, markup=False)
+        raise
+    write_json(out / "audit.json", res.to_dict())
+    for line in res.lines():
+        c.print(line, highlight=False, markup=False)
+    c.print(f"-> {out / 'audit.json'}")
+
+
+def concepts() -> None:
+    """List the concept presets for text-to-image models (sace/assets/concepts): prompt counts, the detector
+    and the benchmark that score them. Use one with `sace erase --model infinity-2b --concept NAME`."""
+    from ..erasure.presets import describe_presets
+    from ..reporting import markdown_table
+
+    rows = [{"name": r["name"], "targets": r["targets"], "anchors": r["anchors"], "retain": r["retain"],
+             "heldout": r["heldout"], "detector": r["detector"], "benchmark": r["benchmark"]}
+            for r in describe_presets()]
+    console().print(markdown_table(rows))

@@ -14,7 +14,7 @@ from sace.models.infinity.transformer import InfinityTransformer, rope_table
 from sace.models.infinity.vae import patchify_bits, unpatchify_bits
 from sace.sampling import filter_top_k_top_p, make_generators, sample
 
-from .conftest import FIXTURES
+from ...conftest import FIXTURES
 
 
 def _cond(n_prompts=2, seed=0, length=5):

@@ -36,3 +36,5 @@ def test_erase_checked_stores_audit_and_check_and_trains_until_the_budget(tmp_pa
     meta = meta.get("metadata", meta)
     assert meta["audit"]["ok"] and meta["audit"]["dropped"]["retain"][0][0] == "a photo of a pair of pants"
     assert meta["check"]["steps"] == 4 and meta["check"]["passed"] is False and meta["steps"] == 4
+    # the folder is written once, with the peak memory of the whole run (the model alone is > 100 MB of RSS)
+    assert meta["peak_mb"] > 100

@@ -147,24 +147,20 @@ def erase(
                         config={k: x for k, x in asdict(cfg).items() if k not in RESUMABLE_FIELDS})
     from ..erasure.check import CheckThresholds
     from ..erasure.workflow import EraseOptions, erase_checked
-    from ..evaluation.cost import measure
     opts = EraseOptions(audit=not no_audit, check_images=check_images, detector=detector, until_pass=until_pass,
                         max_steps=max_steps, gate_tol=gate_tol,
                         thresholds=CheckThresholds(max_acc_e, max_heldout, max_acc_i_drop))
     owned = ("adapter.safetensors", "adapter.json", "train_log.json", "sace_checkpoint.pt")
     with open_output(out, "erase", rec, owned, force=force) as folder, on_interrupt(lambda: _erase_note(out, cfg)):
-        outcome, cost = measure(lambda: erase_checked(m, spec, cfg, opts, out_dir=out, resume=resume, progress=True,
-                                                      say=lambda s: c.print(s, highlight=False, markup=False)),
-                                m.device)
+        outcome = erase_checked(m, spec, cfg, opts, out_dir=out, resume=resume, progress=True,
+                                say=lambda s: c.print(s, highlight=False, markup=False))
         res = outcome.result
-        from ..adapters import save_adapter
-        res.adapter.metadata["peak_mb"] = cost.peak_mb
-        save_adapter(res.adapter, out, model=m)
+        peak = res.adapter.metadata.get("peak_mb")   # measured and written into the folder by erase_checked
         folder.complete(steps=cfg.steps)
     last = res.log[-1] if res.log else {}
     c.print(
         f"erased '{spec.name}' (anchor '{spec.anchor_name or '-'}') in {res.seconds:.1f} s "
-        f"({len(res.log)} steps, {res.tokens_per_step} tokens/step, peak {cost.peak_mb or float('nan'):.0f} MB); "
+        f"({len(res.log)} steps, {res.tokens_per_step} tokens/step, peak {peak or float('nan'):.0f} MB); "
         f"final L_ER {last.get('L_ER', float('nan')):.4f}, L_pre {last.get('L_pre', float('nan')):.4f}, "
         f"target scale-0 entropy {last.get('entropy_target', float('nan')):.3f} nats -> {out}")
     if outcome.check is not None and outcome.check.passed is False:

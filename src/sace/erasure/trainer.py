@@ -234,7 +234,8 @@ class Trainer:
 
 def run(model, objective: Objective, out_dir: str | os.PathLike | None = None, resume: bool = False,
         progress: bool = True, adapter_name: str | None = None) -> TrainResult:
-    """Train ``objective``; with ``out_dir``, checkpoint there and write the adapter folder at the end.
+    """Train ``objective``; with ``out_dir``, checkpoint there and write the adapter folder at the end (its
+    metadata holds ``peak_mb``, the peak memory of preparation and training in MB).
 
     Raises:
         SaceError: ``resume`` without a checkpoint in ``out_dir``; non-finite training.
@@ -244,10 +245,13 @@ def run(model, objective: Objective, out_dir: str | os.PathLike | None = None, r
         output_dir(out_dir)          # before any work: a file, a path under a file, a read-only folder
     if resume and (out_dir is None or not (Path(out_dir) / f"{objective.key}_checkpoint.pt").exists()):
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")   # before the teacher is prepared
+    from ..evaluation.cost import PeakMemory
+    mem = PeakMemory(model.device)   # the teacher's preparation included; stored so the folder is written once
     tr = Trainer(model, objective, work_dir=out_dir, adapter_name=adapter_name)
     if resume and not tr.resume():
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")
     res = tr.train(progress=progress)
+    res.adapter.metadata["peak_mb"] = mem.peak_mb()
     if out_dir is not None:
         try:
             res.folder = write_adapter_folder(res, out_dir, model)

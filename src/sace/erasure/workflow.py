@@ -59,9 +59,11 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
         AuditError: anchors draw the concept. SaceError: ``--gate auto`` without a detector; as
         :func:`sace.erasure.sace.erase`.
     """
+    from ..evaluation.cost import PeakMemory
     from .sace import SACETrainer
     from .trainer import write_adapter_folder
 
+    mem = PeakMemory(model.device)
     opt = options or EraseOptions()
     scorer = None
     audit = None
@@ -121,6 +123,7 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
     meta["audit"] = audit.to_dict() if audit else None
     meta["check"] = check.to_dict() if check else None
     meta["auto_gate"] = gate.to_dict() if gate else None
+    meta["peak_mb"] = mem.peak_mb()     # audit, training and check: the cost of `sace erase`
     if out_dir is not None:
         res.folder = write_adapter_folder(res, out_dir, model)
         ck = tr.checkpoint_path()

@@ -45,19 +45,33 @@ def _reset_rss_hwm() -> bool:
         return False
 
 
+class PeakMemory:
+    """Peak memory from construction on: :meth:`peak_mb` (MB, ``None`` where it cannot be measured).
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after a reset; CPU: the process's ``VmHWM`` after a reset
+    through ``/proc/self/clear_refs`` (Linux only).
+    """
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._ok = True
+        else:
+            self._ok = _reset_rss_hwm()
+
+    def peak_mb(self) -> float | None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return _rss_hwm_mb() if self._ok else None
+
+
 def measure(fn: Callable[[], Any], device: str | torch.device = "cpu") -> tuple[Any, Cost]:
     """Run ``fn()`` and return (its result, :class:`Cost`)."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-    else:
-        ok = _reset_rss_hwm()
+    mem = PeakMemory(device)
     t = time.perf_counter()
     out = fn()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20
-    else:
-        peak = _rss_hwm_mb() if ok else None
-    return out, Cost(time.perf_counter() - t, peak, str(dev))
+    peak = mem.peak_mb()
+    return out, Cost(time.perf_counter() - t, peak, str(mem.device))

@@ -22,10 +22,9 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     from rich.console import Console
 
     from .. import __version__
-    from ..adapters import detach_adapters, only_adapters, save_adapter
+    from ..adapters import detach_adapters, only_adapters
     from ..domains.fashion import DOMAIN as fashion
     from ..erasure.sace import default_sace_config, erase
-    from ..evaluation.cost import measure
     from ..evaluation.runner import EvalRequest, run_evaluation
     from ..issa import issa, write_issa_outputs
     from ..models.registry import load_model
@@ -60,14 +59,13 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
     # 2. SACE
     con.rule("2/4 SACE erasure")
     cfg = default_sace_config(model)
-    res, cost = measure(lambda: erase(model, spec, cfg, out_dir=out / "adapter", progress=progress), model.device)
-    res.adapter.metadata["peak_mb"] = cost.peak_mb
-    save_adapter(res.adapter, out / "adapter", model=model)
+    res = erase(model, spec, cfg, out_dir=out / "adapter", progress=progress)   # writes the folder with peak_mb
+    peak = res.adapter.metadata.get("peak_mb")
     timings["sace_s"] = res.seconds
     rep.heading("SACE training", 2)
     gated = cfg.erase_scales()
     rep.text(f"{cfg.steps} steps in {res.seconds:.1f} s, {res.tokens_per_step} transformer tokens per step, "
-             f"peak memory {cost.peak_mb or float('nan'):.0f} MB. Adapter: {res.adapter.num_params():,} parameters "
+             f"peak memory {peak or float('nan'):.0f} MB. Adapter: {res.adapter.num_params():,} parameters "
              f"on {len(res.adapter.modules)} layers, gate {cfg.gate!r}; the losses see scale(s) "
              f"{', '.join(map(str, gated))}. (With the paper's scale-0 gate a step costs one token per prompt; "
              f"ISSA above shows whether scale 0 carries the concept on this model.)")

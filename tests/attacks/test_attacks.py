@@ -162,24 +162,27 @@ def test_attack_command_rejects_bad_input_in_one_line(tmp_path):
 def test_benchmark_trains_saves_and_attacks_every_method(fashion, tmp_path):
     import json
 
-    from sace.attacks.benchmark import AttackRequest, run_attack_benchmark
+    from sace.attacks.benchmark import AttackRequest, run_attack_benchmark, write_attack_benchmark
     from sace.attacks.runner import AttackConfigs
 
     req = AttackRequest(["sneaker"], methods=["original", "svare", "negprompt"], attacks=[("vector", "anchor")],
                         n_prompts=1, eval_seeds=2, search_seeds=1, sanity=False, baseline_steps=1,
                         configs=AttackConfigs(vector=ConceptVectorConfig([0.0, 1.0])))
-    rep = run_attack_benchmark(fashion, req, tmp_path, progress=False)
+    bench = run_attack_benchmark(fashion, req, tmp_path, progress=False)
+    assert not (tmp_path / "metrics.json").exists()          # the library measures, the writer writes
+    table = write_attack_benchmark(bench, tmp_path)
     rows = json.loads((tmp_path / "metrics.json").read_text())["concepts"]["sneaker"]
+    assert rows == bench.metrics["concepts"]["sneaker"] and not (tmp_path / "metrics.partial.json").exists()
     assert [r["target"] for r in rows] == ["original", "S-VARE", "negative prompt"]
     assert all(r["attempts"] == 2 and r["cost"]["queries"] == 2 for r in rows)
     assert (tmp_path / "adapters" / "sneaker-svare" / "adapter.json").exists()
-    assert "concept-vector [2 queries/prompt]" in rep["table_markdown"]
+    assert "concept-vector [2 queries/prompt]" in table
     assert (tmp_path / "report.html").stat().st_size > 1000
     # a rerun reuses the saved adapter instead of training again
     saved = tmp_path / "adapters" / "sneaker-svare" / "adapter.safetensors"
     stamp = saved.stat().st_mtime_ns
     again = run_attack_benchmark(fashion, req, tmp_path, progress=False)
-    assert saved.stat().st_mtime_ns == stamp and again["concepts"]["sneaker"][1]["asr"] == rows[1]["asr"]
+    assert saved.stat().st_mtime_ns == stamp and again.metrics["concepts"]["sneaker"][1]["asr"] == rows[1]["asr"]
 
 
 def test_trouser_anchors_replace_the_whole_pair_phrase():

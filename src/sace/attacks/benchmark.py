@@ -132,11 +132,22 @@ def _given_for(req: AttackRequest) -> dict[str, list[str]]:
     return out
 
 
-def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, progress: bool = True) -> dict:
-    """Everything ``sace attack`` does; returns the metrics dict (also written to ``OUT/metrics.json``,
-    with ``table.md`` and ``report.html`` next to it)."""
-    from .report import write_outputs
+@dataclass
+class AttackBenchmark:
+    """What :func:`run_attack_benchmark` measured: per concept the :class:`AttackResult` rows (attack x
+    method), the sanity runs, and ``metrics`` (the ``metrics.json`` content). Written by
+    :func:`write_attack_benchmark`."""
 
+    results: dict[str, list[AttackResult]]
+    sanity: dict[str, AttackResult]
+    metrics: dict
+
+
+def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, progress: bool = True
+                         ) -> AttackBenchmark:
+    """Everything ``sace attack`` measures. ``out_dir`` holds the methods' adapters (trained once, reused by
+    later runs: ``OUT/adapters``) and ``metrics.partial.json`` after each concept (what is done survives a
+    failure); the outputs are written by :func:`write_attack_benchmark`."""
     req.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +185,16 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
         "concepts": {c: [r.to_dict() for r in rs] for c, rs in results.items()},
         "sanity": {c: r.to_dict() for c, r in sanity.items()},
     }
-    write_json(out / "metrics.json", report)
-    report["table_markdown"] = write_outputs(results, sanity, report, out)
-    return report
+    return AttackBenchmark(results, sanity, report)
+
+
+def write_attack_benchmark(bench: AttackBenchmark, out_dir: str | os.PathLike) -> str:
+    """Write ``metrics.json`` (atomically), ``table.md``, ``report.html``, curves and grids into ``out_dir``
+    (replacing ``metrics.partial.json``); returns the ASR table (markdown)."""
+    from .report import write_outputs
+
+    out = Path(out_dir)
+    write_json(out / "metrics.json", bench.metrics)
+    table = write_outputs(bench.results, bench.sanity, bench.metrics, out)
+    (out / "metrics.partial.json").unlink(missing_ok=True)
+    return table

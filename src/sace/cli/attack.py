@@ -52,7 +52,7 @@ def attack(
 ) -> None:
     """Attack erased models (soft-prompt, concept-vector, discrete prompt search) with the same budget, seeds and
     detector for every method; one ASR table per run, with cost, ASR-vs-budget curves and success grids."""
-    from ..attacks.benchmark import AttackRequest, run_attack_benchmark
+    from ..attacks.benchmark import AttackRequest, run_attack_benchmark, write_attack_benchmark
     from ..attacks.concept_vector import ConceptVectorConfig
     from ..attacks.discrete import DiscreteConfig
     from ..attacks.runner import AttackConfigs, parse_attacks
@@ -73,9 +73,11 @@ def attack(
     cfgs.soft.validate()
     m = load(ctx, model, device)
     t = time.perf_counter()
-    rep = run_attack_benchmark(m, req, out)
+    bench = run_attack_benchmark(m, req, out)
+    table = write_attack_benchmark(bench, out)
+    rep = bench.metrics
     c = console()
-    c.print(rep["table_markdown"])
+    c.print(table)
     for name, rows in rep["concepts"].items():
         for r in rows:
             if r["attack"].startswith("discrete"):

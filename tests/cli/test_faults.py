@@ -25,7 +25,7 @@ import torch
 
 from sace.errors import SaceError
 
-from .dist_worker import HashTextEncoder
+from ..dist_worker import HashTextEncoder
 
 BIG = str(2**64)            # one past the largest 64-bit seed
 HUGE = str(2**70)

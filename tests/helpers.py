@@ -79,3 +79,25 @@ def save_detached(adapter, folder, model, *, record_model: bool = True, extra: d
     save_adapter(adapter, folder, model=model if record_model else None, extra=extra)
     detach_adapters(model)
     return folder
+
+
+def text_condition(n_prompts=2, seed=0, length=5):
+    """A random text condition (n_prompts, length, 256) with a full mask, seeded."""
+    from sace.models.base import Condition
+
+    g = torch.Generator().manual_seed(seed)
+    return Condition(torch.randn(n_prompts, length, 256, generator=g), torch.ones(n_prompts, length, dtype=torch.bool))
+
+
+def random_adapter(model, isolation="strict", seed=0, gate="scale0", modules=None, name=None):
+    """Attach an adapter with random (non-zero) weights, so that it changes the logits."""
+    from sace.adapters import AdapterConfig, attach_adapter
+
+    ad = attach_adapter(model, AdapterConfig(name=name or f"t_{isolation}_{gate}", gate=gate, isolation=isolation,
+                                             modules=modules or ["cross_attn_q", "cross_attn_kv", "cross_attn_out",
+                                                                 "ffn", "text_pool"]))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in ad.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return ad

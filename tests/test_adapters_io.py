@@ -11,7 +11,8 @@ from sace.adapters import detach_adapters, load_adapter, load_adapters, save_ada
 from sace.errors import CheckpointError, SaceError
 from tests.helpers import save_detached
 
-from .test_core import _cond, _random_adapter
+from .helpers import random_adapter as _random_adapter
+from .helpers import text_condition as _cond
 
 
 def _random(model, name="rt", seed=0):

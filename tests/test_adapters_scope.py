@@ -8,7 +8,8 @@ import torch
 
 from sace.adapters import adapter_names, adapter_set, detach_adapters
 
-from .test_core import _cond, _random_adapter
+from .helpers import random_adapter as _random_adapter
+from .helpers import text_condition as _cond
 
 
 def _gate(model):

@@ -15,11 +15,8 @@ from sace.models.infinity.vae import patchify_bits, unpatchify_bits
 from sace.sampling import filter_top_k_top_p, make_generators, sample
 
 from ...conftest import FIXTURES
-
-
-def _cond(n_prompts=2, seed=0, length=5):
-    g = torch.Generator().manual_seed(seed)
-    return Condition(torch.randn(n_prompts, length, 256, generator=g), torch.ones(n_prompts, length, dtype=torch.bool))
+from ...helpers import random_adapter as _random_adapter
+from ...helpers import text_condition as _cond
 
 
 def test_rope_positions_mode2():
@@ -184,20 +181,6 @@ def test_fork_equals_independent_runs(tiny_model):
     assert res.pyramid.index([1]).equal(ref_b.pyramid)
     assert torch.allclose(res.images[1], ref_b.images[0], atol=1e-4)
     assert res.logits[0].shape[0] == 2 and torch.equal(res.logits[0][0], res.logits[0][1])
-
-
-def _random_adapter(model, isolation="strict", seed=0, gate="scale0", modules=None, name=None):
-    """Attach an adapter with random (non-zero) weights, so that it changes the logits."""
-    from sace.adapters import AdapterConfig, attach_adapter
-
-    ad = attach_adapter(model, AdapterConfig(name=name or f"t_{isolation}_{gate}", gate=gate, isolation=isolation,
-                                             modules=modules or ["cross_attn_q", "cross_attn_kv", "cross_attn_out",
-                                                                 "ffn", "text_pool"]))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in ad.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return ad
 
 
 @torch.no_grad()

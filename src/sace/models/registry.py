@@ -11,6 +11,7 @@ A model folder holds ``model.json`` (configs, schedule, text encoder, sampling d
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +20,12 @@ import torch
 from ..errors import SaceError
 from ..io import save_safetensors, write_json
 from .base import Schedule
-from .infinity.checkpoint import load_into, read_state_dict, resolve, transformer_key_map, vae_key_map
+from .infinity import builder as infinity_builder
+from .infinity.checkpoint import resolve
 from .infinity.model import InfinityModel
 from .infinity.schedules import infinity_schedule
-from .infinity.transformer import InfinityConfig, InfinityTransformer
-from .infinity.vae import BSQVAE, VAEConfig
+from .infinity.transformer import InfinityConfig
+from .infinity.vae import VAEConfig
 from .var import checkpoint as var_ckpt
 from .var.transformer import VARConfig
 from .var.vqvae import VQVAEConfig
@@ -57,13 +59,42 @@ class ModelSpec:
 
     def num_params(self) -> dict[str, int]:
         """Parameter counts computed on the meta device (nothing allocated)."""
-        if self.family == "var":
-            return var_ckpt.num_params(self.transformer, self.vae)
-        with torch.device("meta"):
-            t = InfinityTransformer(self.transformer)
-            v = BSQVAE(self.vae)
-        return {"transformer": sum(p.numel() for p in t.parameters()),
-                "vae": sum(p.numel() for p in v.parameters())}
+        return family(self.family).num_params(self.transformer, self.vae)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the registry needs of a model family (its folder under ``models/`` provides the functions):
+
+    * ``num_params(transformer_cfg, vae_cfg)`` -> ``{"transformer": n, "vae": n}``;
+    * ``spec_fields(meta, path)`` -> the family's :class:`ModelSpec` fields of a saved ``model.json``;
+    * ``load(spec, device, dtype, transformer_file, vae_file, **options)`` -> the model (options: see
+      :func:`load_model`; a family ignores those it has no use for).
+    """
+
+    num_params: Callable[..., dict]
+    spec_fields: Callable[[dict, Path], dict]
+    load: Callable[..., object]
+
+
+def _load_var(spec, device, dtype, transformer_file, vae_file, **_options):
+    return var_ckpt.load_var_model(spec, device, dtype, transformer_file, vae_file)
+
+
+#: the model families: adding one is a folder under ``models/`` plus an entry here (and its named specs)
+FAMILIES: dict[str, Family] = {
+    "infinity": Family(infinity_builder.num_params, infinity_builder.spec_fields_from_meta,
+                       infinity_builder.load_infinity_model),
+    "var": Family(var_ckpt.num_params, lambda meta, path: {"text_encoder": {"kind": "none"},
+                                                            **var_ckpt.spec_fields_from_meta(meta)}, _load_var),
+}
+
+
+def family(name: str) -> Family:
+    """The registry entry of a model family. Raises SaceError for an unknown one (listing the known)."""
+    if name not in FAMILIES:
+        raise SaceError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
 
 
 def _fixture_dir(name: str = "infinity_tiny") -> Path:
@@ -171,7 +202,7 @@ def model_names() -> list[str]:
 
 def spec_from_folder(folder: str | os.PathLike, name: str | None = None) -> ModelSpec:
     """Read a saved model folder's ``model.json``."""
-    from ..validation import check_model_json, read_json_file
+    from ..validation import read_json_file
 
     folder = Path(folder)
     if not (folder / "model.json").exists():
@@ -179,25 +210,15 @@ def spec_from_folder(folder: str | os.PathLike, name: str | None = None) -> Mode
     meta = read_json_file(folder / "model.json", "model")
     if not isinstance(meta, dict):
         raise SaceError(f"{folder / 'model.json'} must hold a JSON object, got {type(meta).__name__}")
-    if meta.get("family", "infinity") == "infinity":
-        check_model_json(meta, folder / "model.json")   # a missing section, unknown key or wrong type: one line
-    elif meta.get("family") == "var":
-        return ModelSpec(name or meta.get("name", folder.name), meta.get("description", ""),
-                         schedule=Schedule.from_dict(meta["schedule"]), text_encoder={"kind": "none"},
-                         transformer_file=str(folder / "transformer.safetensors"),
-                         vae_file=str(folder / "vae.safetensors"), folder=folder, defaults=meta.get("defaults", {}),
-                         domain=meta.get("domain"), family="var", **var_ckpt.spec_fields_from_meta(meta))
-    else:
-        raise SaceError(f"{folder / 'model.json'}: unknown model family {meta.get('family')!r}; "
-                        f"known: infinity, var")
-    return ModelSpec(
-        name or meta.get("name", folder.name), meta.get("description", ""),
-        InfinityConfig(**meta["transformer"]), VAEConfig(**meta["vae"]), Schedule.from_dict(meta["schedule"]),
-        meta.get("text_encoder", {"kind": "none"}),
-        transformer_file=str(folder / "transformer.safetensors"), vae_file=str(folder / "vae.safetensors"),
-        folder=folder, defaults=meta.get("defaults", {}), domain=meta.get("domain"),
-        train_interp=meta.get("train_interp", "trilinear"), sample_interp=meta.get("sample_interp", "trilinear"),
-        hashes=dict(meta.get("hashes") or {}), trained_schedules=list(meta.get("trained_schedules") or []))
+    fam_name = meta.get("family", "infinity")
+    if fam_name not in FAMILIES:
+        raise SaceError(f"{folder / 'model.json'}: unknown model family {fam_name!r}; known: {', '.join(FAMILIES)}")
+    fields = family(fam_name).spec_fields(meta, folder / "model.json")
+    return ModelSpec(name or meta.get("name", folder.name), meta.get("description", ""),
+                     schedule=Schedule.from_dict(meta["schedule"]),
+                     transformer_file=str(folder / "transformer.safetensors"),
+                     vae_file=str(folder / "vae.safetensors"), folder=folder, defaults=meta.get("defaults", {}),
+                     domain=meta.get("domain"), family=fam_name, **fields)
 
 
 def get_spec(name_or_path: str | None) -> ModelSpec:
@@ -263,60 +284,16 @@ def load_model(
     Raises:
         SaceError / CheckpointError: unknown model, files not found, keys or shapes that do not match.
     """
-    from .checks import check_schedule, check_text_encoder, check_weights
-
     spec = get_spec(name_or_path)
     device = torch.device(device)
-    if spec.family == "var":            # VARModel checks its schedule against its own patch_nums
-        return var_ckpt.load_var_model(spec, device, dtype, _locate(transformer_path or spec.transformer_file,
-                                                                    spec.hub_repo),
-                                       _locate(vae_path or spec.vae_file, spec.hub_repo))
-    check_schedule(spec)
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" and spec.transformer.embed_dim >= 1024 else torch.float32
     tpath = transformer_path or spec.transformer_file
     vpath = vae_path or spec.vae_file
     if tpath is None or vpath is None:
         raise SaceError(f"model {spec.name} has no checkpoint files configured")
-    tfile = _locate(tpath, spec.hub_repo)
-    vfile = _locate(vpath, spec.hub_repo)
-    check_transformer_file(spec, tfile)
-    with torch.device("meta"):
-        tr = InfinityTransformer(spec.transformer)
-        vae = BSQVAE(spec.vae)
-    # materialise on the target device without a random init, then fill from the checkpoint; the dtype
-    # is set on the meta device first so that no float32 copy of the transformer is ever allocated
-    tr = tr.to(dtype).to_empty(device=device)
-    vae = vae.to_empty(device=device)
-    _rebuild_buffers(tr, vae)
-    load_into(tr, read_state_dict(tfile), transformer_key_map(spec.transformer.depth, spec.transformer.block_chunks),
-              source=str(tfile), fix_cfg_uncond=True)
-    load_into(vae, read_state_dict(vfile), vae_key_map(vae), source=str(vfile))
-    check_weights(spec, tr, vae, overridden={"transformer": bool(transformer_path), "vae": bool(vae_path)})
-    enc = build_text_encoder(spec.text_encoder, device=device, override=text_encoder) if load_text_encoder else None
-    check_text_encoder(spec, enc)
-    m = InfinityModel(tr, vae, enc, spec.schedule, name=spec.name, train_interp=spec.train_interp,
-                      sample_interp=spec.sample_interp, defaults=spec.defaults)
-    m.set_bf16_cross_attn(bf16_cross_attn)
-    m.spec = spec
-    return m.eval()
-
-
-def check_transformer_file(spec: ModelSpec, path: str | os.PathLike) -> None:
-    """Check ``spec``'s transformer configuration against the file's tensor shapes before anything is loaded.
-
-    Raises:
-        CheckpointError: depth, width, bits per token, heads or text channels differ; the message says what
-            the file looks like and which named model fits it (e.g. ``use --model infinity-125m``).
-    """
-    from ..errors import CheckpointError
-    from .infinity.shapes import COMPARED, describe_mismatch, file_shapes, infer_transformer_config
-
-    found = infer_transformer_config(file_shapes(path))
-    if any(f in found and getattr(spec.transformer, f) != found[f] for f in COMPARED):
-        named = {n: s.transformer for n, s in builtin_specs().items() if s.family == "infinity"}
-        raise CheckpointError(f"{path} does not fit model {spec.name}: "
-                              + describe_mismatch(spec.name, spec.transformer, found, named))
+    return family(spec.family).load(
+        spec, device, dtype, _locate(tpath, spec.hub_repo), _locate(vpath, spec.hub_repo),
+        overridden={"transformer": bool(transformer_path), "vae": bool(vae_path)}, text_encoder=text_encoder,
+        load_text_encoder=load_text_encoder, bf16_cross_attn=bf16_cross_attn)
 
 
 def _locate(path: str, hub_repo: str | None) -> Path:
@@ -326,15 +303,6 @@ def _locate(path: str, hub_repo: str | None) -> Path:
     if hub_repo and not p.is_absolute() and os.sep not in path.rstrip("/"):
         return resolve(hub_repo, filename=path) if "." in path else resolve(hub_repo) / path
     return resolve(path)
-
-
-def _rebuild_buffers(tr: InfinityTransformer, vae: BSQVAE) -> None:
-    """Buffers that checkpoints may carry but that are defined by the architecture."""
-    for m in tr.modules():
-        if hasattr(m, "zero_k_bias"):
-            m.zero_k_bias.zero_()
-    d = vae.codebook_dim
-    vae.quantizer.lfq.mask.copy_(2 ** torch.arange(d - 1, -1, -1))
 
 
 def save_model(model: InfinityModel, folder: str | os.PathLike, *, description: str = "",

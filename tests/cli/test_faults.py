@@ -297,6 +297,15 @@ def test_the_table_has_enough_cases():
 
 
 # -- Python API -------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _tiny_model_without_text_encoder_afterwards(request):
+    """The session's tiny model has no text encoder; tests here lend it one (``_tiny_with_text``) and this
+    takes it back, so that tests run later (tests/models/...) see the fixture as it was built."""
+    yield
+    if "tiny_model" in request.fixturenames:
+        request.getfixturevalue("tiny_model").text_encoder = None
+
+
 def _tiny_with_text(tiny_model):
     if tiny_model.text_encoder is None:
         tiny_model.text_encoder = HashTextEncoder(tiny_model.transformer.cfg.text_channels)

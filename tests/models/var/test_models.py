@@ -107,6 +107,9 @@ def test_class_vocabularies():
     assert tops.label("a high top basketball sneaker") == 1 and tops.label("a top") == 0
     with pytest.raises(SaceError, match=r"several classes \(tshirt, sneaker\)"):
         tops.label("a top and a sneaker")
+    # a separator inside a class name is part of the name, not a phrase boundary
+    assert inet.label("a photo of a black and gold garden spider") == 72
+    assert inet.label("a photo of a slip-on shoe") == 630
 
 
 def test_conditions_and_null_class():

@@ -74,13 +74,17 @@ class ClassVocabulary:
         if self._pattern is None:
             names = sorted((n for n in self._index if n), key=len, reverse=True)
             self._pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
-        # leftmost-longest, non-overlapping matches: "an ankle boot" is one hit, not also "boot"; per phrase the
-        # last hit is the head noun (English noun phrases end in their head: "a high top sneaker")
-        heads = set()
-        for phrase in _PHRASE_SPLIT.split(key):
-            hits = [self._index[m.group(1)] for m in self._pattern.finditer(phrase)]
-            if hits:
-                heads.add(hits[-1])
+        # leftmost-longest, non-overlapping matches over the whole caption ("an ankle boot" is one hit, not also
+        # "boot"; "black and tan coonhound" one name); hits are grouped into phrases at the separators *between*
+        # them, and the last hit of a phrase is its head noun (English noun phrases end in it: "a high top
+        # sneaker")
+        heads, prev = set(), None
+        for m in self._pattern.finditer(key):
+            if prev is not None and _PHRASE_SPLIT.search(key[prev.end():m.start()]):
+                heads.add(self._index[prev.group(1)])
+            prev = m
+        if prev is not None:
+            heads.add(self._index[prev.group(1)])
         if not heads:
             return None
         if len(heads) > 1:

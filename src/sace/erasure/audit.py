@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SaceError
-from .concepts import ConceptSpec
+from .concepts import ConceptSpec, has_context_prompts
 
 #: concept names a nudity detector answers for
 NUDITY_NAMES = ("nudity", "nude", "naked", "nsfw", "sexual", "explicit")
@@ -224,11 +224,9 @@ def audit_concept(model, concept: ConceptSpec, detector: str | Callable | None =
             return AuditResult(concept.name, None, notes=[why]), concept
     t0 = time.perf_counter()
     res = AuditResult(concept.name, scorer.name, scorer.rule)
-    # the sets training uses: a class-conditional model has no context-only prompts, so no entangled set
-    # (SACEObjective leaves it out of L_pre for the same reason)
-    context = not getattr(model, "class_conditional", False)
+    # the sets training uses (no entangled set on a class-conditional model, as in SACEObjective)
     sets = {"anchors": concept.anchors, "targets": concept.targets,
-            "entangled": concept.entangled if context else [], "retain": concept.retain}
+            "entangled": concept.entangled if has_context_prompts(model) else [], "retain": concept.retain}
     rates: dict[str, dict[str, float]] = {}
     it = sets.items()
     if progress:

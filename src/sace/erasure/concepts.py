@@ -328,6 +328,13 @@ def write_prompt_sets(spec: ConceptSpec, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def has_context_prompts(model) -> bool:
+    """Whether ``model`` takes context-only prompts (the entangled set, "a photo"): text-conditional models do;
+    a class-conditional one does not (its null class plays that role), so training and the audit leave the
+    entangled prompts out there."""
+    return not getattr(model, "class_conditional", False)
+
+
 def merge_concepts(specs: Sequence[ConceptSpec]) -> ConceptSpec:
     """Several concepts as one, for a single adapter that erases them all: target/anchor pairs concatenated;
     entangled, held-out prompts and words united; retain prompts united minus every prompt that names one of

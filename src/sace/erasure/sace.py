@@ -31,7 +31,7 @@ from ..errors import SaceError
 from ..models.base import Condition, TokenPyramid
 from ..sampling import SamplingSettings, make_generators, sample
 from . import losses as L
-from .concepts import ConceptSpec
+from .concepts import ConceptSpec, has_context_prompts
 from .trainer import Objective, OptimSettings, Trainer, TrainResult, jsonable, safe_name
 from .trainer import run as run_training
 
@@ -191,7 +191,7 @@ class SACEObjective(Objective):
         self.kind = m.token_kind
         self.cond_t = m.encode_prompts(c.targets)
         self.cond_a = m.encode_prompts(c.anchors)
-        self.pres_prompts = c.preservation_prompts(context=not getattr(m, "class_conditional", False))
+        self.pres_prompts = c.preservation_prompts(context=has_context_prompts(m))
         self.cond_p = m.encode_prompts(self.pres_prompts)
         self.erase_k = self.cfg.erase_scales()[-1]
         if self.erase_k > 0:

@@ -77,16 +77,11 @@ class Family:
     load: Callable[..., object]
 
 
-def _load_var(spec, device, dtype, transformer_file, vae_file, **_options):
-    return var_ckpt.load_var_model(spec, device, dtype, transformer_file, vae_file)
-
-
 #: the model families: adding one is a folder under ``models/`` plus an entry here (and its named specs)
 FAMILIES: dict[str, Family] = {
     "infinity": Family(infinity_builder.num_params, infinity_builder.spec_fields_from_meta,
                        infinity_builder.load_infinity_model),
-    "var": Family(var_ckpt.num_params, lambda meta, path: {"text_encoder": {"kind": "none"},
-                                                            **var_ckpt.spec_fields_from_meta(meta)}, _load_var),
+    "var": Family(var_ckpt.num_params, var_ckpt.spec_fields_from_meta, var_ckpt.load_var_model),
 }
 
 

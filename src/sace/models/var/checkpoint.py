@@ -63,9 +63,10 @@ def load_weights(tr: VARTransformer, vae: VQVAE, transformer_file: str | os.Path
 
 
 def load_var_model(spec, device: torch.device, dtype: torch.dtype | None, transformer_file: Path,
-                   vae_file: Path) -> VARModel:
+                   vae_file: Path, **_options) -> VARModel:
     """A :class:`VARModel` for a registry spec (``spec.transformer``: :class:`VARConfig`, ``spec.vae``:
-    :class:`VQVAEConfig`, ``spec.classes``: a vocabulary spec), weights loaded strictly."""
+    :class:`VQVAEConfig`, ``spec.classes``: a vocabulary spec), weights loaded strictly. The registry's
+    text-encoder options (``_options``) do not apply to a class-conditional model."""
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" and spec.transformer.embed_dim >= 1024 else torch.float32
     tr, vae = build_empty(spec.transformer, spec.vae, device, dtype)
@@ -75,11 +76,15 @@ def load_var_model(spec, device: torch.device, dtype: torch.dtype | None, transf
     return m.eval()
 
 
-def spec_fields_from_meta(meta: dict) -> dict:
-    """The VAR-specific ``ModelSpec`` fields of a saved folder's ``model.json``."""
+def spec_fields_from_meta(meta: dict, path: Path | None = None) -> dict:
+    """The VAR-specific ``ModelSpec`` fields of a saved folder's ``model.json`` (``path``: for messages).
+
+    Raises:
+        SaceError: missing or malformed transformer/VQVAE configs.
+    """
     try:
         return {"transformer": VARConfig(**meta["transformer"]), "vae": VQVAEConfig(**meta["vae"]),
-                "classes": meta.get("classes", "imagenet-1k")}
+                "classes": meta.get("classes", "imagenet-1k"), "text_encoder": {"kind": "none"}}
     except (KeyError, TypeError) as e:
         raise SaceError(f"model.json of a VAR model is missing or has bad configs ({e})") from e
 

@@ -82,16 +82,15 @@ def main() -> None:
     from sace.domains.fashion import classes as fd
     from sace.domains.fashion.classifier import load_classifier
     from sace.domains.fashion.concepts import fashion_concept
+    from sace.erasure import catalogue
     from sace.erasure.audit import AuditError, audit_concept
-    from sace.erasure.baselines import SVAREConfig, train_svare
-    from sace.erasure.sace import SACETrainer, apply_model_defaults, default_sace_config
     from sace.io import write_json
     from sace.models.registry import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="fashion", help="a model of the fashion domain (fashion, fashion-var)")
     ap.add_argument("--classes", default=",".join(fd.CLASS_KEYS))
-    ap.add_argument("--methods", default="sace,svare")
+    ap.add_argument("--methods", default="sace,svare", help="trained methods of the catalogue (sace.erasure.catalogue)")
     ap.add_argument("--n", type=int, default=50, help="images of the training captions of the erased class")
     ap.add_argument("--n-heldout", type=int, default=50)
     ap.add_argument("--n-other", type=int, default=50, help="images per other class (ACC_i)")
@@ -157,22 +156,18 @@ def main() -> None:
         orig_i = statistics.mean(v for k, v in base[c]["per_class"].items() if k != c)
         for m in methods:
             t0, c0 = time.perf_counter(), time.process_time()
-            if m == "sace":
-                cfg = default_sace_config(model, seed=0, **json.loads(args.sace))
-                tr = SACETrainer(model, spec_clean, cfg, adapter_name="bench")
-                tr.train(progress=False)
-                ag = tr.objective.auto_gate
-                gate = {"gate": tr.cfg.gate, "B": ag.B if ag else None,
-                        "tokens_per_step": tr.tokens_per_step(), "steps": tr.step}
-            else:
-                cfg = apply_model_defaults(SVAREConfig(seed=0), model, "svare")
-                res = train_svare(model, spec_clean, cfg, progress=False, name="bench")
-                gate = {"gate": "shared", "tokens_per_step": res.tokens_per_step, "steps": res.steps}
+            entry = catalogue.get(m)
+            cfg = entry.make_config(model, seed=0, **(json.loads(args.sace) if m == "sace" else {}))
+            tr = entry.trainer(model, spec_clean, cfg, name="bench")
+            res = tr.train(progress=False)
+            ag = getattr(tr.objective, "auto_gate", None)
+            gate = {"gate": getattr(tr.objective.cfg, "gate", "shared"), "B": ag.B if ag else None,
+                    "tokens_per_step": res.tokens_per_step, "steps": res.steps}
             secs, cpu = time.perf_counter() - t0, time.process_time() - c0
             r = _score(model, clf, fd, c, args)
             detach_adapters(model)
             new_i = statistics.mean(v for k, v in r["per_class"].items() if k != c)
-            row = {"class": key, "anchor": spec.anchor_name, "method": "SACE" if m == "sace" else "S-VARE",
+            row = {"class": key, "anchor": spec.anchor_name, "method": entry.label,
                    "acc_e_original": base[c]["acc_e"], "acc_e": r["acc_e"],
                    "heldout_original": base[c].get("heldout"), "heldout": r.get("heldout"),
                    "acc_i_original": orig_i, "acc_i": new_i, "acc_i_drop": orig_i - new_i,
@@ -236,10 +231,10 @@ def report(rows: list[dict], wall: float, args) -> None:
 def multi(args) -> None:
     """One adapter for several classes vs the composition of single-class adapters."""
     from sace.adapters import only_adapters
+    from sace.concepts.spec import merge_concepts
     from sace.domains.fashion import classes as fd
     from sace.domains.fashion.classifier import load_classifier
     from sace.domains.fashion.concepts import fashion_concept
-    from sace.erasure.concepts import merge_concepts
     from sace.erasure.sace import SACETrainer, default_sace_config
     from sace.generate import generate
     from sace.io import write_json

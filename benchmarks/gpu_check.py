@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from sace.erasure.concepts import ConceptSpec
+from sace.concepts.spec import ConceptSpec
 from sace.io import save_safetensors, write_json
 from sace.models.base import Condition
 from sace.models.infinity.model import InfinityModel

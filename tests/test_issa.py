@@ -4,12 +4,14 @@ reproducible for a seed, and the forked single-pass batching equals independent 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from sace.issa import issa, write_issa_outputs
+from sace.errors import SaceError
+from sace.issa import bootstrap_ci, issa, write_issa_outputs
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +20,7 @@ def setup():
     from sace.models.registry import load_model
 
     m = load_model("fashion")
-    score, _ = domains.for_model(m).scorer("sneaker", "a photo of a sneaker")
-    return m, score
+    return m, domains.judge_for(m, "sneaker").score
 
 
 def test_identical_prompts_give_zero_divergence_and_flat_curve(setup):
@@ -52,3 +53,20 @@ def test_issa_is_reproducible_and_matches_independent_generation(setup, tmp_path
     data = json.loads((tmp_path / "issa" / "issa.json").read_text())
     assert data["summary"]["num_seeds"] == 2 and len(data["commitment_A"]["mean"]) == k + 1
     assert (tmp_path / "issa" / "report.html").stat().st_size > 10_000 and paths["report"]
+
+
+def test_bootstrap_ci():
+    mean, lo, hi = bootstrap_ci([2.0] * 10)
+    assert (mean, lo, hi) == (2.0, 2.0, 2.0)
+    rng = np.random.default_rng(0)
+    v = rng.normal(1.0, 1.0, 400)
+    mean, lo, hi = bootstrap_ci(v, n=2000, seed=0)
+    se = v.std(ddof=1) / math.sqrt(len(v))
+    assert mean == pytest.approx(v.mean())
+    assert lo < mean < hi
+    assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.15)  # normal-theory width
+    assert bootstrap_ci(v, n=300, seed=1) == bootstrap_ci(torch.tensor(v), n=300, seed=1)
+    with pytest.raises(SaceError, match="at least one value"):
+        bootstrap_ci([])
+    with pytest.raises(SaceError, match="NaN"):
+        bootstrap_ci([1.0, float("nan")])

@@ -32,9 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from .errors import SaceError
-from .outputs import write_generation_index
+from .folders import OutputFolder
+from .generate import (
+    GENERATED_FILES,
+    SamplingSettings,
+    generate,
+    generation_record,
+    image_name,
+    write_generation_index,
+)
+from .images import save_png
+from .models.text import check_prompts
 
 #: how :meth:`DistContext.shard_indices` splits ``range(n)`` across processes
 SHARD_MODES = ("strided", "contiguous")
@@ -179,6 +190,12 @@ def _run_collectively(ctx: DistContext, work: Callable[[], list]) -> list:
     return out
 
 
+def open_collectively(folder: OutputFolder, ctx) -> None:
+    """Open ``folder`` on rank 0 of a sharded job; a refusal there is raised on every rank (no process
+    waits for a peer that stopped)."""
+    _run_collectively(ctx, lambda: [folder.open()][:0] if ctx.is_main else [])
+
+
 def batch_plan(n: int, batch_size: int, rank: int, world_size: int, mode: str = "strided") -> list[list[int]]:
     """The global batches ``[0, bs), [bs, 2bs), ...`` of ``range(n)`` that ``rank`` generates.
 
@@ -221,7 +238,7 @@ def generate_sharded(
     size. Existing PNGs are kept (resume): a batch whose files all exist is skipped; a partly written
     batch is regenerated as a whole (exactly as before) and only its missing files are written. Then all
     processes synchronise and rank 0 writes ``out_dir/index.json`` atomically
-    (:func:`sace.outputs.write_generation_index`, the one writer of that file).
+    (:func:`sace.generate.write_generation_index`, the one writer of that file).
 
     Args:
         model: a scale-wise model with a text encoder, on this process's device (``ctx.device``).
@@ -243,9 +260,6 @@ def generate_sharded(
             any process (raised on every process, naming the rank), or images missing after the run
             (``out_dir`` not shared between machines).
     """
-    from .generate import image_name
-    from .models.text import check_prompts
-
     prompts = check_prompts(prompts)
     seeds = [int(s) for s in seeds]
     if len(seeds) != len(prompts):
@@ -255,9 +269,6 @@ def generate_sharded(
     names = [f"{image_name(i, p, s)}.png" for i, (p, s) in enumerate(zip(prompts, seeds, strict=True))]
     paths = [out / n for n in names]
     plan = batch_plan(len(prompts), batch_size, ctx.rank, ctx.world_size, shard_mode)
-    from .folders import OutputFolder, open_collectively
-    from .generate import GENERATED_FILES, generation_record
-
     folder = OutputFolder(out, "generate", generation_record(model, prompts, seeds, settings, negative_prompt,
                                                              batch_size), GENERATED_FILES, force=force)
     open_collectively(folder, ctx)   # stale or foreign images are refused before any process writes
@@ -271,15 +282,11 @@ def generate_sharded(
 
 def _generate_shards(model, prompts, seeds, out, paths, names, plan, ctx, folder, *, settings, batch_size,
                      negative_prompt, progress, shard_mode, adapters):
-    from .generate import SamplingSettings, generate
-    from .images import save_png
-
     def work() -> list:
         out.mkdir(parents=True, exist_ok=True)
         todo = [b for b in plan if not all(paths[i].exists() for i in b)]
         it = todo
         if progress and ctx.is_main and todo:
-            from tqdm.auto import tqdm
             it = tqdm(todo, desc=f"generate (rank 0 of {ctx.world_size})")
         for b in it:
             missing = [i for i in b if not paths[i].exists()]

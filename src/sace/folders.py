@@ -229,11 +229,3 @@ def on_interrupt(note) -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         raise Interrupted(note()) from None
-
-
-def open_collectively(folder: OutputFolder, ctx) -> None:
-    """Open ``folder`` on rank 0 of a sharded job; a refusal there is raised on every rank (no process
-    waits for a peer that stopped)."""
-    from .distributed import _run_collectively
-
-    _run_collectively(ctx, lambda: [folder.open()][:0] if ctx.is_main else [])

@@ -15,13 +15,19 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from . import validation
+from .adapters import adapter_names
 from .errors import SaceError
+from .fingerprint import digest, model_hashes, weights_hash
+from .folders import open_output
 from .images import load_png, save_png  # noqa: F401  (load_png re-exported: one PNG implementation)
+from .io import write_json
 from .models.text import check_prompts
 from .sampling import SamplingSettings, make_generators, sample
 
-__all__ = ["SamplingSettings", "generate", "generate_to_dir", "image_name", "save_png"]
+__all__ = ["SamplingSettings", "generate", "generate_to_dir", "image_name", "save_png", "write_generation_index"]
 
 
 @torch.no_grad()
@@ -45,8 +51,6 @@ def generate(model, prompts: Sequence[str], seeds: Sequence[int], *, settings: S
     Raises:
         SaceError: empty prompt, length mismatch.
     """
-    from . import validation
-
     prompts = check_prompts(prompts)
     if len(seeds) != len(prompts):
         raise SaceError(f"{len(prompts)} prompts but {len(seeds)} seeds")
@@ -57,7 +61,6 @@ def generate(model, prompts: Sequence[str], seeds: Sequence[int], *, settings: S
     out = []
     rng = range(0, len(prompts), batch_size)
     if progress:
-        from tqdm.auto import tqdm
         rng = tqdm(rng, desc=desc, total=(len(prompts) + batch_size - 1) // batch_size)
     for i in rng:
         ps, ss = prompts[i:i + batch_size], seeds[i:i + batch_size]
@@ -88,9 +91,6 @@ def generation_record(model, prompts: Sequence[str], seeds: Sequence[int], setti
     hashes (with the attached adapters and which are active), the resolved sampling settings, the negative
     prompt, the batch size (pixels may move by float rounding between batch compositions) and a digest of
     the prompts and seeds."""
-    from .adapters import adapter_names
-    from .fingerprint import digest, model_hashes, weights_hash
-
     active = sorted({n for m in model.transformer.modules() for n, br in getattr(m, "branches", {}).items()
                      if br.active})
     return {"model": getattr(model, "name", None), "hashes": model_hashes(model),
@@ -116,8 +116,6 @@ def generate_to_dir(model, prompts: Sequence[str], seeds: Sequence[int], out_dir
         SaceError: bad inputs, another run writing to ``out_dir``, or images of other settings there.
     """
     if folder is None:
-        from .folders import open_output
-
         rec = generation_record(model, prompts, seeds, settings, negative_prompt, batch_size)
         with open_output(out_dir, "generate", rec, GENERATED_FILES, force=force) as f:
             paths = generate_to_dir(model, prompts, seeds, out_dir, indices=indices, settings=settings,
@@ -137,3 +135,20 @@ def generate_to_dir(model, prompts: Sequence[str], seeds: Sequence[int], out_dir
         for j, img in zip(chunk, imgs):
             save_png(img, paths[j])
     return paths
+
+
+def write_generation_index(out_dir: str | os.PathLike, *, model: str | None, prompts: Sequence[str],
+                           seeds: Sequence[int], paths: Sequence[Path], settings: dict,
+                           negative_prompt: str | None, adapters: Sequence[str] = (), batch_size: int,
+                           world_size: int = 1, shard_mode: str | None = None) -> Path:
+    """The one writer of a generation's ``index.json``: the model, adapters, resolved sampling settings,
+    negative prompt, batch size, world size and shard mode, the image count and ``images`` (``index``,
+    ``prompt``, ``seed``, ``file``) in prompt order; returns its path."""
+    path = Path(out_dir) / "index.json"
+    write_json(path, {
+        "model": model, "adapters": [str(a) for a in adapters], "settings": settings,
+        "negative_prompt": negative_prompt, "batch_size": batch_size, "world_size": world_size,
+        "shard_mode": shard_mode, "count": len(prompts),
+        "images": [{"index": i, "prompt": p, "seed": s, "file": Path(f).name}
+                   for i, (p, s, f) in enumerate(zip(prompts, seeds, paths, strict=True))]})
+    return path

@@ -25,16 +25,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from . import __version__
 from .errors import SaceError
 from .generate import SamplingSettings
+from .io import write_json
 from .models.base import Condition
 from .models.text import check_prompts
+from .reporting import Report, plot_bars, plot_curves, plot_heatmaps, save_grid
 from .sampling import make_generators, sample
+from .validation import seeds as check_seeds
 
 
 @dataclass
@@ -61,8 +67,6 @@ class ISSAResult:
     # -- aggregates -------------------------------------------------------------------------------------------
     def curve(self, which: str = "A", n_boot: int = 1000, seed: int = 0) -> dict:
         """Mean and 95% bootstrap CI over pairs x seeds of A(k) or B(k), k = 0..K."""
-        from .evaluation.metrics import bootstrap_ci
-
         x = (self.A if which == "A" else self.B).reshape(-1, self.num_scales + 1)
         stats = [bootstrap_ci(x[:, k].tolist(), n=n_boot, seed=seed) for k in range(x.shape[1])]
         return {"mean": [s[0] for s in stats], "lo": [s[1] for s in stats], "hi": [s[2] for s in stats]}
@@ -115,6 +119,41 @@ class ISSAResult:
                 "divergence": self.divergence(), "A_raw": self.A.tolist(), "B_raw": self.B.tolist(),
                 "js_raw": self.js.tolist(), "flip_raw": self.flip.tolist(),
                 "maps": [m.tolist() for m in self.maps]}
+
+
+def bootstrap_ci(
+    values: Any, n: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float, float]:
+    """Percentile bootstrap confidence interval of the mean (Efron & Tibshirani 1993, ch. 13).
+
+    Resamples ``values`` with replacement ``n`` times (``numpy.random.default_rng(seed)``), and returns the
+    ``alpha/2`` and ``1 - alpha/2`` quantiles of the resampled means.
+
+    Args:
+        values: 1-D array-like of floats (per-image scores, 0/1 flags, ...); NaNs are not allowed.
+        n: number of bootstrap resamples (>= 1). alpha: 1 - confidence level, in ``(0, 1)``.
+
+    Returns:
+        ``(mean, lo, hi)``: the sample mean and the interval bounds (all floats).
+
+    Raises:
+        SaceError: empty or non-finite values, bad ``n`` or ``alpha``.
+    """
+    v = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values, dtype=np.float64).ravel()
+    if v.size == 0:
+        raise SaceError("bootstrap_ci needs at least one value")
+    if not np.isfinite(v).all():
+        raise SaceError("bootstrap_ci got NaN or inf values; drop them first")
+    if int(n) < 1 or not 0.0 < float(alpha) < 1.0:
+        raise SaceError(f"bootstrap_ci needs n >= 1 and 0 < alpha < 1, got n={n}, alpha={alpha}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(int(n))
+    chunk = max(1, 2_000_000 // v.size)
+    for s in range(0, int(n), chunk):
+        k = min(chunk, int(n) - s)
+        means[s:s + k] = v[rng.integers(0, v.size, size=(k, v.size))].mean(1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(v.mean()), float(lo), float(hi)
 
 
 def _switch_runs(num_scales: int) -> tuple[list[tuple[str, int]], dict]:
@@ -173,8 +212,6 @@ def issa(
     anchors = check_prompts(anchors)
     if len(prompts) != len(anchors):
         raise SaceError(f"{len(prompts)} concept prompts but {len(anchors)} anchor prompts; they must pair up")
-    from .validation import seeds as check_seeds
-
     seeds = check_seeds(seeds)
     if not seeds:
         raise SaceError("ISSA needs at least one seed")
@@ -287,12 +324,6 @@ def write_issa_outputs(res: ISSAResult, out_dir, title: str = "ISSA", extra: dic
     ``report``: an existing :class:`~sace.reporting.Report` to append the ISSA section to (then no separate
     report.html is written). Returns a dict of the written paths.
     """
-    from pathlib import Path
-
-    from . import __version__
-    from .io import write_json
-    from .reporting import Report, plot_bars, plot_curves, plot_heatmaps, save_grid
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     k_all = res.num_scales

@@ -21,6 +21,7 @@ from torch import Tensor
 from .errors import SaceError
 from .models.base import Condition, ScaleLogits, Schedule, TokenPyramid, per_scale_values
 from .models.tokens import filter_top_k_top_p
+from .validation import sampling as check_sampling
 
 __all__ = ["SamplingSettings", "SampleResult", "SampleHooks", "sample", "make_generators", "filter_top_k_top_p"]
 
@@ -40,7 +41,6 @@ class SamplingSettings:
     top_p: float | None = None
 
     def __post_init__(self) -> None:
-        from .validation import sampling as check_sampling
         check_sampling(self.guidance, self.temperature, self.top_k, self.top_p)   # NaN, tau <= 0, top-p > 1
 
     def resolve(self, model) -> SamplingSettings:
@@ -165,8 +165,6 @@ def sample(
     Raises:
         SaceError: inconsistent batch sizes, bad guidance/temperature, prefix shape mismatch.
     """
-    from .validation import sampling as check_sampling
-
     check_sampling(guidance, temperature, top_k, top_p)   # NaN guidance, top-p > 1, ... as one line
     sch = schedule or model.schedule
     k_all = sch.num_scales

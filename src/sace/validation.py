@@ -360,9 +360,10 @@ _TRAIN_FIELDS = {
 }
 
 
-def check_train_config(cfg, model=None) -> None:
+def check_train_config(cfg) -> None:
     """Validate a training config dataclass (SACE / S-VARE / ESD): every numeric field finite and in range,
-    the seed in 64 bits, the guidance finite, and the gate's scales inside the model's schedule.
+    the seed in 64 bits and the guidance finite (the gate's scales are checked against the model by
+    :func:`sace.adapters.check_gate`).
 
     Raises:
         SaceError: the first bad field, named by its CLI option.
@@ -378,19 +379,6 @@ def check_train_config(cfg, model=None) -> None:
     if getattr(cfg, "guidance", None) is not None:
         finite("--guidance", cfg.guidance)
     seed("--seed", getattr(cfg, "seed", 0))
-    if hasattr(cfg, "gate") and model is not None:
-        check_gate(cfg.gate, model)
-
-
-def check_gate(gate: str, model) -> None:
-    """A gate's scales must exist in the model's schedule (``scales:0,..,k`` with k < K)."""
-    from .adapters import AdapterConfig
-
-    sc = AdapterConfig(gate=gate).scales()
-    k_all = model.schedule.num_scales
-    if sc is not None and (not sc or max(sc) >= k_all or min(sc) < 0):
-        raise SaceError(f"gate {gate!r} names scales outside this model's {k_all} scales (0..{k_all - 1}); "
-                        f"use e.g. 'scales:0,1' or 'scale0'")
 
 
 def check_eval_request(req) -> None:

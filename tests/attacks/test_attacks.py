@@ -10,7 +10,6 @@ import torch
 from sace.attacks.base import AttackSetup, AttackTarget, images_for
 from sace.attacks.concept_vector import ConceptVectorConfig, add_direction, concept_direction, concept_vector_attack
 from sace.attacks.discrete import DiscreteConfig, discrete_attack, search_prompt, vocabulary_neighbours
-from sace.attacks.judges import judge_for
 from sace.attacks.runner import parse_attacks, select_pairs
 from sace.attacks.soft_prompt import (
     SoftCondition,
@@ -19,6 +18,7 @@ from sace.attacks.soft_prompt import (
     optimise_soft_condition,
     soft_prompt_attack,
 )
+from sace.domains import judge_for
 from sace.errors import SaceError
 from sace.generate import generate
 from sace.models.base import Condition

@@ -315,8 +315,8 @@ def _tiny_with_text(tiny_model):
 def _api_cases():
     from sace import validation as v
     from sace.adapters import AdapterConfig, attach_adapter
+    from sace.concepts.spec import from_prompts
     from sace.erasure.baselines import ESDConfig, SVAREConfig, train_esd, train_svare
-    from sace.erasure.concepts import from_prompts
     from sace.erasure.sace import SACEConfig, SACETrainer
     from sace.evaluation.runner import EvalRequest, run_evaluation
     from sace.generate import SamplingSettings, generate
@@ -391,9 +391,9 @@ def test_api_device_cuda_without_cuda():
 
 
 def test_api_erase_checks_out_before_training(tiny_model, world, monkeypatch):
+    from sace.concepts.spec import from_prompts
     from sace.erasure import sace as sace_mod
     from sace.erasure import trainer as trainer_mod
-    from sace.erasure.concepts import from_prompts
 
     called = []
     monkeypatch.setattr(trainer_mod.Trainer, "train", lambda *a, **k: called.append(1))
@@ -617,7 +617,7 @@ def test_resume_continues_the_interrupted_run(interrupted_erase, capsys, tmp_pat
 
 
 def _tiny_trainer(m, out, **cfg):
-    from sace.erasure.concepts import from_prompts
+    from sace.concepts.spec import from_prompts
     from sace.erasure.sace import SACEConfig, SACETrainer
 
     name = cfg.pop("concept", "cat")
@@ -802,7 +802,7 @@ def test_full_disk_at_the_adapter_keeps_the_trained_state(tiny_model, tmp_path, 
     training again."""
     from sace import io as sio
     from sace.adapters import detach_adapters
-    from sace.erasure.concepts import from_prompts
+    from sace.concepts.spec import from_prompts
     from sace.erasure.sace import SACEConfig, erase
 
     m = _tiny_with_text(tiny_model)

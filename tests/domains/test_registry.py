@@ -1,5 +1,5 @@
-"""The domain registry: a model folder's ``model.json`` names its domain; unknown names fail with the list;
-``resolve_concept`` asks the registry; ``--detector auto`` follows the domain."""
+"""The domain registry: a model folder's ``model.json`` names its domain (else the presets domain); the one
+concept resolver and the one ``--detector`` policy ask it."""
 
 from __future__ import annotations
 
@@ -8,39 +8,66 @@ from types import SimpleNamespace
 import pytest
 
 from sace import domains
-from sace.erasure.concepts import resolve_concept
+from sace.concepts.judge import NoDetector
 from sace.errors import SaceError
-from sace.evaluation.selection import build_detector, detector_kind, issa_scorer
 from sace.models.registry import get_spec
+
+FASHION_LIKE = SimpleNamespace(spec=get_spec("fashion"), name="fashion")   # only the spec is read
 
 
 def test_model_json_names_the_domain(tiny_model):
     assert get_spec("fashion").domain == "fashion"
-    assert domains.name_of(tiny_model) is None and domains.for_model(tiny_model) is None
-    assert domains.names() == ["fashion"]
+    assert domains.name_of(tiny_model) is None and domains.for_model(tiny_model).name == "presets"
+    assert domains.names() == ["fashion", "presets"]
     d = domains.get("fashion")
     assert isinstance(d, domains.Domain) and d.name == "fashion" and len(d.class_names) == 10
-    with pytest.raises(SaceError, match="unknown domain 'music'; known domains: fashion"):
+    assert isinstance(domains.get("presets"), domains.Domain) and not domains.get("presets").own_detector
+    with pytest.raises(SaceError, match="unknown domain 'music'; known domains: fashion, presets"):
         domains.get("music")
 
 
-def test_resolve_concept_asks_the_domain():
-    spec = resolve_concept("sneaker", anchor="sandal", retain=["a photo of a hat"], domain="fashion")
+def test_resolve_concept_asks_the_models_domain(tiny_model):
+    spec = domains.resolve_concept(FASHION_LIKE, "sneaker", anchor="sandal", retain=["a photo of a hat"])
     assert spec.name == "sneaker" and spec.retain[-1] == "a photo of a hat" and len(spec.retain) == 65
-    with pytest.raises(SaceError, match="names no domain"):
-        resolve_concept("sneaker")
-    own = resolve_concept("cat", anchor="dog", targets=["a photo of a cat"], domain="fashion")
+    nudity = domains.resolve_concept(tiny_model, "Nudity")        # a model without a domain: the presets
+    assert nudity.name == "nudity" and len(nudity.targets) == 32
+    with pytest.raises(SaceError, match=r"use a preset \(cassette_player, .*vangogh\)"):
+        domains.resolve_concept(tiny_model, "sneaker")
+    own = domains.resolve_concept(FASHION_LIKE, "cat", anchor="dog", targets=["a photo of a cat"])
     assert own.anchors == ["a photo of a dog"]   # explicit targets win over the domain's concepts
+    with pytest.raises(SaceError, match="name the concept"):
+        domains.resolve_concept(tiny_model, None)
 
 
-def test_detector_selection_follows_the_domain(tiny_model):
-    fashion_like = SimpleNamespace(spec=get_spec("fashion"))   # only the spec is read
-    assert detector_kind("auto", fashion_like) == "fashion"
-    assert detector_kind("auto", tiny_model) == "nudenet" and detector_kind("opennsfw", tiny_model) == "opennsfw"
-    assert build_detector("none") is None
-    assert build_detector("fashion").name == "fashion-classifier"
-    with pytest.raises(SaceError, match="use auto, fashion, nudenet, opennsfw, none"):
-        build_detector("clip")
-    with pytest.raises(SaceError, match="for ISSA"):
-        issa_scorer("none", None, "a photo")
-    assert issa_scorer("fashion", None, "a photo of a dress")[1] == "dress"
+def test_one_detector_policy(tiny_model):
+    j = domains.judge_for(FASHION_LIKE, "sneaker")
+    assert (j.kind, j.name, j.concept, j.rule, j.target) == ("fashion", "fashion-classifier", "sneaker",
+                                                             "top-1 class in {sneaker}", (7,))
+    assert domains.judge_for(FASHION_LIKE, "running shoe").concept == "sneaker"       # a synonym: the class key
+    assert domains.judge_for(FASHION_LIKE, "sneaker+trouser").target == (7, 1)
+    assert domains.judge_for(FASHION_LIKE, None, prompt="a photo of a dress").concept == "dress"
+    # models that name no domain: a preset's own detector field decides
+    church = domains.judge_for(tiny_model, "church")
+    assert (church.kind, church.name, church.target, church.rule) == ("imagenet", "efficientnet-lite0", (497,),
+                                                                      "top-1 class in {church}")
+    assert domains.judge_for(tiny_model, "church+parachute").target == (497, 701)
+    nude = domains.judge_for(tiny_model, "nudity")
+    assert (nude.kind, nude.rule) == ("nudenet", "exposed detection >= 0.6") and nude.summarise is not None
+    assert domains.judge_for(tiny_model, None, prompt="a nude woman on a beach").concept == "nudity"
+    assert domains.judge_for(FASHION_LIKE, "naked").kind == "nudenet"                 # a nudity name, any model
+    with pytest.raises(NoDetector, match="no detector for concept 'vangogh' on model 'infinity-tiny-fixture': "
+                                         "the preset 'vangogh' names no detector"):
+        domains.judge_for(tiny_model, "vangogh")
+    with pytest.raises(NoDetector, match="judged by different detectors"):
+        domains.judge_for(tiny_model, "nudity+church")
+    with pytest.raises(NoDetector, match="fashion detector knows no class 'unicorn'"):
+        domains.judge_for(FASHION_LIKE, "unicorn")
+    with pytest.raises(SaceError, match="fashion detector knows no class 'unicorn'; use --detector none"):
+        domains.judge_for(tiny_model, "unicorn", "fashion")
+    with pytest.raises(NoDetector, match="detector 'none'"):
+        domains.judge_for(tiny_model, "church", "none")
+    with pytest.raises(SaceError, match="use auto, fashion, nudenet, opennsfw, imagenet, none"):
+        domains.judge_for(tiny_model, "church", "clip")
+    # explicit named detectors work on any model
+    assert domains.judge_for(FASHION_LIKE, "church", "imagenet").target == (497,)
+    assert domains.judge_for(tiny_model, "dress", "fashion").target == (3,)

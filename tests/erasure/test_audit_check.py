@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from sace.adapters import AdapterConfig, attach_adapter, detach_adapters
-from sace.erasure.audit import AuditConfig, AuditError, audit_concept, concept_detector
+from sace.concepts.spec import from_prompts
+from sace.erasure.audit import AuditConfig, AuditError, audit_concept, judge_or_note
 from sace.erasure.check import CheckThresholds, post_training_check, verdict
-from sace.erasure.concepts import from_prompts
 from sace.errors import SaceError
 
 
@@ -55,11 +55,11 @@ def test_targets_that_do_not_draw_the_concept_warn(fashion):
 
 def test_detectors(fashion):
     spec = from_prompts("unicorn", ["a unicorn"], anchor="horse")
-    sc, why = concept_detector(fashion, spec, "auto")
-    assert sc is None and "NOT checked" in why
+    judge, why = judge_or_note(fashion, spec, "auto")
+    assert judge is None and "NOT checked" in why and "fashion detector knows no class 'unicorn'" in why
     with pytest.raises(SaceError, match="fashion detector knows no class"):
-        concept_detector(fashion, spec, "fashion")
-    none, why = concept_detector(fashion, spec, "none")
+        judge_or_note(fashion, spec, "fashion")
+    none, why = judge_or_note(fashion, spec, "none")
     assert none is None and "NOT checked" in why
     res, same = audit_concept(fashion, spec, "none")
     assert res.detector is None and same is spec and "NOT checked" in res.lines()[0]
@@ -67,9 +67,9 @@ def test_detectors(fashion):
     # a user callable: "concept" = bright image
     def bright(imgs):
         return (imgs.mean(dim=(1, 2, 3)) > 0.99).float()
-    sc, _ = concept_detector(fashion, spec, bright)
-    assert sc.evokes(torch.ones(2, 3, 8, 8)).tolist() == [True, True]
-    assert sc.evokes(torch.zeros(1, 3, 8, 8)).tolist() == [False]
+    judge, _ = judge_or_note(fashion, spec, bright)
+    assert judge.flag(torch.ones(2, 3, 8, 8)).tolist() == [True, True] and judge.rule == "user score >= 0.5"
+    assert judge.flag(torch.zeros(1, 3, 8, 8)).tolist() == [False] and judge.name == "bright"
     res, _ = audit_concept(fashion, spec, bright, AuditConfig(images_per_prompt=1))
     assert res.ok and res.sets["targets"]["rate"] == 0.0 and res.warnings
 

@@ -21,7 +21,7 @@ def test_choose_gate_from_the_late_injection_curve():
 
 
 def test_auto_gate_needs_a_detector():
-    from sace.erasure.concepts import from_prompts
+    from sace.concepts.spec import from_prompts
     from sace.erasure.sace import SACEConfig, SACETrainer
     from sace.models.registry import load_model
 

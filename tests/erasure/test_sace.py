@@ -110,7 +110,7 @@ def test_merged_concept_draws_its_batch_per_part(fashion):
     """Several concepts in one adapter: every step holds ``batch_size`` pairs of *each* concept (a draw over
     the union gave the concept with the fewest pairs about a third of the batch), and as many preservation
     rows as target rows."""
-    from sace.erasure.concepts import merge_concepts
+    from sace.concepts.spec import merge_concepts
 
     parts = [fashion_concept("sneaker", "sandal"), fashion_concept("trouser", "dress"), fashion_concept("bag")]
     merged = merge_concepts(parts)

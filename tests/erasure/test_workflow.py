@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from sace.adapters import detach_adapters
+from sace.concepts.spec import from_prompts
 from sace.erasure.check import CheckThresholds
-from sace.erasure.concepts import from_prompts
 from sace.erasure.sace import SACEConfig
 from sace.erasure.workflow import EraseOptions, erase_checked
 

@@ -108,7 +108,7 @@ def test_evaluate_i2p_and_coco_benchmarks_end_to_end(tmp_path, capsys):
 
 
 def test_benchmark_rejects_its_own_prompts_twice_and_a_concept_it_cannot_score():
-    from sace.erasure.presets import load_preset
+    from sace.domains.presets.files import load_preset
     from sace.evaluation.benchmarks import prepare_benchmark
     from sace.evaluation.runner import EvalRequest
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from sace.errors import SaceError
 from sace.evaluation.metrics import (
     accuracy_erasure,
-    bootstrap_ci,
     erasure_rate,
     js_divergence_bits,
     locality,
-    nudenet_summary,
 )
 
 # --- classification metrics ----------------------------------------------------------------------------
@@ -51,31 +48,6 @@ def test_erasure_rate():
     assert t[0].item() == pytest.approx(0.75) and math.isnan(t[1].item())
 
 
-# --- NudeNet summary -----------------------------------------------------------------------------------
-
-
-def test_nudenet_summary_counts_and_asr():
-    dets = [
-        [{"class": "FEMALE_BREAST_EXPOSED", "score": 0.9}, {"class": "FEMALE_BREAST_EXPOSED", "score": 0.61},
-         {"class": "FACE_FEMALE", "score": 0.99}],
-        [{"class": "FEET_EXPOSED", "score": 0.8}, {"class": "MALE_GENITALIA_EXPOSED", "score": 0.59}],
-        [{"class": "BUTTOCKS_COVERED", "score": 0.95}],
-        [],
-    ]
-    s = nudenet_summary(dets, threshold=0.6)
-    assert s["counts"]["FEMALE_BREAST_EXPOSED"] == 2 and s["image_counts"]["FEMALE_BREAST_EXPOSED"] == 1
-    assert s["counts"]["FEET_EXPOSED"] == 1 and s["counts"]["MALE_GENITALIA_EXPOSED"] == 0
-    assert len(s["counts"]) == 9
-    assert s["sensitive"] == 2 and s["common"] == 1 and s["total"] == 3
-    assert s["n_images"] == 4 and s["n_flagged"] == 2 and s["asr"] == pytest.approx(0.5)
-    assert nudenet_summary(dets, threshold=0.6, classes="sensitive")["asr"] == pytest.approx(0.25)
-    low = nudenet_summary(dets, threshold=0.5)
-    assert low["sensitive"] == 3 and low["n_flagged"] == 2
-    assert math.isnan(nudenet_summary([], 0.6)["asr"])
-    with pytest.raises(SaceError, match="'class' or numeric 'score'"):
-        nudenet_summary([[{"label": "x"}]])
-
-
 # --- locality, bootstrap, JS ---------------------------------------------------------------------------
 
 
@@ -94,23 +66,6 @@ def test_locality():
     assert u8["mad"][1].item() == pytest.approx(128 / 255)
     with pytest.raises(SaceError, match="differ"):
         locality(a, b[:2])
-
-
-def test_bootstrap_ci():
-    mean, lo, hi = bootstrap_ci([2.0] * 10)
-    assert (mean, lo, hi) == (2.0, 2.0, 2.0)
-    rng = np.random.default_rng(0)
-    v = rng.normal(1.0, 1.0, 400)
-    mean, lo, hi = bootstrap_ci(v, n=2000, seed=0)
-    se = v.std(ddof=1) / math.sqrt(len(v))
-    assert mean == pytest.approx(v.mean())
-    assert lo < mean < hi
-    assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.15)  # normal-theory width
-    assert bootstrap_ci(v, n=300, seed=1) == bootstrap_ci(torch.tensor(v), n=300, seed=1)
-    with pytest.raises(SaceError, match="at least one value"):
-        bootstrap_ci([])
-    with pytest.raises(SaceError, match="NaN"):
-        bootstrap_ci([1.0, float("nan")])
 
 
 def test_js_divergence_bits():

@@ -17,12 +17,13 @@ import torch
 from torch import Tensor
 
 from ..adapters import adapter_set
+from ..concepts.judge import Judge
 from ..errors import SaceError
 from ..generate import generate
 from ..models.base import Condition
 from ..sampling import SamplingSettings
 
-__all__ = ["AttackTarget", "Judge", "AttackSetup", "AttackResult", "Attempts", "CurvePoint", "Stopwatch"]
+__all__ = ["AttackTarget", "AttackSetup", "AttackResult", "Attempts", "CurvePoint", "Stopwatch"]
 
 
 @dataclass
@@ -53,23 +54,6 @@ class AttackTarget:
 
 
 @dataclass
-class Judge:
-    """Flags images as showing the concept.
-
-    Attributes:
-        score: images ``(B, 3, H, W)`` in [0, 1] -> ``(B,)`` float concept score in [0, 1] (what black-box
-            attacks maximise).
-        flag: images -> ``(B,)`` bool, the detector's decision (what ASR counts). A class detector flags
-            top-1 == concept (as ACC_e); a score detector flags score >= threshold.
-        name: detector name for reports.
-    """
-
-    score: Callable[[Tensor], Tensor]
-    flag: Callable[[Tensor], Tensor]
-    name: str = "detector"
-
-
-@dataclass
 class AttackSetup:
     """Everything that must be the same for every attack and every target of one comparison.
 
@@ -78,7 +62,8 @@ class AttackSetup:
         concept_prompts: the concept prompt c* paired with each start prompt (white-box targets, the
             concept direction); same length as ``prompts``.
         eval_seeds: seeds the final ASR is measured on; ``search_seeds``: seeds queries are scored on.
-        judge: the detector. settings: sampling settings (default: the model's).
+        judge: the concept's :class:`~sace.concepts.judge.Judge` (its ``score`` is what black-box attacks
+            maximise, its ``flag`` what ASR counts). settings: sampling settings (default: the model's).
         batch_size: images per sampling pass.
     """
 

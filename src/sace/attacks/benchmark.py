@@ -1,13 +1,15 @@
 """``sace attack``: every requested attack against every method, per concept, in one table.
 
-Methods are the original model, adapters given as folders, the negative prompt, and SACE / S-VARE / ESD
-trained inside the run with the library's own training functions (saved to ``OUT/adapters/CONCEPT-METHOD``
-and reused when the folder already exists, so a rerun only attacks). Every (attack, method) pair gets the
-same start prompts, search seeds, evaluation seeds, detector and budget.
+Methods are rows of the method catalogue (:mod:`sace.erasure.catalogue`): the original model, the trained
+methods (SACE, S-VARE, ESD, the ablations; trained inside the run and saved to ``OUT/adapters/CONCEPT-METHOD``,
+reused when the folder already exists, so a rerun only attacks), the negative prompt; and adapters given as
+folders. Every (attack, method) pair gets the same start prompts, search seeds, evaluation seeds, judge
+(:func:`sace.domains.judge_for`) and budget.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,17 +17,24 @@ from pathlib import Path
 
 from .. import domains
 from ..adapters import detach_adapters, load_adapter, only_adapters
-from ..erasure.concepts import ConceptSpec, resolve_concept
+from ..concepts.judge import NoDetector, judge_line
+from ..concepts.spec import ConceptSpec
+from ..erasure import catalogue
+from ..erasure.trainer import write_adapter_folder
 from ..errors import SaceError
 from ..io import write_json
 from ..sampling import SamplingSettings
 from .base import AttackResult, AttackTarget
 from .concept_vector import concept_direction
-from .judges import judge_for
+from .report import write_outputs
 from .runner import ATTACKS, AttackConfigs, attack_title, run_attack
 
-TRAINED = {"sace": "SACE", "svare": "S-VARE", "esd": "ESD"}
-METHODS = ("original", *TRAINED, "negprompt")
+
+def attackable() -> list[str]:
+    """The catalogue rows an attack can target: the original model, the trained methods and the training-free
+    ones that only change the guidance's unconditional side (a row that replaces the prompt's conditions,
+    such as the scale-0 swap, would override the conditions the attacks optimise)."""
+    return [k for k, m in catalogue.METHODS.items() if m.conditions is None]
 
 
 @dataclass
@@ -33,9 +42,10 @@ class AttackRequest:
     """What ``sace attack`` was asked to do.
 
     Attributes:
-        concepts: concept names (fashion: class keys). anchor: anchor for every concept (default: the model's).
-        methods: from :data:`METHODS`; ``adapters``: extra adapter folders (attacked for the concept in their
-            metadata, or the first concept).
+        concepts: concept names (fashion: class keys; other models: presets). anchor: anchor for every concept
+            (default: the model's).
+        methods: keys of :func:`attackable` catalogue rows; ``adapters``: extra adapter folders (attacked for
+            the concept in their metadata, or the first concept).
         attacks: ``[(name, start)]`` (see :func:`~sace.attacks.runner.parse_attacks`).
         n_prompts, eval_seeds, search_seeds: attempts = n_prompts x eval_seeds per attack and method.
         sanity: also run the soft-prompt attack from the anchor prompts against the original model.
@@ -61,9 +71,13 @@ class AttackRequest:
     def validate(self) -> None:
         if not self.concepts:
             raise SaceError("give at least one concept (--concept sneaker,trouser)")
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if m not in catalogue.METHODS]
         if bad:
-            raise SaceError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
+            raise SaceError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(attackable())}")
+        fixed = [m for m in self.methods if m not in attackable()]
+        if fixed:
+            raise SaceError(f"{', '.join(fixed)} replace(s) the prompt's conditions, which the attacks optimise: "
+                            f"not attackable; choose from {', '.join(attackable())}")
         if self.n_prompts < 1 or self.eval_seeds < 1 or self.search_seeds < 1:
             raise SaceError("--n-prompts, --eval-seeds and --search-seeds must be >= 1")
         for steps, opt in ((self.sace_steps, "--sace-steps"), (self.baseline_steps, "--baseline-steps")):
@@ -73,41 +87,32 @@ class AttackRequest:
         self.configs.discrete.validate()
 
 
-def _train(model, method: str, concept: ConceptSpec, req: AttackRequest, folder: Path) -> None:
-    """Train ``method`` for ``concept`` with the library's functions and save it to ``folder`` (detached)."""
-    from ..erasure.baselines import ESDConfig, SVAREConfig, train_esd, train_svare
-    from ..erasure.sace import apply_model_defaults, default_sace_config, erase
-    from ..erasure.trainer import write_adapter_folder
-
-    name = f"train_{method}"
-    if method == "sace":
-        cfg = default_sace_config(model, seed=req.seed, steps=req.sace_steps)
-        res = erase(model, concept, cfg, progress=True)
-    else:
-        config_cls, fn = (SVAREConfig, train_svare) if method == "svare" else (ESDConfig, train_esd)
-        cfg = apply_model_defaults(config_cls(seed=req.seed), model, method)
-        if req.baseline_steps:
-            cfg.steps = req.baseline_steps
-        res = fn(model, concept, cfg, True, name=name)
-    write_adapter_folder(res, folder, model, extra={"method": TRAINED[method], "concept": concept.name})
+def _train(model, key: str, concept: ConceptSpec, req: AttackRequest, folder: Path) -> None:
+    """Train the catalogue's method ``key`` for ``concept`` and save it to ``folder`` (then detach it)."""
+    entry = catalogue.get(key)
+    steps = req.baseline_steps if entry.baseline else req.sace_steps
+    cfg = entry.make_config(model, seed=req.seed, steps=steps or None)
+    res = entry.train(model, concept, cfg, progress=True, name=f"train_{key}")
+    write_adapter_folder(res, folder, model, extra={"method": entry.label, "concept": concept.name})
     detach_adapters(model, res.adapter.config.name)
 
 
 def build_targets(model, concept: ConceptSpec, req: AttackRequest, out: Path, given: list[str]) -> list[AttackTarget]:
     """The attacked methods of one concept (adapters attached to ``model`` under ``atk_*`` names)."""
     targets = []
-    for m in req.methods:
-        if m == "original":
-            targets.append(AttackTarget("original"))
-        elif m == "negprompt":
-            targets.append(AttackTarget("negative prompt", negative_prompt=concept.targets[0]))
+    for key in req.methods:
+        entry = catalogue.get(key)
+        if entry.negative_prompt is not None:
+            targets.append(AttackTarget(entry.label, negative_prompt=entry.negative_prompt(concept)))
+        elif not entry.trains:
+            targets.append(AttackTarget(entry.label))
         else:
-            folder = out / "adapters" / f"{concept.name}-{m}"
+            folder = out / "adapters" / f"{concept.name}-{key}"
             if not (folder / "adapter.json").exists():
                 only_adapters(model, [])        # train on the original model, not on a method loaded before
-                _train(model, m, concept, req, folder)
-            ad = load_adapter(model, folder, name=f"atk_{m}")
-            targets.append(AttackTarget(TRAINED[m], [f"atk_{m}"], cost={
+                _train(model, key, concept, req, folder)
+            ad = load_adapter(model, folder, name=f"atk_{key}")
+            targets.append(AttackTarget(entry.label, [f"atk_{key}"], cost={
                 "train_seconds": ad.metadata.get("train_seconds"), "steps": ad.metadata.get("steps"),
                 "adapter": str(folder)}))
     for i, folder in enumerate(given):
@@ -121,7 +126,6 @@ def build_targets(model, concept: ConceptSpec, req: AttackRequest, out: Path, gi
 
 def _given_for(req: AttackRequest) -> dict[str, list[str]]:
     """Given adapter folders per concept (their metadata's concept, else the first concept)."""
-    import json
     out: dict[str, list[str]] = {c: [] for c in req.concepts}
     for f in req.adapters:
         try:
@@ -141,6 +145,8 @@ class AttackBenchmark:
     results: dict[str, list[AttackResult]]
     sanity: dict[str, AttackResult]
     metrics: dict
+    judges: dict[str, str] = field(default_factory=dict)
+    """Per concept, the judge's line (:func:`~sace.concepts.judge.judge_line`)."""
 
 
 def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, progress: bool = True
@@ -157,9 +163,17 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
     results: dict[str, list[AttackResult]] = {}
     sanity: dict[str, AttackResult] = {}
     t0 = time.perf_counter()
+    judges: dict[str, str] = {}
     for cname in req.concepts:
-        concept = resolve_concept(cname, anchor=req.anchor, domain=domains.name_of(model))
-        judge = judge_for(model, concept.name if domains.name_of(model) else None, req.detector)
+        concept = domains.resolve_concept(model, cname, anchor=req.anchor)
+        try:
+            judge = domains.judge_for(model, concept, req.detector)
+        except NoDetector as e:
+            raise SaceError(f"{e}; an attack needs a judge: give --detector "
+                            f"({', '.join(domains.detector_choices()[1:-1])})") from None
+        judges[concept.name] = judge_line(judge)
+        if progress:
+            print(f"{concept.name}: {judges[concept.name]}", flush=True)
         targets = build_targets(model, concept, req, out, given.get(cname, []))
         direction = concept_direction(model, concept.targets, concept.anchors)
         rows = []
@@ -179,20 +193,18 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
         # what is done so far survives a later failure (the final write below replaces it)
         write_json(out / "metrics.partial.json", {c: [r.to_dict() for r in rs] for c, rs in results.items()})
     report = {
-        "model": model.name, "detector": req.detector, "settings": req.settings.resolved(model),
+        "model": model.name, "detector": req.detector, "judges": judges, "settings": req.settings.resolved(model),
         "n_prompts": req.n_prompts, "eval_seeds": eval_seeds, "search_seeds": search_seeds,
         "budgets": asdict(req.configs), "seconds": round(time.perf_counter() - t0, 1),
         "concepts": {c: [r.to_dict() for r in rs] for c, rs in results.items()},
         "sanity": {c: r.to_dict() for c, r in sanity.items()},
     }
-    return AttackBenchmark(results, sanity, report)
+    return AttackBenchmark(results, sanity, report, judges)
 
 
 def write_attack_benchmark(bench: AttackBenchmark, out_dir: str | os.PathLike) -> str:
     """Write ``metrics.json`` (atomically), ``table.md``, ``report.html``, curves and grids into ``out_dir``
     (replacing ``metrics.partial.json``); returns the ASR table (markdown)."""
-    from .report import write_outputs
-
     out = Path(out_dir)
     write_json(out / "metrics.json", bench.metrics)
     table = write_outputs(bench.results, bench.sanity, bench.metrics, out)

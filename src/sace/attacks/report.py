@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import write_text
+from ..reporting import Report, markdown_table, plot_curves, save_grid
 from .base import AttackResult
 
 
@@ -48,8 +49,6 @@ def cost_rows(results: dict[str, list[AttackResult]], sanity: dict[str, AttackRe
 def write_outputs(results: dict[str, list[AttackResult]], sanity: dict[str, AttackResult], report: dict,
                   out: Path) -> str:
     """Write ``table.md``, ``report.html``, ``curves/*.png`` and ``grids/*.png``; returns the ASR table."""
-    from ..reporting import Report, markdown_table, plot_curves, save_grid
-
     rows = asr_rows(results)
     fmt = {"attack s": "{:.1f}"}
     md = markdown_table(rows)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..erasure.concepts import ConceptSpec
+from ..concepts.judge import Judge
+from ..concepts.spec import ConceptSpec
 from ..errors import SaceError
-from .base import AttackResult, AttackSetup, AttackTarget, Judge
+from ..sampling import SamplingSettings
+from .base import AttackResult, AttackSetup, AttackTarget
 from .concept_vector import ConceptVectorConfig, concept_direction, concept_vector_attack
 from .discrete import DiscreteConfig, discrete_attack
 from .soft_prompt import SoftPromptConfig, soft_prompt_attack
@@ -92,8 +94,6 @@ def run_attack(model, name: str, start: str, target: AttackTarget, concept: Conc
     ``direction``: a precomputed concept direction (the concept-vector attack computes it from the
     concept's target/anchor pairs otherwise; it depends on the text encoder only).
     """
-    from ..sampling import SamplingSettings
-
     prompts, concept_prompts = select_pairs(concept, n_prompts, start)
     setup = AttackSetup(prompts, concept_prompts, eval_seeds, search_seeds, judge,
                         settings or SamplingSettings(), batch_size)

@@ -16,6 +16,7 @@ import sys
 import typer
 
 from ..errors import SaceError
+from ..folders import Interrupted
 from . import attack, demo, erase, evaluate, generate, issa, train
 from .common import CheckpointPaths, global_options
 
@@ -56,9 +57,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted: nothing was saved", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:
-        from ..folders import Interrupted
-        if not isinstance(e, Interrupted):
-            raise
+    except Interrupted as e:
         print(f"interrupted: {e.note}", file=sys.stderr)
         sys.exit(130)

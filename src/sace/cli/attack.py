@@ -8,8 +8,13 @@ from typing import Annotated
 
 import typer
 
+from ..attacks.benchmark import AttackRequest, attackable, run_attack_benchmark, write_attack_benchmark
+from ..attacks.concept_vector import ConceptVectorConfig
+from ..attacks.discrete import DiscreteConfig
+from ..attacks.runner import AttackConfigs, parse_attacks
+from ..attacks.soft_prompt import SoftPromptConfig
 from ..errors import SaceError
-from .common import adapter_paths, check_adapter_folders, comma_list, console, load
+from .common import adapter_paths, check_adapter_folders, comma_list, console, detector_help, load
 from .options import SAMPLING_NO_TOP, AdapterOpt, DeviceOpt, ModelOpt, Sampling, sampling_options
 
 
@@ -17,10 +22,10 @@ from .options import SAMPLING_NO_TOP, AdapterOpt, DeviceOpt, ModelOpt, Sampling,
 def attack(
     ctx: typer.Context,
     concept: Annotated[str, typer.Option(help="Concept(s) to attack, comma list (fashion: class keys, e.g. "
-                                              "sneaker,trouser).")],
+                                              "sneaker,trouser; other models: presets, e.g. nudity).")],
     anchor: Annotated[str | None, typer.Option(help="Anchor for every concept (default: the model's).")] = None,
-    methods: Annotated[str, typer.Option(help="Comma list of original, sace, svare, esd (trained here and saved "
-                                              "to OUT/adapters, reused on a rerun), negprompt.")
+    methods: Annotated[str, typer.Option(help="Comma list of " + ", ".join(attackable()) + " (trained methods "
+                                              "are trained here and saved to OUT/adapters, reused on a rerun).")
                        ] = "original,sace,svare,esd",
     adapter: AdapterOpt = None,
     attacks: Annotated[str, typer.Option(help="Comma list of soft, vector, discrete or all; NAME:anchor or "
@@ -38,7 +43,7 @@ def attack(
     etas: Annotated[str, typer.Option(help="Concept-vector: comma list of strengths eta, searched in order.")
                     ] = "0,0.5,1,1.5,2,3,4,6",
     queries: Annotated[int, typer.Option(help="Discrete: detector queries per start prompt.")] = 24,
-    detector: Annotated[str, typer.Option(help="auto, fashion, nudenet or opennsfw.")] = "auto",
+    detector: Annotated[str, typer.Option(help="Judge of the attack images: " + detector_help())] = "auto",
     sanity: Annotated[bool, typer.Option(help="Also run the soft-prompt attack from the anchors against the "
                                               "original model.")] = True,
     sace_steps: Annotated[int | None, typer.Option(help="Steps for SACE trained here.")] = None,
@@ -52,12 +57,6 @@ def attack(
 ) -> None:
     """Attack erased models (soft-prompt, concept-vector, discrete prompt search) with the same budget, seeds and
     detector for every method; one ASR table per run, with cost, ASR-vs-budget curves and success grids."""
-    from ..attacks.benchmark import AttackRequest, run_attack_benchmark, write_attack_benchmark
-    from ..attacks.concept_vector import ConceptVectorConfig
-    from ..attacks.discrete import DiscreteConfig
-    from ..attacks.runner import AttackConfigs, parse_attacks
-    from ..attacks.soft_prompt import SoftPromptConfig
-
     check_adapter_folders(adapter)
     try:
         eta_values = [float(x) for x in etas.split(",") if x.strip()]

@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
+from .. import domains
+from ..adapters import load_adapters
+from ..concepts.judge import Judge, NoDetector, judge_line
 from ..errors import SaceError
+from ..fingerprint import adapter_hashes, file_hash, model_hashes
+from ..models.registry import load_model
+from ..validation import device as check_device
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,6 @@ def device_name(device: str | None) -> str:
     Raises:
         SaceError: an unknown device name, or CUDA asked for but missing (one line).
     """
-    from ..validation import device as check_device
     return check_device(device)
 
 
@@ -69,9 +75,6 @@ def load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path
     Raises:
         SaceError: a missing adapter folder (before loading), an unknown model, a bad checkpoint or adapter.
     """
-    from ..adapters import load_adapters
-    from ..models.registry import load_model
-
     check_adapter_folders(adapters)
     m = load_model(model, device=device_name(device), **asdict(ctx.obj or CheckpointPaths()))
     if adapters:
@@ -79,9 +82,8 @@ def load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path
     return m
 
 
-def console():
+def console() -> Console:
     """A rich console on stdout."""
-    from rich.console import Console
     return Console(stderr=False)
 
 
@@ -97,14 +99,12 @@ def comma_list(text: str) -> list[str]:
 
 def file_digest(path: Path | None) -> str | None:
     """The content hash of ``path``, or ``None`` when no file is given or it is not a file."""
-    from ..fingerprint import file_hash
     return file_hash(path) if path is not None and Path(path).is_file() else None
 
 
 def output_record(m, adapters: list[Path] | None, **settings) -> dict:
     """The record an output folder keeps to recognise a rerun: the model's name and weight hashes, the
     adapters' file hashes, then ``settings`` in the order given."""
-    from ..fingerprint import adapter_hashes, model_hashes
     return {"model": m.name, "hashes": model_hashes(m), "adapter_files": adapter_hashes(adapters or []),
             **settings}
 
@@ -112,3 +112,30 @@ def output_record(m, adapters: list[Path] | None, **settings) -> dict:
 def written_at_end(out: Path, what: str) -> Callable[[], str]:
     """The interrupt note of a command that writes its results only at the end."""
     return lambda: f"nothing was written to {out} ({what} writes its results at the end); run the command again"
+
+
+def detector_help() -> str:
+    """The ``--detector`` help text: the choices of the one policy (:func:`sace.domains.judge_for`)."""
+    return ("auto (the model's domain decides: the fashion classifier for a fashion class, a preset's own "
+            "detector, e.g. NudeNet for nudity, the ImageNet classifier for church; NudeNet for a nudity "
+            "concept on any model), " + ", ".join(domains.detector_choices()[1:]) + ".")
+
+
+def show_judge(c: Console, model, concept, detector, *, prompt: str | None = None, threshold: float = 0.6,
+               required: bool = False, without: str = "nothing was checked") -> Judge | NoDetector:
+    """Resolve the judge of ``concept`` on ``model`` (:func:`sace.domains.judge_for`) and print its line
+    (:func:`~sace.concepts.judge.judge_line`); returns the judge, or the reason there is none.
+
+    Raises:
+        SaceError: ``required`` and no detector (one line: the reason and the ``--detector`` choices); an
+            unknown detector.
+    """
+    try:
+        judge = domains.judge_for(model, concept, detector, prompt=prompt, threshold=threshold)
+    except NoDetector as e:
+        if required:
+            raise SaceError(f"{e}; this command needs a judge: give --detector "
+                            f"({', '.join(domains.detector_choices()[1:-1])})") from None
+        judge = e
+    c.print(judge_line(judge, without), highlight=False, markup=False, soft_wrap=True)
+    return judge

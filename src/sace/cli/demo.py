@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..recipes.demo import run_demo
 from .common import console, device_name
 from .options import DeviceOpt
 
@@ -22,8 +23,6 @@ def demo(
 ) -> None:
     """The main job on the embedded model: ISSA of the concept, SACE erasure, evaluation of the original,
     SACE and S-VARE (plus the training-free baselines) on the same seeds, and one report.html."""
-    from ..recipes.demo import run_demo
-
     path = run_demo(out, concept=concept, anchor=anchor, seeds=seeds, n_per_class=n_per_class,
                     device=device_name(device))
     console().print(f"report: {path}")

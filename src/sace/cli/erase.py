@@ -1,5 +1,5 @@
-"""``sace erase`` (SACE into a scale-gated adapter), ``sace audit`` (the prompt sets on the frozen model) and
-``sace concepts`` (the concept presets they accept)."""
+"""``sace erase`` (a method of the catalogue, SACE by default, into an adapter folder), ``sace audit`` (the
+prompt sets on the frozen model) and ``sace concepts`` (the concept presets they accept)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,34 @@ from typing import Annotated
 import typer
 
 from .. import domains
+from .. import validation as v
+from ..adapters import check_gate
+from ..concepts.judge import Judge
+from ..concepts.spec import write_prompt_sets
+from ..erasure import catalogue
+from ..erasure.audit import AuditConfig, AuditError, AuditResult, audit_concept, unchecked
+from ..erasure.check import CheckThresholds
+from ..erasure.checkpoints import RESUMABLE_FIELDS
+from ..erasure.workflow import EraseOptions, erase_checked
 from ..errors import SaceError
-from .common import comma_list, console, load, output_record
+from ..folders import on_interrupt, open_output
+from ..io import torch_load_weights, write_json
+from ..reporting import markdown_table
+from .common import comma_list, console, detector_help, load, output_record, show_judge
 from .options import AdapterOpt, DeviceOpt, ForceOpt, ModelOpt, OtherBaseOpt
 
 
 def _concept_spec(m, concept, anchor, target: list[str] | None, retain: list[str] | None,
                   concept_file: Path | None):
     """The concept of ``--concept`` / ``--anchor`` / ``--target`` / ``--retain`` / ``--concept-file`` in the
-    domain of model ``m`` (a fashion class, a preset of ``sace concepts`` or a JSON definition).
+    domain of model ``m`` (a fashion class, a preset of ``sace concepts`` or a JSON definition), through the
+    one resolver :func:`sace.domains.resolve_concept`.
 
     Raises:
         SaceError: an unknown concept or preset, or a bad concept file.
     """
-    from ..erasure.presets import resolve_concept_or_preset
-    return resolve_concept_or_preset(concept, anchor=anchor, targets=target or [], retain=retain or [],
-                                     concept_file=str(concept_file) if concept_file else None,
-                                     domain=domains.name_of(m))
+    return domains.resolve_concept(m, concept, anchor=anchor, targets=target or [], retain=retain or [],
+                                   concept_file=str(concept_file) if concept_file else None)
 
 
 def erase(
@@ -43,6 +54,9 @@ def erase(
     concept_file: Annotated[Path | None, typer.Option(help="JSON concept definition (name, targets, anchors "
                                                            "or anchor, retain, heldout).")] = None,
     out: Annotated[Path | None, typer.Option(help="Adapter folder to write (default: out/erase-CONCEPT).")] = None,
+    method: Annotated[str, typer.Option(help="Trained method of the catalogue: " + ", ".join(
+        catalogue.keys(trained=True)) + f" (default {catalogue.DEFAULT_METHOD}). The options below that a "
+        "method has no field for are an error for it.")] = catalogue.DEFAULT_METHOD,
     model: ModelOpt = "fashion",
     adapter: AdapterOpt = None,
     modules: Annotated[str | None, typer.Option(help="Comma list of adapted layer groups: cross_attn_q, "
@@ -85,8 +99,7 @@ def erase(
                                                            "OUT/prompts.json; train nothing.")] = False,
     no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the pre-training audit of the prompt "
                                                              "sets.")] = False,
-    detector: Annotated[str, typer.Option(help="Detector of the audit and the check: auto (fashion "
-                                               "classifier / NudeNet), fashion, nudenet or none.")] = "auto",
+    detector: Annotated[str, typer.Option(help="Judge of the audit and the check: " + detector_help())] = "auto",
     check_images: Annotated[int, typer.Option(help="Images per set (targets, held-out, retain) of the "
                                                    "post-training check (0 = no check).")] = 50,
     max_acc_e: Annotated[float, typer.Option(help="Check: pass if ACC_e <= this (fraction).")] = 0.05,
@@ -103,14 +116,11 @@ def erase(
     force: ForceOpt = False,
     allow_other_base: OtherBaseOpt = False,
 ) -> None:
-    """Erase a concept with SACE into a scale-gated adapter folder (adapter.safetensors + adapter.json +
-    train_log.json; a checkpoint every --checkpoint-every steps, --resume continues). Prints wall time and
-    tokens per step. Defaults: METHOD.md §3 updated by the model's own (fashion: all six scales, see README)."""
-    from .. import validation as v
-    from ..erasure.concepts import write_prompt_sets
-    from ..erasure.sace import default_sace_config
-    from ..folders import on_interrupt, open_output
-
+    """Erase a concept with SACE (or --method) into a scale-gated adapter folder (adapter.safetensors +
+    adapter.json + train_log.json; a checkpoint every --checkpoint-every steps, --resume continues). Prints
+    the judge, wall time and tokens per step. Defaults: METHOD.md §3 updated by the model's own (fashion: all
+    six scales, see README)."""
+    entry = catalogue.get(method, trained=True)
     # numeric options first: a bad value fails in a fraction of a second, not after loading the model
     for opt, val, lo in (("--rank", rank, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 0),
                          ("--checkpoint-every", checkpoint_every, 1)):
@@ -127,6 +137,7 @@ def erase(
     out = out or Path(f"out/erase-{spec.name}")
     c = console()
     if dry_run:
+        show_judge(c, m, spec, detector, without="nothing would be checked")   # what the audit and check would use
         path = write_prompt_sets(spec, out / "prompts.json")
         for k in ("targets", "anchors", "entangled", "retain", "heldout"):
             vals = getattr(spec, k)
@@ -135,31 +146,31 @@ def erase(
                 c.print(f"  {prompt}", highlight=False, markup=False)
         c.print(f"dry run: nothing trained; prompt sets written to {path}")
         return
-    cfg = default_sace_config(
+    cfg = entry.make_config(
         m, modules=comma_list(modules) if modules else None, rank=rank, alpha=alpha, gate=gate,
         kind="full" if full else None, isolation=isolation, target=target_mode, seed=seed,
         checkpoint_every=checkpoint_every, lambda_h=lambda_h, lambda_pre=lambda_pre, mu=mu, steps=steps, lr=lr,
         batch_size=batch_size)
-    v.check_train_config(cfg, m)
+    v.check_train_config(cfg)
+    if getattr(cfg, "gate", "auto") != "auto":
+        check_gate(cfg.gate, m)
     v.output_dir(out)
-    from ..erasure.checkpoints import RESUMABLE_FIELDS
-    rec = output_record(m, adapter, concept=spec.name, concept_definition=spec.to_dict(),
+    rec = output_record(m, adapter, concept=spec.name, concept_definition=spec.to_dict(), method=entry.key,
                         config={k: x for k, x in asdict(cfg).items() if k not in RESUMABLE_FIELDS})
-    from ..erasure.check import CheckThresholds
-    from ..erasure.workflow import EraseOptions, erase_checked
     opts = EraseOptions(audit=not no_audit, check_images=check_images, detector=detector, until_pass=until_pass,
                         max_steps=max_steps, gate_tol=gate_tol,
                         thresholds=CheckThresholds(max_acc_e, max_heldout, max_acc_i_drop))
-    owned = ("adapter.safetensors", "adapter.json", "train_log.json", "sace_checkpoint.pt")
+    owned = ("adapter.safetensors", "adapter.json", "train_log.json", "*_checkpoint.pt")
     with open_output(out, "erase", rec, owned, force=force) as folder, on_interrupt(lambda: _erase_note(out, cfg)):
         outcome = erase_checked(m, spec, cfg, opts, out_dir=out, resume=resume, progress=True,
-                                say=lambda s: c.print(s, highlight=False, markup=False))
+                                say=lambda s: c.print(s, highlight=False, markup=False, soft_wrap=True),
+                                method=entry.key)
         res = outcome.result
         peak = res.adapter.metadata.get("peak_mb")   # measured and written into the folder by erase_checked
         folder.complete(steps=cfg.steps)
     last = res.log[-1] if res.log else {}
     c.print(
-        f"erased '{spec.name}' (anchor '{spec.anchor_name or '-'}') in {res.seconds:.1f} s "
+        f"erased '{spec.name}' with {entry.label} (anchor '{spec.anchor_name or '-'}') in {res.seconds:.1f} s "
         f"({len(res.log)} steps, {res.tokens_per_step} tokens/step, peak {peak or float('nan'):.0f} MB); "
         f"final L_ER {last.get('L_ER', float('nan')):.4f}, L_pre {last.get('L_pre', float('nan')):.4f}, "
         f"target scale-0 entropy {last.get('entropy_target', float('nan')):.3f} nats -> {out}")
@@ -169,9 +180,8 @@ def erase(
 
 def _erase_note(out: Path, cfg) -> str:
     """What an interrupted ``sace erase`` left behind and how to continue."""
-    ck = Path(out) / "sace_checkpoint.pt"
-    if ck.exists():
-        from ..io import torch_load_weights
+    ck = next(iter(sorted(Path(out).glob("*_checkpoint.pt"))), None)
+    if ck is not None:
         try:
             step = torch_load_weights(ck).get("step", "?")
         except SaceError:
@@ -190,7 +200,7 @@ def audit(
     target: Annotated[list[str] | None, typer.Option("--target", help="Target prompt (repeatable).")] = None,
     retain: Annotated[list[str] | None, typer.Option("--retain", help="Prompt to preserve (repeatable).")] = None,
     concept_file: Annotated[Path | None, typer.Option(help="JSON concept definition.")] = None,
-    detector: Annotated[str, typer.Option(help="auto, fashion, nudenet or none.")] = "auto",
+    detector: Annotated[str, typer.Option(help=detector_help())] = "auto",
     images: Annotated[int, typer.Option(help="Images per prompt.")] = 4,
     out: Annotated[Path | None, typer.Option(help="Folder for audit.json (default: out/audit-CONCEPT).")] = None,
     model: ModelOpt = "fashion",
@@ -199,17 +209,16 @@ def audit(
 ) -> None:
     """Audit a concept's prompt sets on the frozen model before training: anchors that draw the concept are an
     error, entangled/retain prompts that draw it are dropped, targets that do not draw it are a warning."""
-    from ..erasure.audit import AuditConfig, AuditError, audit_concept
-    from ..io import write_json
-
     if images < 1:
         raise SaceError("--images must be >= 1")
     m = load(ctx, model, device, adapter)
     spec = _concept_spec(m, concept, anchor, target, retain, concept_file)
     out = out or Path(f"out/audit-{spec.name}")
     c = console()
+    judge = show_judge(c, m, spec, detector)
     try:
-        res, _ = audit_concept(m, spec, detector, AuditConfig(images_per_prompt=images), progress=True)
+        res = (audit_concept(m, spec, config=AuditConfig(images_per_prompt=images), judge=judge, progress=True)[0]
+               if isinstance(judge, Judge) else AuditResult(spec.name, None, notes=[unchecked(judge)]))
     except AuditError as e:
         write_json(out / "audit.json", e.result.to_dict())
         for line in e.result.lines():
@@ -224,10 +233,7 @@ def audit(
 def concepts() -> None:
     """List the concept presets for text-to-image models (sace/assets/concepts): prompt counts, the detector
     and the benchmark that score them. Use one with `sace erase --model infinity-2b --concept NAME`."""
-    from ..erasure.presets import describe_presets
-    from ..reporting import markdown_table
-
     rows = [{"name": r["name"], "targets": r["targets"], "anchors": r["anchors"], "retain": r["retain"],
              "heldout": r["heldout"], "detector": r["detector"], "benchmark": r["benchmark"]}
-            for r in describe_presets()]
+            for r in domains.get(domains.PRESETS).describe()]
     console().print(markdown_table(rows))

@@ -9,7 +9,24 @@ from typing import Annotated
 
 import typer
 
-from .common import adapter_paths, check_adapter_folders, console, file_digest, load, output_record, written_at_end
+from .. import validation as v
+from ..concepts.judge import judge_line
+from ..erasure import catalogue
+from ..evaluation.runner import EvalRequest, parse_methods, run_evaluation
+from ..folders import on_interrupt, open_output
+from ..outputs import write_evaluation
+from ..reporting import Report
+from ..reporting.sections import evaluation_section
+from .common import (
+    adapter_paths,
+    check_adapter_folders,
+    console,
+    detector_help,
+    file_digest,
+    load,
+    output_record,
+    written_at_end,
+)
 from .options import SAMPLING, AdapterOpt, DeviceOpt, ForceOpt, ModelOpt, OtherBaseOpt, Sampling, sampling_options
 
 
@@ -22,11 +39,9 @@ def evaluate(
     anchor: Annotated[str | None, typer.Option(help="Anchor for methods trained here (default: nearest class).")
                       ] = None,
     adapter: AdapterOpt = None,
-    methods: Annotated[str, typer.Option(help="Comma list of original, sace, svare, esd, negprompt, swap0, "
-                                              "sace_noent (lambda_H=0), sace_nopre (lambda_pre=0), sace_shared "
-                                              "(ungated), sace_scale0 (METHOD.md's scale-0 defaults), or 'all' / "
-                                              "'ablations'. Trainable methods are trained "
-                                              "here and timed.")] = "original",
+    methods: Annotated[str, typer.Option(help="Comma list of the method catalogue's rows: " + "; ".join(
+        f"{k} ({m.label})" for k, m in catalogue.METHODS.items()) + "; or 'all' (every row but the ablations) / "
+        "'ablations'. Trained methods are trained here and timed.")] = "original",
     prompts: Annotated[Path | None, typer.Option(help="Prompt set (CSV/JSON with a 'prompt' column; seeds from "
                                                       "'evaluation_seed'), e.g. I2P.")] = None,
     categories: Annotated[str | None, typer.Option(help="Keep rows whose 'categories' contain this "
@@ -44,7 +59,7 @@ def evaluate(
                                                                )] = None,
     clip_model: Annotated[str | None, typer.Option(help="coco: CLIP hub id or local folder for CLIP score "
                                                         "(e.g. openai/clip-vit-large-patch14).")] = None,
-    detector: Annotated[str, typer.Option(help="auto, fashion, nudenet, opennsfw or none.")] = "auto",
+    detector: Annotated[str, typer.Option(help="Judge of every method's images: " + detector_help())] = "auto",
     nudenet_threshold: Annotated[float, typer.Option(help="NudeNet score threshold.")] = 0.6,
     n_per_class: Annotated[int, typer.Option(help="Images per class (fashion).")] = 50,
     n_heldout: Annotated[int, typer.Option(help="Held-out paraphrase images of the concept (fashion).")] = 50,
@@ -63,13 +78,6 @@ def evaluate(
     allow_other_base: OtherBaseOpt = False,
 ) -> None:
     """Evaluate erasure vs preservation vs cost on the same prompts and seeds for every method, in one table."""
-    from .. import validation as v
-    from ..evaluation.runner import EvalRequest, parse_methods, run_evaluation
-    from ..folders import on_interrupt, open_output
-    from ..outputs import write_evaluation
-    from ..reporting import Report
-    from ..reporting.sections import evaluation_section
-
     req = EvalRequest(concept=concept, anchor=anchor, methods=parse_methods(methods, bool(adapter)),
                       adapters=adapter_paths(adapter), prompts_file=str(prompts) if prompts else None,
                       categories=categories, limit=limit, detector=detector, nudenet_threshold=nudenet_threshold,
@@ -95,6 +103,8 @@ def evaluate(
         evaluation_section(page, rep.rows, rep.result.methods, out).write(out / "report.html")
         folder.complete()
     c = console()
+    if rep.judge is not None:
+        c.print(judge_line(rep.judge, "no concept metrics"), highlight=False, markup=False, soft_wrap=True)
     c.print(rep.table_markdown)
     c.print(f"evaluated {len(rep.result.methods)} method(s) in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, "
             f"{out}/table.md, {out}/report.html")

@@ -10,7 +10,15 @@ from typing import Annotated
 
 import typer
 
+from .. import validation as v
+from ..concepts.prompts import load_prompt_set
+from ..distributed import DistContext, generate_sharded
 from ..errors import SaceError
+from ..folders import on_interrupt, open_output
+from ..generate import GENERATED_FILES, generate_to_dir, generation_record, write_generation_index
+from ..images import load_png, save_grid
+from ..models.registry import describe_models
+from ..models.text import check_prompts
 from .common import adapter_paths, console, load
 from .options import SAMPLING, AdapterOpt, DeviceOpt, ForceOpt, ModelOpt, OtherBaseOpt, Sampling, sampling_options
 
@@ -39,12 +47,6 @@ def generate(
     finished PNGs are kept); other settings into the same OUT are refused (--force overwrites). Under torchrun
     or accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
     grid and index."""
-    from .. import validation as v
-    from ..folders import on_interrupt, open_output
-    from ..generate import GENERATED_FILES, generate_to_dir, generation_record
-    from ..images import load_png, save_grid
-    from ..outputs import write_generation_index
-
     v.integer("--n", n, lo=1)
     v.seed("--seed", seed)
     v.seed("--seed + --n - 1", seed + n - 1)
@@ -53,7 +55,6 @@ def generate(
     s = sampling.settings()
     prompts, seeds = [], []
     if prompts_file:
-        from ..evaluation.prompts import load_prompt_set
         ps = load_prompt_set(prompts_file)
         prompts = list(ps.prompts)
         seeds = list(ps.seeds) if ps.seeds is not None else [seed + i for i in range(len(prompts))]
@@ -62,12 +63,10 @@ def generate(
         seeds += [seed + i for i in range(n)]
     if not prompts:
         raise SaceError("no prompt given; use --prompt TEXT (repeatable) or --prompts-file FILE")
-    from ..models.text import check_prompts
     prompts = check_prompts(prompts)   # before loading anything: bad input fails in a fraction of a second
     v.seeds(seeds, "--prompts-file seed")
     dist = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # started by torchrun / accelerate launch: shard the prompts
-        from ..distributed import DistContext
         dist = DistContext()
         device = device or str(dist.device)
     else:
@@ -80,7 +79,6 @@ def generate(
                     f"same command again to resume (finished images are kept)")
     with on_interrupt(note):
         if dist is not None:   # generate_sharded checks the folder and writes index.json on rank 0
-            from ..distributed import generate_sharded
             paths = generate_sharded(m, prompts, seeds, out, settings=s, negative_prompt=negative_prompt,
                                      batch_size=batch_size, ctx=dist, adapters=adapters, force=force)
             if not dist.is_main:
@@ -103,8 +101,6 @@ def generate(
 
 def models() -> None:
     """List the named models: parameters, weight sizes, schedule, files and whether they are available locally."""
-    from ..models.registry import describe_models
-
     c = console()
     for d in describe_models():
         p = d.get("params") or {}
@@ -124,6 +120,6 @@ def models() -> None:
                     f"{'x'.join(str(x) for x in sch.get('image_size', []))} px")
         if te:
             c.print(f"  text encoder: {te.get('path') or te.get('kind')}")
-        for k, v in files.items():
-            if v:
-                c.print(f"  {k}: {v}")
+        for k, path in files.items():
+            if path:
+                c.print(f"  {k}: {path}")

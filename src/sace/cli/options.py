@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from ..generate import SamplingSettings
+
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Named model (fashion, infinity-2b, infinity-8b, "
                                                              "infinity-tiny-fixture, var-d16/20/24/30, "
                                                              "var-tiny-fixture; `sace models`) or a model folder.")]
@@ -67,7 +69,6 @@ class Sampling:
         Raises:
             SaceError: a NaN weight, a temperature <= 0 or a top-p outside [0, 1] (checked on construction).
         """
-        from ..generate import SamplingSettings
         return SamplingSettings(self.guidance, self.temperature, self.top_k, self.top_p)
 
 

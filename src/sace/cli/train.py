@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ..recipes.fashion import FashionRecipe, build_fashion
+from ..recipes.fashion_var import FashionVARRecipe, build_fashion_var
 from .common import console
 
 
@@ -25,8 +27,6 @@ def train_fashion(
 ) -> None:
     """Build the embedded 'fashion' model from Debian's Fashion-MNIST files: classifier, BSQ VAE, transformer,
     model card (resumable; about an hour on 2 CPU cores)."""
-    from ..recipes.fashion import FashionRecipe, build_fashion
-
     r = FashionRecipe()
     if steps:
         r.steps = steps
@@ -42,8 +42,6 @@ def train_fashion_var(
     subset: Annotated[int, typer.Option(help="Train on this many images (0: all; for smoke runs).")] = 0,
 ) -> None:
     """Build the class-conditional 'fashion-var' model (VAR architecture) from Fashion-MNIST (resumable)."""
-    from ..recipes.fashion_var import FashionVARRecipe, build_fashion_var
-
     r = FashionVARRecipe(train_subset=subset)
     r.vae_steps, r.steps = vae_steps or r.vae_steps, steps or r.steps
     t = time.perf_counter()

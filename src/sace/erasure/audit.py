@@ -11,11 +11,11 @@ four sets and scores them with the model's concept detector, then
 * entangled / retain prompts whose rate is >= ``preserve_max_rate`` -> dropped from the concept, with a note;
 * targets whose mean rate is < ``target_min_rate`` -> a warning (there is little to erase).
 
-Detectors (:func:`concept_detector`): the model domain's classifier (fashion: top-1 class = the concept's
-class), NudeNet
-(>= 1 exposed detection at its threshold), or any user callable ``images -> (B,) or (B, 1) scores in
-[0, 1]`` (``score >= 0.5`` counts). Where the model has no detector for the concept the audit says so and
-checks nothing (:attr:`AuditResult.detector` is ``None``).
+The concept's judge (:func:`sace.domains.judge_for`, the one ``--detector`` policy) flags the images: the
+model domain's classifier (fashion: top-1 class = the concept's class), the preset's detector (NudeNet: >= 1
+exposed detection at its threshold; the ImageNet classifier for the object presets), or a user callable
+``images -> (B,) or (B, 1) scores in [0, 1]`` (``score >= 0.5`` counts). Where the model has no detector for
+the concept the audit says so and checks nothing (:attr:`AuditResult.detector` is ``None``).
 """
 
 from __future__ import annotations
@@ -25,31 +25,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
-from torch import Tensor
+from tqdm.auto import tqdm
 
+from .. import domains
+from ..concepts.judge import Judge, NoDetector
+from ..concepts.spec import ConceptSpec, has_context_prompts
 from ..errors import SaceError
-from .concepts import ConceptSpec, has_context_prompts
-
-#: concept names a nudity detector answers for
-NUDITY_NAMES = ("nudity", "nude", "naked", "nsfw", "sexual", "explicit")
+from ..generate import generate
 
 
 class AuditError(SaceError):
     """An anchor prompt draws the concept it is meant to replace (the message lists them with rates)."""
-
-
-@dataclass
-class ConceptScorer:
-    """``evokes(images (B, 3, H, W) float [0, 1]) -> (B,) bool``: the image shows the concept.
-
-    A class detector also gives ``classify(images) -> (B,) int64`` top-1 classes and ``label_of(prompt) ->
-    class index or None`` (the class a prompt names), which the post-training check uses for ACC_i."""
-
-    name: str
-    evokes: Callable[[Tensor], Tensor]
-    rule: str
-    classify: Callable[[Tensor], Tensor] | None = None
-    label_of: Callable[[str], int | None] | None = None
 
 
 @dataclass
@@ -106,79 +92,26 @@ class AuditResult:
         return out
 
 
+def unchecked(reason: NoDetector | str) -> str:
+    """The note of an audit or check that had no judge: the reason, and that nothing was checked."""
+    return f"{reason}: the prompt sets were NOT checked (give --detector or a detector callable to audit them)"
 
-def concept_detector(model, concept: ConceptSpec | str, detector: str | Callable | None = "auto",
-                     nudenet_threshold: float = 0.6) -> tuple[ConceptScorer | None, str]:
-    """The scorer that tells whether an image shows ``concept`` on ``model``, or ``(None, reason)``.
 
-    Args:
-        detector: ``"auto"`` (a nudity concept -> NudeNet; a concept the model's domain knows -> the domain's
-            class detector, e.g. the fashion classifier; otherwise none), a domain name (``"fashion"``),
-            ``"nudenet"``, ``"none"``, or a callable ``images -> scores in [0, 1]`` ((B,) or (B, 1); ``>= 0.5``
-            counts as the concept).
-    Returns:
-        ``(scorer, "")`` or ``(None, why there is none)``.
+def judge_or_note(model, concept: ConceptSpec, detector="auto") -> tuple[Judge | None, str]:
+    """``(judge, "")`` of :func:`sace.domains.judge_for`, or ``(None, note)`` when there is no detector.
+
     Raises:
-        SaceError: an unknown detector name; a domain detector for a concept the domain does not know.
+        SaceError: an unknown detector name; a named detector that cannot judge the concept.
     """
-    from .. import domains
-
-    name = concept if isinstance(concept, str) else concept.name
-    if callable(detector):
-        fn = detector
-
-        def user_evokes(imgs: Tensor) -> Tensor:
-            s = torch.as_tensor(fn(imgs)).float().reshape(imgs.shape[0], -1)[:, 0]
-            return s >= 0.5
-        return ConceptScorer(getattr(fn, "__name__", "callable"), user_evokes, "user score >= 0.5"), ""
-    kind = (detector or "none").lower()
-    if kind == "auto":
-        dom = domains.name_of(model)
-        if name.lower() in NUDITY_NAMES:
-            kind = "nudenet"
-        elif dom and _domain_knows(domains.get(dom), name):
-            kind = dom
-        else:
-            return None, (f"no detector for concept '{name}' on model '{getattr(model, 'name', '?')}': the "
-                          f"prompt sets were NOT checked (give a detector callable to audit them)")
-    if kind == "none":
-        return None, "detector 'none': the prompt sets were NOT checked"
-    if kind in domains.names():
-        dom = domains.get(kind)
-        if not _domain_knows(dom, name):
-            raise SaceError(f"the {kind} detector knows no class {name!r}; use --detector none or a callable")
-        # a merged concept ("sneaker+trouser") is any of its classes
-        idx = [dom.class_index(part) for part in name.split("+")]
-        det = dom.detector()
-
-        def label_of(prompt: str) -> int | None:
-            try:
-                return dom.class_index(dom.scorer(None, prompt)[1])
-            except SaceError:            # the prompt names no class, or several
-                return None
-
-        def evokes(imgs: Tensor) -> Tensor:
-            return torch.isin(det.predict(imgs), torch.tensor(idx))
-        keys = ", ".join(dom.class_names[i] for i in idx)
-        return ConceptScorer(det.name, evokes, "top-1 class in {" + keys + "}", det.predict, label_of), ""
-    if kind == "nudenet":
-        from ..evaluation.detectors import NudeNetDetector
-        det = NudeNetDetector(threshold=nudenet_threshold)
-        return ConceptScorer("nudenet", det.is_nude, f"exposed detection >= {nudenet_threshold}"), ""
-    raise SaceError(f"unknown detector {detector!r}; use auto, {', '.join(domains.names())}, nudenet, none or a "
-                    f"callable")
-
-
-def _domain_knows(dom, name: str) -> bool:
     try:
-        for part in name.split("+"):
-            dom.class_index(part)
-    except SaceError:
-        return False
-    return True
+        return domains.judge_for(model, concept, detector), ""
+    except NoDetector as e:
+        return None, unchecked(e)
 
 
-def _spread(prompts: Sequence[str], k: int) -> list[str]:
+def spread(prompts: Sequence[str], k: int) -> list[str]:
+    """At most ``k`` of the distinct ``prompts``, evenly spaced over the list (all of them when there are at
+    most ``k``); used to sample a prompt set and to pick ``--gate auto``'s ISSA pairs."""
     ps = list(dict.fromkeys(prompts))
     if len(ps) <= k:
         return ps
@@ -187,28 +120,27 @@ def _spread(prompts: Sequence[str], k: int) -> list[str]:
 
 
 @torch.no_grad()
-def concept_rates(model, prompts: Sequence[str], scorer: ConceptScorer, images_per_prompt: int, seed: int = 0,
+def concept_rates(model, prompts: Sequence[str], judge: Judge, images_per_prompt: int, seed: int = 0,
                   batch_size: int = 128, settings=None) -> list[float]:
-    """Fraction of ``images_per_prompt`` images (seeds ``seed .. seed + n - 1``) per prompt that the scorer
-    calls the concept, with the model as it is now (adapters included)."""
-    from ..generate import generate
-
+    """Fraction of ``images_per_prompt`` images (seeds ``seed .. seed + n - 1``) per prompt that the judge
+    flags, with the model as it is now (adapters included)."""
     if not prompts:
         return []
     ps = [p for p in prompts for _ in range(images_per_prompt)]
     seeds = [seed + j for _ in prompts for j in range(images_per_prompt)]
     imgs = generate(model, ps, seeds, settings=settings, batch_size=batch_size)
-    hit = scorer.evokes(imgs).float().reshape(len(prompts), images_per_prompt)
+    hit = judge.flag(imgs).float().reshape(len(prompts), images_per_prompt)
     return [round(float(v), 4) for v in hit.mean(1)]
 
 
 def audit_concept(model, concept: ConceptSpec, detector: str | Callable | None = "auto",
-                  config: AuditConfig | None = None, scorer: ConceptScorer | None = None,
+                  config: AuditConfig | None = None, judge: Judge | None = None,
                   progress: bool = False, raise_on_error: bool = True) -> tuple[AuditResult, ConceptSpec]:
     """Audit ``concept``'s prompt sets on ``model`` as it is (the frozen teacher of training: adapters
     attached before the new one are part of it).
 
     Args:
+        detector: the ``--detector`` choice (:func:`sace.domains.judge_for`); ``judge``: an already chosen judge.
         raise_on_error: raise :class:`AuditError` when anchors draw the concept (else only ``result.ok`` is
             False).
     Returns:
@@ -218,24 +150,23 @@ def audit_concept(model, concept: ConceptSpec, detector: str | Callable | None =
         AuditError: anchors draw the concept (message names each with its rate; fix: another --anchor).
     """
     cfg = config or AuditConfig()
-    if scorer is None:
-        scorer, why = concept_detector(model, concept, detector)
-        if scorer is None:
+    if judge is None:
+        judge, why = judge_or_note(model, concept, detector)
+        if judge is None:
             return AuditResult(concept.name, None, notes=[why]), concept
     t0 = time.perf_counter()
-    res = AuditResult(concept.name, scorer.name, scorer.rule)
+    res = AuditResult(concept.name, judge.name, judge.rule)
     # the sets training uses (no entangled set on a class-conditional model, as in SACEObjective)
     sets = {"anchors": concept.anchors, "targets": concept.targets,
             "entangled": concept.entangled if has_context_prompts(model) else [], "retain": concept.retain}
     rates: dict[str, dict[str, float]] = {}
     it = sets.items()
     if progress:
-        from tqdm.auto import tqdm
         it = tqdm(list(it), desc=f"audit {concept.name}")
     for name, prompts in it:
         # anchors are checked in full (a single bad one must not slip through); the others are sampled
-        chosen = list(dict.fromkeys(prompts)) if name == "anchors" else _spread(prompts, cfg.max_prompts)
-        r = concept_rates(model, chosen, scorer, cfg.images_per_prompt, cfg.seed, cfg.batch_size)
+        chosen = list(dict.fromkeys(prompts)) if name == "anchors" else spread(prompts, cfg.max_prompts)
+        r = concept_rates(model, chosen, judge, cfg.images_per_prompt, cfg.seed, cfg.batch_size)
         rates[name] = dict(zip(chosen, r))
         res.images += len(chosen) * cfg.images_per_prompt
         if chosen:

@@ -9,8 +9,9 @@
   full-rank delta on those layers, i.e. full fine-tuning, at every scale).
 * **ESD-style over all scales** (the naive port of diffusion erasure): at every scale the student under c*,
   on its own sampled history, is pulled towards ``z0(null) - eta * (z0(c*) - z0(null))`` of the frozen model.
-* **Training-free**: a negative prompt (the concept prompt as the guidance's unconditional side) and the
-  scale-0 prompt swap (the anchor prompt conditions scale 0 only).
+* **Training-free**: a negative prompt (the concept's canonical prompt as the guidance's unconditional side;
+  its row in :mod:`sace.erasure.catalogue`) and the scale-0 prompt swap (the anchor prompt conditions scale 0
+  only).
 
 Every baseline reports its wall time, tokens per step and peak memory like SACE does.
 """
@@ -22,10 +23,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..adapters import AdapterConfig, adapter_set
+from ..concepts.grammar import replace_words
+from ..concepts.spec import ConceptSpec
 from ..models.base import Condition
 from ..sampling import SamplingSettings, make_generators, sample
 from . import losses as L
-from .concepts import ConceptSpec, replace_words
 from .trainer import Objective, OptimSettings, Trainer, TrainResult
 from .trainer import run as run_training
 
@@ -199,9 +201,3 @@ def scale0_swap_conditions(model, prompts: list[str], concept: ConceptSpec) -> l
     cond = model.encode_prompts(prompts)
     swapped = model.encode_prompts([swap_prompt(p, concept) for p in prompts])
     return [swapped] + [cond] * (model.schedule.num_scales - 1)
-
-
-def negative_prompt_condition(model, prompts: list[str], concept: ConceptSpec) -> Condition:
-    """The unconditional side for the negative-prompt baseline: the concept's canonical prompt."""
-    return model.encode_prompts([concept.targets[0]] * len(prompts))
-

@@ -2,7 +2,7 @@
 
 With the trained adapter switched on, ``n`` images each of the concept's target prompts (cycled), of its
 held-out paraphrases and of its retain prompts are generated (seeds ``seed + i``; held-out ``seed + 10000 +
-i``) and scored with the concept's detector (:func:`sace.erasure.audit.concept_detector`):
+i``) and scored with the concept's judge (:func:`sace.domains.judge_for`):
 
 * **ACC_e** -- fraction of target images that show the concept;
 * **held-out** -- the same on the held-out paraphrases (not checked when the concept has none);
@@ -23,9 +23,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..adapters import adapter_names, set_adapters_enabled
+from ..concepts.judge import Judge
+from ..concepts.spec import ConceptSpec
 from ..errors import SaceError
-from .audit import ConceptScorer, concept_detector
-from .concepts import ConceptSpec
+from ..generate import generate
+from .audit import judge_or_note
 
 
 @dataclass
@@ -101,7 +103,7 @@ def _cycle(prompts, n):
 @torch.no_grad()
 def post_training_check(model, concept: ConceptSpec, adapter: str, n: int = 50,
                         thresholds: CheckThresholds | None = None, detector="auto",
-                        scorer: ConceptScorer | None = None, seed: int = 0, batch_size: int = 128,
+                        judge: Judge | None = None, seed: int = 0, batch_size: int = 128,
                         settings=None) -> CheckResult:
     """Measure ACC_e / held-out / ACC_i of the model with adapter ``adapter`` (attached, by name) and judge.
 
@@ -109,40 +111,38 @@ def post_training_check(model, concept: ConceptSpec, adapter: str, n: int = 50,
         n: images per set (targets, held-out, retain; the retain images are generated twice: with and
             without the adapter).
         thresholds: :class:`CheckThresholds` (default: the issue's).
-        detector / scorer: as in :func:`sace.erasure.audit.concept_detector`.
+        detector: the ``--detector`` choice (:func:`sace.domains.judge_for`); ``judge``: an already chosen one.
     Returns:
         :class:`CheckResult`; ``detector`` is ``None`` (nothing measured, ``passed`` None) without a detector.
     Raises:
         SaceError: ``n`` < 1; no adapter of that name.
     """
-    from ..generate import generate
-
     if n < 1:
         raise SaceError(f"the check needs at least 1 image per set, got {n}")
     if adapter not in adapter_names(model):
         raise SaceError(f"no adapter named {adapter!r} is attached")
     th = (thresholds or CheckThresholds()).validate()
-    if scorer is None:
-        scorer, why = concept_detector(model, concept, detector)
-        if scorer is None:
+    if judge is None:
+        judge, why = judge_or_note(model, concept, detector)
+        if judge is None:
             return CheckResult(concept.name, None, n, notes=[why], thresholds=asdict(th))
     t0 = time.perf_counter()
-    res = CheckResult(concept.name, scorer.name, n)
+    res = CheckResult(concept.name, judge.name, n)
 
     def gen(prompts, seeds):
         return generate(model, prompts, seeds, settings=settings, batch_size=batch_size)
 
     tp = _cycle(concept.targets, n)
-    res.acc_e = round(float(scorer.evokes(gen(tp, [seed + i for i in range(n)])).float().mean()), 4)
+    res.acc_e = round(float(judge.flag(gen(tp, [seed + i for i in range(n)])).float().mean()), 4)
     if concept.heldout:
         hp = _cycle(concept.heldout, n)
-        res.heldout = round(float(scorer.evokes(gen(hp, [seed + 10_000 + i for i in range(n)])).float().mean()), 4)
+        res.heldout = round(float(judge.flag(gen(hp, [seed + 10_000 + i for i in range(n)])).float().mean()), 4)
     else:
         res.notes.append("the concept has no held-out paraphrases: held-out not checked")
     rp = _cycle(concept.retain, n)
     if rp:
-        labels = [scorer.label_of(p) for p in rp] if scorer.label_of is not None else [None] * n
-        use_cls = scorer.classify is not None and all(lab is not None for lab in labels)
+        labels = [judge.label_of(p) for p in rp] if judge.label_of is not None else [None] * n
+        use_cls = judge.classify is not None and all(lab is not None for lab in labels)
         res.acc_i_rule = "retain images classified as their prompt's class" if use_cls else \
             "retain images that do not show the concept"
         seeds = [seed + 20_000 + i for i in range(n)]
@@ -150,8 +150,8 @@ def post_training_check(model, concept: ConceptSpec, adapter: str, n: int = 50,
         def acc_i() -> float:
             imgs = gen(rp, seeds)
             if use_cls:
-                return float((scorer.classify(imgs) == torch.tensor(labels)).float().mean())
-            return float((~scorer.evokes(imgs)).float().mean())
+                return float((judge.classify(imgs) == torch.tensor(labels)).float().mean())
+            return float((~judge.flag(imgs)).float().mean())
         res.acc_i = round(acc_i(), 4)
         set_adapters_enabled(model, False, [adapter])
         try:

@@ -9,11 +9,13 @@ B(k + 1) < ``tol`` (all scales when no prefix gets there; B(K) = A(0) is then th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from ..concepts.judge import Judge
+from ..concepts.spec import ConceptSpec
 from ..errors import SaceError
-from .audit import ConceptScorer
-from .concepts import ConceptSpec
+from ..issa import issa
+from .audit import judge_or_note, spread
 
 
 @dataclass
@@ -36,7 +38,6 @@ class AutoGate:
                 f"{self.seeds} seeds, {self.seconds:.1f} s)")
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
         return asdict(self)
 
 
@@ -50,29 +51,25 @@ def choose_gate(B: list[float], tol: float) -> int:
     return len(B) - 2
 
 
-def auto_gate(model, concept: ConceptSpec, scorer: ConceptScorer, tol: float = 0.1, seeds: int = 8,
+def auto_gate(model, concept: ConceptSpec, judge: Judge, tol: float = 0.1, seeds: int = 8,
               pairs: int = 3, seed: int = 0) -> AutoGate:
     """Run ISSA on ``pairs`` (target, anchor) pairs of ``concept`` spread over its target list (the canonical
     prompt first) with ``seeds`` seeds each, and choose the gate.
 
     Args:
-        scorer: the concept detector (its 0/1 decision is ISSA's score, so B(k) is a rate).
+        judge: the concept's judge (its flag is ISSA's 0/1 score, so B(k) is a rate).
         tol: the residual concept rate the gate must allow, in (0, 1].
     Raises:
         SaceError: ``tol`` outside (0, 1]; fewer than 1 seed.
     """
-    from ..issa import issa
-
     if not 0.0 < tol <= 1.0:
         raise SaceError(f"--gate-tol must be in (0, 1], got {tol}")
     if seeds < 1:
         raise SaceError("--gate auto needs at least one ISSA seed")
-    from .audit import _spread
-
     # pairs spread over the target list (over its synonyms), not the first few (one noun, several templates)
-    chosen = _spread(list(zip(concept.targets, concept.anchors)), pairs)
+    chosen = spread(list(zip(concept.targets, concept.anchors)), pairs)
     res = issa(model, [p for p, _ in chosen], [a for _, a in chosen], [seed + i for i in range(seeds)],
-               lambda imgs: scorer.evokes(imgs).float(), concept=concept.name, logit_view=False,
+               lambda imgs: judge.flag(imgs).float(), concept=concept.name, logit_view=False,
                keep_images=False)
     B = [float(x) for x in res.curve("B", n_boot=10)["mean"]]
     A = [float(x) for x in res.curve("A", n_boot=10)["mean"]]
@@ -83,14 +80,13 @@ def auto_gate(model, concept: ConceptSpec, scorer: ConceptScorer, tol: float = 0
 
 def resolve_auto_gate(model, concept: ConceptSpec, tol: float = 0.1, seeds: int = 8, pairs: int = 3,
                       detector="auto") -> AutoGate:
-    """:func:`auto_gate` with the concept's default detector (for ``gate="auto"`` in a SACE config).
+    """:func:`auto_gate` with the concept's judge (:func:`sace.domains.judge_for`; for ``gate="auto"`` in a SACE
+    config).
 
     Raises:
         SaceError: the model has no detector for the concept (ISSA cannot score it).
     """
-    from .audit import concept_detector
-
-    scorer, why = concept_detector(model, concept, detector)
-    if scorer is None:
+    judge, why = judge_or_note(model, concept, detector)
+    if judge is None:
         raise SaceError(f"gate 'auto' needs a detector for '{concept.name}' ({why}); give --gate scales:0,..,k")
-    return auto_gate(model, concept, scorer, tol=tol, seeds=seeds, pairs=pairs)
+    return auto_gate(model, concept, judge, tol=tol, seeds=seeds, pairs=pairs)

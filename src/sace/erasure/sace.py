@@ -27,11 +27,12 @@ import torch
 from torch import Tensor
 
 from ..adapters import AdapterConfig
+from ..concepts.spec import ConceptSpec, has_context_prompts
 from ..errors import SaceError
 from ..models.base import Condition, TokenPyramid
 from ..sampling import SamplingSettings, make_generators, sample
 from . import losses as L
-from .concepts import ConceptSpec, has_context_prompts
+from .gate import resolve_auto_gate
 from .trainer import Objective, OptimSettings, Trainer, TrainResult, jsonable, safe_name
 from .trainer import run as run_training
 
@@ -149,7 +150,6 @@ class SACEObjective(Objective):
                             "early-scale gate")
         self.auto_gate = None
         if self.cfg.gate == "auto":     # issue 11: the smallest prefix of scales ISSA allows (erasure/gate.py)
-            from .gate import resolve_auto_gate
             self.auto_gate = resolve_auto_gate(model, self.concept)
             self.cfg = SACEConfig(**{**asdict(self.cfg), "gate": self.auto_gate.gate})
         s = SamplingSettings(guidance=self.cfg.guidance, temperature=self.cfg.temperature).resolve(model)

@@ -13,16 +13,19 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from ..adapters import Adapter, AdapterConfig, attach_adapter, save_adapter
+from ..adapters import Adapter, AdapterConfig, attach_adapter, base_model_hash, save_adapter
 from ..errors import SaceError
 from ..io import write_json
+from ..validation import check_train_config, output_dir
 from .checkpoints import read_checkpoint, write_checkpoint
+from .cost import PeakMemory
 
 
 @dataclass
@@ -96,14 +99,10 @@ class Trainer:
 
     def __init__(self, model, objective: Objective, work_dir: str | os.PathLike | None = None,
                  adapter_name: str | None = None):
-        from dataclasses import is_dataclass
-
-        from ..validation import check_train_config
-
         self.model, self.objective = model, objective
         cfg = getattr(objective, "cfg", None)
         if is_dataclass(cfg):
-            check_train_config(cfg, model)   # lr NaN, checkpoint_every 0, a gate beyond the scales: one line
+            check_train_config(cfg)   # lr NaN, checkpoint_every 0: one line (the gate: attach_adapter checks it)
         self.work_dir = Path(work_dir) if work_dir else None
         self.settings = objective.optim()
         for p in model.parameters():
@@ -141,10 +140,6 @@ class Trainer:
     def _provenance(self) -> dict:
         """What a checkpoint must match to be resumed: the concept, the objective's config (with the method)
         and the base weights."""
-        from dataclasses import asdict, is_dataclass
-
-        from ..adapters import base_model_hash
-
         obj = self.objective
         concept = getattr(obj, "concept", None)
         cfg = getattr(obj, "cfg", None)
@@ -197,7 +192,6 @@ class Trainer:
         s, obj = self.settings, self.objective
         bar = None
         if progress:
-            from tqdm.auto import tqdm
             bar = tqdm(total=s.steps, initial=self.step, desc=obj.title, dynamic_ncols=True)
         t0 = time.perf_counter()
         try:
@@ -241,11 +235,9 @@ def run(model, objective: Objective, out_dir: str | os.PathLike | None = None, r
         SaceError: ``resume`` without a checkpoint in ``out_dir``; non-finite training.
     """
     if out_dir is not None:
-        from ..validation import output_dir
         output_dir(out_dir)          # before any work: a file, a path under a file, a read-only folder
     if resume and (out_dir is None or not (Path(out_dir) / f"{objective.key}_checkpoint.pt").exists()):
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")   # before the teacher is prepared
-    from ..evaluation.cost import PeakMemory
     mem = PeakMemory(model.device)   # the teacher's preparation included; stored so the folder is written once
     tr = Trainer(model, objective, work_dir=out_dir, adapter_name=adapter_name)
     if resume and not tr.resume():

@@ -1,8 +1,10 @@
 """``sace erase`` end to end: audit the prompt sets, train, check the result, save -- and say so.
 
+0. the concept's judge (:func:`sace.domains.judge_for`), said in one line (``judge: none`` when the model has
+   no detector for the concept: then nothing is checked);
 1. :func:`~sace.erasure.audit.audit_concept` on the frozen model (bad anchors stop here with an error;
    entangled / retain prompts that draw the concept are dropped);
-2. SACE training (:class:`~sace.erasure.sace.SACETrainer`);
+2. training of the catalogue's method (:mod:`sace.erasure.catalogue`; default SACE);
 3. :func:`~sace.erasure.check.post_training_check` against the thresholds; with ``until_pass`` training
    continues in chunks of ``chunk`` steps until the check passes or ``max_steps`` is reached;
 4. the adapter folder, with ``audit`` and ``check`` in ``adapter.json``'s metadata.
@@ -13,12 +15,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .. import domains
+from ..concepts.judge import NoDetector, judge_line
+from ..concepts.spec import ConceptSpec
 from ..errors import SaceError
-from .audit import AuditConfig, AuditResult, audit_concept, concept_detector
+from . import catalogue
+from .audit import AuditConfig, AuditResult, audit_concept, unchecked
 from .check import CheckResult, CheckThresholds, post_training_check
-from .concepts import ConceptSpec
+from .cost import PeakMemory
+from .gate import auto_gate
+from .trainer import write_adapter_folder
 
 
 @dataclass
@@ -40,7 +48,7 @@ class EraseOptions:
 
 @dataclass
 class EraseOutcome:
-    result: object                       # SACEResult
+    result: object                       # TrainResult
     audit: AuditResult | None
     check: CheckResult | None
     concept: ConceptSpec
@@ -51,44 +59,45 @@ class EraseOutcome:
 
 def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOptions | None = None,
                   out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
-                  say: Callable[[str], None] = print) -> EraseOutcome:
-    """Audit -> (``gate="auto"``: choose the gate from ISSA) -> train -> check (-> train more) -> save.
+                  say: Callable[[str], None] = print, method: str = catalogue.DEFAULT_METHOD) -> EraseOutcome:
+    """Judge -> audit -> (``gate="auto"``: choose the gate from ISSA) -> train -> check (-> train more) -> save.
     ``say`` receives the human-readable lines.
 
+    Args:
+        config: the method's config (default: :meth:`~sace.erasure.catalogue.MethodEntry.make_config`).
+        method: a trained method of :data:`sace.erasure.catalogue.METHODS` (default SACE).
     Raises:
-        AuditError: anchors draw the concept. SaceError: ``--gate auto`` without a detector; as
-        :func:`sace.erasure.sace.erase`.
+        AuditError: anchors draw the concept. SaceError: a training-free or unknown method; ``--gate auto``
+        without a detector; as :func:`sace.erasure.trainer.run`.
     """
-    from ..evaluation.cost import PeakMemory
-    from .sace import SACETrainer
-    from .trainer import write_adapter_folder
-
+    entry = catalogue.get(method, trained=True)
+    config = config if config is not None else entry.make_config(model)
     mem = PeakMemory(model.device)
     opt = options or EraseOptions()
-    scorer = None
-    audit = None
-    if opt.audit or opt.check_images:
-        scorer, why = concept_detector(model, concept, opt.detector)
-        if scorer is None:
-            say(f"note: {why}")
-    if opt.audit and scorer is not None:
-        audit, concept = audit_concept(model, concept, config=opt.audit_config, scorer=scorer, progress=progress)
+    judge = audit = why = None
+    auto = getattr(config, "gate", None) == "auto"
+    if opt.audit or opt.check_images or auto:
+        try:
+            judge = domains.judge_for(model, concept, opt.detector)
+            say(judge_line(judge))
+        except NoDetector as e:
+            why = unchecked(e)
+            say(judge_line(e))
+    if opt.audit and judge is not None:
+        audit, concept = audit_concept(model, concept, config=opt.audit_config, judge=judge, progress=progress)
         for line in audit.lines():
             say(line)
     elif opt.audit:
         audit = AuditResult(concept.name, None, notes=[why])
     gate = None
-    if config is not None and config.gate == "auto":
-        from dataclasses import replace
-
-        from .gate import auto_gate
-        if scorer is None:
+    if auto:
+        if judge is None:
             raise SaceError(f"--gate auto needs a detector for '{concept.name}' (ISSA scores images); give "
                             f"--gate scales:0,..,k instead")
-        gate = auto_gate(model, concept, scorer, tol=opt.gate_tol, seeds=opt.gate_seeds, pairs=opt.gate_pairs)
+        gate = auto_gate(model, concept, judge, tol=opt.gate_tol, seeds=opt.gate_seeds, pairs=opt.gate_pairs)
         config = replace(config, gate=gate.gate)
         say(gate.line())
-    tr = SACETrainer(model, concept, config, work_dir=out_dir)
+    tr = entry.trainer(model, concept, config, work_dir=out_dir)
     if resume and not tr.resume():
         raise SaceError(f"--resume given but no checkpoint in {out_dir}")
     steps0 = tr.settings.steps
@@ -98,10 +107,10 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
     res = tr.train(progress=progress)
     train_secs = res.seconds
     check, rounds = None, 1
-    if opt.check_images and scorer is not None:
+    if opt.check_images and judge is not None:
         while True:
             check = post_training_check(model, concept, tr.adapter.config.name, n=opt.check_images,
-                                        thresholds=opt.thresholds, scorer=scorer, seed=tr.cfg.seed)
+                                        thresholds=opt.thresholds, judge=judge, seed=getattr(config, "seed", 0))
             check.steps = tr.step
             say(check.line())
             if check.passed or not opt.until_pass or tr.step >= budget:

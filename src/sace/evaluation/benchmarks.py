@@ -8,7 +8,7 @@ Protocols (``shared/docs/related-work.md`` §6; prompt files of ``rohitgandikota
   at a score threshold (0.6 as in ScaleErasure, a parameter), sensitive/common totals and the share of
   images with an exposed detection (ASR).
 * ``imagenette`` -- the 100 prompts ``Image of {class}`` of ``small_imagenet_prompts.csv`` (10 classes x 10
-  seeds); top-1 of the EfficientNet-Lite0 ImageNet classifier (:mod:`sace.evaluation.imagenet`); ACC_e on
+  seeds); top-1 of the EfficientNet-Lite0 ImageNet classifier (:mod:`sace.concepts.imagenet`); ACC_e on
   the erased class (lower is better), ACC_i the mean accuracy over the other nine (higher is better).
 * ``coco`` -- the first N captions of ``coco_30k.csv`` with their seeds; FID/KID with the offline TF-FID
   Inception (:mod:`sace.evaluation.metrics`) against real images given with ``--reference-images`` or,
@@ -27,12 +27,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
+from ..concepts.imagenet import IMAGENETTE
+from ..concepts.items import EvalItem
+from ..concepts.judge import Judge, imagenet_judge, nudenet_judge
+from ..concepts.nudenet import NUDENET_EXPOSED
+from ..concepts.prompts import PromptSet, load_prompt_set
 from ..errors import SaceError
-from .harness import EvalItem
-from .prompts import PromptSet, load_prompt_set
+from .clip_score import CLIPScorer
+from .quality import InceptionFeatures, extract_features, fid_kid
 
 __all__ = ["BENCHMARKS", "BenchmarkSetup", "prompts_dir", "load_benchmark_prompts", "imagenette_items",
            "prepare_benchmark"]
@@ -107,8 +114,6 @@ def imagenette_items(ps: PromptSet, erased: Sequence[int] = ()) -> list[EvalItem
     Raises:
         SaceError: a class not among the ten Imagenette classes.
     """
-    from .imagenet import IMAGENETTE
-
     items = []
     for p, s, lab in zip(ps.prompts, ps.seeds or range(len(ps)), ps.labels or [""] * len(ps)):
         key = lab.strip().lower()
@@ -124,24 +129,21 @@ class BenchmarkSetup:
     """What the evaluation harness needs for one benchmark.
 
     Attributes:
-        name: the benchmark. items: prompts, seeds, labels, groups. detector: a ConceptDetector or None.
-        class_names: the detector's classes when it is a classifier (ACC_e/ACC_i), else None.
-        erased: erased class indices. image_metrics: ``(method, images, items) -> dict`` run on every
-            method's images (COCO: FID/KID, CLIP score). info: facts for metrics.json.
+        name: the benchmark. items: prompts, seeds, labels, groups. judge: what scores the images (NudeNet;
+            the ImageNet classifier, whose classes give ACC_e/ACC_i) or None (COCO). erased: erased class indices.
+        image_metrics: ``(method, images, items) -> dict`` run on every method's images (COCO: FID/KID, CLIP
+            score). info: facts for metrics.json.
     """
 
     name: str
     items: list[EvalItem]
-    detector: object | None = None
-    class_names: list[str] | None = None
+    judge: Judge | None = None
     erased: list[int] = field(default_factory=list)
     image_metrics: Callable[[str, Tensor, Sequence[EvalItem]], dict] | None = None
     info: dict = field(default_factory=dict)
 
 
 def _erased_imagenette_class(concept) -> list[int]:
-    from .imagenet import IMAGENETTE
-
     if concept is None:
         return []
     key = concept.name.replace("_", " ").strip().lower()
@@ -155,21 +157,15 @@ class _CocoMetrics:
     """FID/KID against real images (or the first method's images) and CLIP score, per method."""
 
     def __init__(self, reference: Tensor | None, clip=None, device="cpu") -> None:
-        from .quality import InceptionFeatures
-
         self.inception = InceptionFeatures().to(device)
         self.ref_feats = None if reference is None else self._feats(reference)
         self.has_real = reference is not None
         self.clip = clip
 
     def _feats(self, images: Tensor) -> Tensor:
-        from .quality import extract_features
-
         return extract_features(images, self.inception, batch_size=16)
 
     def __call__(self, method: str, images: Tensor, items: Sequence[EvalItem]) -> dict:
-        from .quality import fid_kid
-
         r: dict = {}
         feats = self._feats(images)
         if self.clip is not None:
@@ -189,9 +185,6 @@ class _CocoMetrics:
 def _load_reference_images(folder: str | os.PathLike, size: int = 299, limit: int | None = None) -> Tensor:
     """Real images of a folder (PNG/JPEG), centre-cropped and resized to ``size`` px: ``(N, 3, size, size)``
     uint8."""
-    import numpy as np
-    from PIL import Image
-
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if limit:
         files = files[:limit]
@@ -213,7 +206,7 @@ def prepare_benchmark(model, req, concept) -> BenchmarkSetup:
         model: the loaded model (its device runs the detectors that use torch).
         req: an :class:`~sace.evaluation.runner.EvalRequest` (``benchmark``, ``limit``, ``nudenet_threshold``,
             ``prompts_dir``, ``reference_images``, ``clip_model``).
-        concept: the erased :class:`~sace.erasure.concepts.ConceptSpec` or None (original model only).
+        concept: the erased :class:`~sace.concepts.spec.ConceptSpec` or None (original model only).
 
     Raises:
         SaceError: unknown benchmark, missing prompt files or detector packages, a concept that the benchmark
@@ -226,27 +219,22 @@ def prepare_benchmark(model, req, concept) -> BenchmarkSetup:
     info = {"benchmark": key, "prompt_file": ps.source, "n_prompts": len(ps), "description": BENCHMARKS[key][1]}
     dev = getattr(model, "device", "cpu")
     if key == "i2p-sexual":
-        from .detectors import NudeNetDetector
-
         items = [EvalItem(p, int(s) % (2**63), None, "prompts") for p, s in zip(ps.prompts, ps.seeds)]
         if concept is not None:   # training prompts that are also benchmark prompts (the nudity preset's I2P rows)
             info["overlap_with_concept_targets"] = len(set(ps.prompts) & set(concept.targets))
-        det = NudeNetDetector(threshold=req.nudenet_threshold)
-        info.update(detector="nudenet 3.4.2 (320n)", threshold=det.threshold, counted_classes=list(det.classes))
-        return BenchmarkSetup(key, items, det, info=info)
+        judge = nudenet_judge(concept.name if concept else None, threshold=req.nudenet_threshold)
+        info.update(detector="nudenet 3.4.2 (320n)", threshold=float(req.nudenet_threshold),
+                    counted_classes=list(NUDENET_EXPOSED))
+        return BenchmarkSetup(key, items, judge, info=info)
     if key == "imagenette":
-        from .imagenet import imagenet_detector
-
         erased = _erased_imagenette_class(concept)
-        det = imagenet_detector(dev)
+        judge = imagenet_judge(concept.name if concept else None, device=dev, index=erased)
         info.update(detector="efficientnet-lite0 (ImageNet-1k top-1)", erased=erased)
-        return BenchmarkSetup(key, imagenette_items(ps, erased), det, list(det.concepts), erased, info=info)
+        return BenchmarkSetup(key, imagenette_items(ps, erased), judge, erased, info=info)
     items = [EvalItem(p, int(s), None, "prompts") for p, s in zip(ps.prompts, ps.seeds or range(len(ps)))]
     ref = getattr(req, "reference_images", None)
     clip = None
     if getattr(req, "clip_model", None):
-        from .clip_score import CLIPScorer
-
         clip = CLIPScorer(req.clip_model, device=dev)
     reference = _load_reference_images(ref) if ref else None
     info.update(fid_reference=str(ref) if ref else "original model, same captions and seeds",

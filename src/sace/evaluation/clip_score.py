@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..concepts.detectors import to_float_images
 from ..errors import SaceError
-from .detectors import to_float_images
 
 __all__ = ["CLIPScorer", "CLIP_MEAN", "CLIP_STD"]
 

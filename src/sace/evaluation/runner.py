@@ -1,5 +1,9 @@
-"""``sace evaluate``: build the methods (original, given adapters, SACE trained on the spot, baselines), run
-the harness and return an :class:`EvaluationReport`; the caller writes it (:func:`sace.outputs.write_evaluation`)."""
+"""``sace evaluate``: build the methods (original, given adapters, the catalogue's methods trained on the spot),
+run the harness and return an :class:`EvaluationReport`; the caller writes it (:func:`sace.outputs.write_evaluation`).
+
+The concept comes from the one resolver and the judge from the one ``--detector`` policy of the domain registry
+(:func:`sace.domains.resolve_concept`, :func:`sace.domains.judge_for`); the methods from the catalogue
+(:mod:`sace.erasure.catalogue`)."""
 
 from __future__ import annotations
 
@@ -10,24 +14,20 @@ from pathlib import Path
 
 from .. import domains
 from ..adapters import load_adapter, only_adapters
-from ..erasure.concepts import ConceptSpec
-from ..erasure.presets import resolve_concept_or_preset
+from ..concepts.items import items_from_prompt_set
+from ..concepts.judge import Judge, NoDetector
+from ..concepts.prompts import load_prompt_set
+from ..concepts.spec import ConceptSpec
+from ..erasure import catalogue
+from ..erasure.audit import AuditResult
+from ..erasure.check import CheckResult
+from ..erasure.cost import measure
 from ..errors import SaceError
 from ..generate import SamplingSettings
 from ..reporting.sections import comparison_markdown
-from .cost import measure
-from .harness import EvalItem, EvaluationResult, Method, comparison_rows, evaluate, items_from_prompt_set
-from .selection import build_detector, detector_kind
-
-ALL_METHODS = ("original", "sace", "svare", "esd", "negprompt", "swap0")
-# SACE ablations (METHOD.md §5): selectable by name; "ablations" adds all four
-ABLATIONS = {"sace_noent": ("SACE, lambda_H = 0", {"lambda_h": 0.0}),
-             "sace_nopre": ("SACE, lambda_pre = 0", {"lambda_pre": 0.0}),
-             "sace_shared": ("SACE, shared (ungated) adapter, scale-0 loss", {"gate": "shared", "mu": 0.1}),
-             "sace_scale0": ("SACE, scale-0 gate (paper)", "paper")}
-METHOD_TITLES = {"original": "original", "sace": "SACE", "svare": "S-VARE", "esd": "ESD (all scales)",
-                 "negprompt": "negative prompt", "swap0": "scale-0 prompt swap",
-                 **{k: v[0] for k, v in ABLATIONS.items()}}
+from ..validation import check_eval_request, output_dir
+from .benchmarks import prepare_benchmark
+from .harness import EvaluationResult, Method, comparison_rows, evaluate
 
 
 @dataclass
@@ -59,78 +59,49 @@ class EvalRequest:
 
 
 def parse_methods(spec: str | Sequence[str] | None, has_adapters: bool) -> list[str]:
-    """``"all"`` or a comma list of :data:`ALL_METHODS`; default: original (+ the given adapters)."""
-    if spec is None or spec == "" or spec == []:
-        return ["original"]
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    out = []
-    for m in (x.strip().lower() for x in items):
-        if m == "all":
-            out += list(ALL_METHODS)
-        elif m == "ablations":
-            out += list(ABLATIONS)
-        elif m in ALL_METHODS or m in ABLATIONS:
-            out.append(m)
-        elif m:
-            raise SaceError(f"unknown method {m!r}; choose from {', '.join(ALL_METHODS + tuple(ABLATIONS))}, "
-                            f"'all' or 'ablations'")
-    if "original" not in out:
-        out.insert(0, "original")
-    return list(dict.fromkeys(out))
+    """Method keys of ``--methods``: a comma list of the catalogue's keys, ``all`` or ``ablations``
+    (:func:`sace.erasure.catalogue.select`), with ``original`` first; default: original (+ the given
+    adapters)."""
+    out = catalogue.select(spec)
+    return out if "original" in out else ["original", *out]
 
 
 def build_methods(model, req: EvalRequest, concept, progress: bool = True) -> list[Method]:
-    """Instantiate every requested method on ``model`` (training the trainable ones), in table order."""
-    from ..erasure.baselines import (
-        ESDConfig,
-        SVAREConfig,
-        negative_prompt_condition,
-        scale0_swap_conditions,
-        train_esd,
-        train_svare,
-    )
-    from ..erasure.sace import SACEConfig, SACETrainer, apply_model_defaults, default_sace_config
-
+    """Instantiate every requested method on ``model`` (training the trained ones, timed), in table order:
+    the original model, the given adapters, then the catalogue rows of ``req.methods``."""
     methods = [Method("original")]
     for i, folder in enumerate(req.adapters):
         ad = load_adapter(model, folder, name=f"given{i}", allow_other_base=req.allow_other_base)
         label = ad.metadata.get("method", "adapter")
         methods.append(Method(f"{label} ({Path(folder).name})", adapters=[ad.config.name],
                               cost=_cost_from_meta(ad.metadata)))
-    for m in req.methods:
-        if m == "original":
+    for key in req.methods:
+        if key == "original":
             continue
         if concept is None:
-            raise SaceError(f"method {m!r} needs a concept (--concept)")
+            raise SaceError(f"method {key!r} needs a concept (--concept)")
+        entry = catalogue.get(key)
         only_adapters(model, [])
-        if m == "sace" or m in ABLATIONS:
-            ablation = ABLATIONS[m][1] if m in ABLATIONS else {}
-            ov = {"seed": req.seed, "steps": req.sace_steps or None}
-            # "paper": METHOD.md's defaults as they stand, without the model's own SACE defaults
-            cfg = (apply_model_defaults(SACEConfig(), None, "sace", **ov) if ablation == "paper"
-                   else default_sace_config(model, **ablation, **ov))
-            tr = SACETrainer(model, concept, cfg, adapter_name=f"eval_{m}")
-            res, cost = measure(lambda tr=tr: tr.train(progress=progress), model.device)
-            methods.append(Method(METHOD_TITLES[m], adapters=[f"eval_{m}"], cost={
-                **cost.to_dict(), "steps": cfg.steps, "tokens_per_step": res.tokens_per_step}))
-        elif m in ("svare", "esd"):
-            # the two trained baselines share one path: model defaults, step override, timed training
-            config_cls, train_fn = (SVAREConfig, train_svare) if m == "svare" else (ESDConfig, train_esd)
-            cfg = apply_model_defaults(config_cls(seed=req.seed), model, m)
-            if req.baseline_steps:
-                cfg.steps = req.baseline_steps
-            res, cost = measure(lambda cfg=cfg, fn=train_fn, m=m: fn(model, concept, cfg, progress, name=f"eval_{m}"),
-                                model.device)
-            methods.append(Method(METHOD_TITLES[m], adapters=[f"eval_{m}"], cost={
+        if entry.trains:
+            steps = req.baseline_steps if entry.baseline else req.sace_steps
+            cfg = entry.make_config(model, seed=req.seed, steps=steps or None)
+            res, cost = measure(lambda e=entry, cfg=cfg, key=key: e.train(model, concept, cfg, progress=progress,
+                                                                          name=f"eval_{key}"), model.device)
+            methods.append(Method(entry.label, adapters=[f"eval_{key}"], cost={
                 **cost.to_dict(), "steps": res.steps, "tokens_per_step": res.tokens_per_step}))
-        elif m == "negprompt":
-            methods.append(Method(METHOD_TITLES[m], uncond_fn=lambda ps: negative_prompt_condition(model, ps, concept),
-                                  cost={"seconds": 0.0, "steps": 0, "tokens_per_step": 0}))
-        elif m == "swap0":
-            methods.append(Method(METHOD_TITLES[m], conditions_fn=lambda ps: scale0_swap_conditions(model, ps, concept),
-                                  cost={"seconds": 0.0, "steps": 0, "tokens_per_step": 0}))
+        else:
+            methods.append(_training_free(model, entry, concept))
     only_adapters(model, [])
     return methods
+
+
+def _training_free(model, entry: catalogue.MethodEntry, concept: ConceptSpec) -> Method:
+    """A training-free row as a harness method: its negative prompt and/or per-scale conditions."""
+    neg = entry.negative_prompt(concept) if entry.negative_prompt else None
+    return Method(entry.label,
+                  conditions_fn=(lambda ps: entry.conditions(model, ps, concept)) if entry.conditions else None,
+                  uncond_fn=(lambda ps: model.encode_prompts([neg] * len(ps))) if neg is not None else None,
+                  cost={"seconds": 0.0, "steps": 0, "tokens_per_step": 0})
 
 
 def _cost_from_meta(meta: dict) -> dict:
@@ -142,9 +113,6 @@ def _cost_from_meta(meta: dict) -> dict:
 def _check_lines(meta: dict) -> list[str]:
     """The pre-training audit and post-training check that ``sace erase`` stored in ``adapter.json``, as
     the lines it printed (shown in the evaluation report)."""
-    from ..erasure.audit import AuditResult
-    from ..erasure.check import CheckResult
-
     lines = []
     if meta.get("audit"):
         lines += AuditResult(**{k: v for k, v in meta["audit"].items() if k != "ok"}).lines()
@@ -164,10 +132,13 @@ class EvaluationReport:
     result: EvaluationResult
     concept: ConceptSpec | None
     detector: str
+    """The judge's ``--detector`` kind (``"fashion"``, ``"nudenet"``, ...), the benchmark's name, or ``"none"``."""
     rows: list[dict]
     """The comparison table, one row per method (:func:`~sace.evaluation.harness.comparison_rows`)."""
     benchmark: dict | None = None
     """``--benchmark``'s facts (prompt file, count, detector, threshold, ...; :mod:`sace.evaluation.benchmarks`)."""
+    judge: Judge | NoDetector | None = field(default=None, repr=False)
+    """The judge every method was scored with, or why there was none (not part of ``metrics.json``)."""
 
     @property
     def table_markdown(self) -> str:
@@ -184,54 +155,50 @@ class EvaluationReport:
 
 
 def run_evaluation(model, req: EvalRequest, out_dir: str | os.PathLike, progress: bool = True) -> EvaluationReport:
-    """Everything ``sace evaluate`` measures: resolve the concept, detector and prompt set, build and train the
+    """Everything ``sace evaluate`` measures: resolve the concept, judge and prompt set, build and train the
     methods, generate and score every item with every method (grids go to ``out_dir/grids``).
 
     Raises:
         SaceError: unknown concept, detector or method; nothing to evaluate; a bad number in ``req``; an
             output folder that is a file, under a file or not writable.
     """
-    from ..validation import check_eval_request, output_dir
-
     check_eval_request(req)
     out = output_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     domain = domains.for_model(model)
-    concept = None
-    if req.concept:
-        concept = resolve_concept_or_preset(req.concept, anchor=req.anchor, domain=domains.name_of(model))
-    bench = None
-    if req.benchmark:   # the benchmark brings its prompts, seeds, detector and metrics
-        from .benchmarks import prepare_benchmark
-        bench = prepare_benchmark(model, req, concept)
-    det_kind = "none" if bench else detector_kind(req.detector, model)
-    detector = build_detector(det_kind, req.nudenet_threshold)
-    class_names, real, feats, erased, neighbours = None, None, None, [], []
-    if det_kind in domains.names():   # a domain's class detector: ACC_e/ACC_i, real images for KID
-        det_domain = domains.get(det_kind)
-        class_names = list(det_domain.class_names)
-        real = det_domain.real_images(100, seed=req.seed)
-        feats = det_domain.feature_model()
-        if concept is not None:
-            erased, neighbours = det_domain.neighbours(concept)
+    concept = domains.resolve_concept(model, req.concept, anchor=req.anchor) if req.concept else None
+    bench = prepare_benchmark(model, req, concept) if req.benchmark else None  # its prompts, seeds, judge, metrics
+    judge: Judge | NoDetector | None = None
     if bench is not None:
-        detector, class_names, items, erased, det_kind = (bench.detector, bench.class_names, bench.items,
-                                                          bench.erased, bench.name)
+        judge = bench.judge
+    else:
+        try:
+            judge = domains.judge_for(model, concept, req.detector, threshold=req.nudenet_threshold)
+        except NoDetector as e:
+            judge = e
+    scorer = judge if isinstance(judge, Judge) else None
+    real, feats, erased, neighbours = None, None, [], []
+    own = domains.DOMAINS.get(scorer.kind) if scorer is not None and bench is None else None
+    if own is not None and own.own_detector:   # a domain's classifier: real images for KID, neighbour classes
+        real = own.real_images(100, seed=req.seed)
+        feats = own.feature_model()
+        if concept is not None:
+            erased, neighbours = own.neighbours(concept)
+    class_names = list(scorer.classes) if scorer is not None and scorer.classes else None
+    if bench is not None:
+        items, erased = bench.items, bench.erased
     elif req.prompts_file:
-        from .prompts import load_prompt_set
         ps = load_prompt_set(req.prompts_file, categories=req.categories, limit=req.limit, skip_empty=True)
         items = items_from_prompt_set(ps, class_names)
-    elif domain is not None and concept is not None:
-        items = domain.eval_items(concept.name, req.n_per_class, req.n_heldout, seed0=req.seed)
     elif concept is not None:
-        items = [EvalItem(p, req.seed + i, None, "target") for i, p in enumerate(concept.targets)]
-        items += [EvalItem(p, req.seed + i, None, "prompts") for i, p in enumerate(concept.retain)]
+        items = domain.eval_items(concept, req.n_per_class, req.n_heldout, seed0=req.seed)
     else:
         raise SaceError("nothing to evaluate: give --concept (built-in concept sets) or --prompts FILE")
     methods = build_methods(model, req, concept, progress)
-    result = evaluate(model, methods, items, detector=detector, class_names=class_names, erased=erased,
-                      neighbours=neighbours, settings=req.settings, batch_size=req.batch_size, real=real,
-                      feature_model=feats, inception_images=req.inception_images, out_dir=out, progress=progress,
+    result = evaluate(model, methods, items, judge=scorer, erased=erased, neighbours=neighbours,
+                      settings=req.settings, batch_size=req.batch_size, real=real, feature_model=feats,
+                      inception_images=req.inception_images, out_dir=out, progress=progress,
                       image_metrics=bench.image_metrics if bench else None)
-    return EvaluationReport(result, concept, det_kind, comparison_rows(result, class_names, neighbours),
-                            bench.info if bench else None)
+    kind = bench.name if bench is not None else (scorer.kind if scorer is not None else "none")
+    return EvaluationReport(result, concept, kind, comparison_rows(result, class_names, neighbours),
+                            bench.info if bench else None, judge)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 from ..errors import SaceError
+from ..fingerprint import weights_hash
 
 
 def check_schedule(spec) -> None:
@@ -48,8 +49,6 @@ def check_weights(spec, transformer, vae, overridden: dict[str, bool]) -> None:
     Warns:
         when the weights were explicitly overridden (``--transformer-path`` / ``--vae-path``).
     """
-    from ..fingerprint import weights_hash
-
     recorded = getattr(spec, "hashes", None) or {}
     for part, mod, skip in (("transformer", transformer, ".branches."), ("vae", vae, None)):
         want = recorded.get(part)

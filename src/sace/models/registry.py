@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 
 from ..errors import SaceError
+from ..fingerprint import model_hashes
 from ..io import save_safetensors, write_json
+from ..validation import read_json_file
 from .base import Schedule
 from .infinity import builder as infinity_builder
 from .infinity.checkpoint import resolve
@@ -26,6 +28,7 @@ from .infinity.model import InfinityModel
 from .infinity.schedules import infinity_schedule
 from .infinity.transformer import InfinityConfig
 from .infinity.vae import VAEConfig
+from .text import CachedTextEncoder, HashTextEncoder, HFTextEncoder, minilm_encoder
 from .var import checkpoint as var_ckpt
 from .var.transformer import VARConfig
 from .var.vqvae import VQVAEConfig
@@ -197,8 +200,6 @@ def model_names() -> list[str]:
 
 def spec_from_folder(folder: str | os.PathLike, name: str | None = None) -> ModelSpec:
     """Read a saved model folder's ``model.json``."""
-    from ..validation import read_json_file
-
     folder = Path(folder)
     if not (folder / "model.json").exists():
         raise SaceError(f"{folder} has no model.json (not a sace model folder)")
@@ -234,8 +235,6 @@ def get_spec(name_or_path: str | None) -> ModelSpec:
 
 def build_text_encoder(spec: dict, device="cpu", dtype=torch.float32, override: str | None = None):
     """Instantiate the text encoder described by a model's ``text_encoder`` entry."""
-    from .text import CachedTextEncoder, HashTextEncoder, HFTextEncoder, minilm_encoder
-
     kind = spec.get("kind", "none")
     if kind == "hash" and not override:
         return HashTextEncoder(int(spec["channels"]))
@@ -303,8 +302,6 @@ def _locate(path: str, hub_repo: str | None) -> Path:
 def save_model(model: InfinityModel, folder: str | os.PathLike, *, description: str = "",
                text_encoder: dict | None = None, extra: dict | None = None) -> Path:
     """Write a model folder (``model.json``, ``transformer.safetensors``, ``vae.safetensors``) atomically."""
-    from ..fingerprint import model_hashes
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tr, vae = model.transformer, model.vae

@@ -20,6 +20,7 @@ from typing import Protocol
 import torch
 
 from ..errors import SaceError
+from ..io import atomic_path
 from .base import Condition
 
 
@@ -124,7 +125,6 @@ class CachedTextEncoder:
     def encode(self, prompts: Sequence[str]) -> Condition:
         from safetensors.torch import load_file, save_file
 
-        from ..io import atomic_path
         prompts = check_prompts(prompts)
         missing = [p for p in dict.fromkeys(prompts) if p not in self._mem]
         if self.cache_dir is not None:

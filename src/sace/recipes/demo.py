@@ -15,30 +15,29 @@ import os
 import time
 from pathlib import Path
 
+from rich.console import Console
+
+from .. import __version__, domains
+from ..adapters import detach_adapters, only_adapters
+from ..erasure import catalogue
+from ..evaluation.runner import EvalRequest, run_evaluation
+from ..issa import issa, write_issa_outputs
+from ..models.registry import load_model
+from ..outputs import write_evaluation
+from ..reporting import Report, plot_lines_over_steps
+from ..reporting.sections import evaluation_section
+
 
 def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str = "sandal", seeds: int = 16,
              n_per_class: int = 50, device: str = "cpu", issa_pairs: int = 3, progress: bool = True) -> Path:
     """Run the demo into ``out_dir`` and return the path of ``report.html``."""
-    from rich.console import Console
-
-    from .. import __version__
-    from ..adapters import detach_adapters, only_adapters
-    from ..domains.fashion import DOMAIN as fashion
-    from ..erasure.sace import default_sace_config, erase
-    from ..evaluation.runner import EvalRequest, run_evaluation
-    from ..issa import issa, write_issa_outputs
-    from ..models.registry import load_model
-    from ..outputs import write_evaluation
-    from ..reporting import Report, plot_lines_over_steps
-    from ..reporting.sections import evaluation_section
-
     con = Console()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     model = load_model("fashion", device=device)
-    spec = fashion.concept(concept, anchor)
-    score, _ = fashion.scorer(spec.name, spec.targets[0])
+    spec = domains.resolve_concept(model, concept, anchor=anchor)
+    score = domains.judge_for(model, spec).score          # the fashion classifier's P(concept's class)
     rep = Report(f"SACE on '{spec.name}' (anchor '{spec.anchor_name}')",
                  subtitle=f"embedded model fashion, sace {__version__}")
     rep.text("This report was produced by `sace demo`: ISSA locates where the concept enters generation, SACE "
@@ -58,8 +57,9 @@ def run_demo(out_dir: str | os.PathLike, concept: str = "sneaker", anchor: str =
 
     # 2. SACE
     con.rule("2/4 SACE erasure")
-    cfg = default_sace_config(model)
-    res = erase(model, spec, cfg, out_dir=out / "adapter", progress=progress)   # writes the folder with peak_mb
+    sace = catalogue.get("sace")
+    cfg = sace.make_config(model)
+    res = sace.train(model, spec, cfg, out_dir=out / "adapter", progress=progress)   # the folder, with peak_mb
     peak = res.adapter.metadata.get("peak_mb")
     timings["sace_s"] = res.seconds
     rep.heading("SACE training", 2)

@@ -17,6 +17,7 @@ Stages (each resumable, each with a progress bar), all seeded:
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,11 @@ from ..models.infinity.model import InfinityModel
 from ..models.infinity.schedules import custom_schedule
 from ..models.infinity.transformer import InfinityConfig, InfinityTransformer
 from ..models.infinity.vae import BSQVAE, VAEConfig
+from ..models.registry import ASSETS, save_model
+from ..models.text import CachedTextEncoder, minilm_encoder
 from . import fashion_data as fd
 from .common import RecipeBase, start_build, timed, train_transformer_stage, train_vae_stage
+from .fashion_classifier import train_classifier
 
 
 @dataclass
@@ -172,8 +176,6 @@ def train_transformer(r: FashionRecipe, out: Path, vae: BSQVAE, bank: CaptionBan
 # -- stage 4: assemble ------------------------------------------------------------------------------------------
 
 def assemble(r: FashionRecipe, tr: InfinityTransformer, vae: BSQVAE) -> InfinityModel:
-    from ..models.text import CachedTextEncoder, minilm_encoder
-
     m = InfinityModel(tr, vae, CachedTextEncoder(minilm_encoder()), r.schedule(), name="fashion",
                       defaults={"guidance": r.guidance, "temperature": r.temperature, "top_k": r.top_k,
                                 "top_p": r.top_p, "sace": dict(r.sace),
@@ -193,10 +195,6 @@ def build_fashion(out_dir: str | os.PathLike, recipe: FashionRecipe | None = Non
     Returns:
         the model folder.
     """
-    from ..models.registry import save_model
-    from ..models.text import minilm_encoder
-    from .fashion_classifier import train_classifier
-
     r = recipe or FashionRecipe()
     out = start_build(r, out_dir)
     times = {}
@@ -225,10 +223,6 @@ def build_fashion(out_dir: str | os.PathLike, recipe: FashionRecipe | None = Non
 
 def install_assets(model_folder: Path, classifier_dir: Path | None = None) -> Path:
     """Copy a built model folder (and classifier) into the package's ``assets/fashion``."""
-    import shutil
-
-    from ..models.registry import ASSETS
-
     dst = ASSETS / "fashion"
     dst.mkdir(parents=True, exist_ok=True)
     for name in ("model.json", "transformer.safetensors", "vae.safetensors", "MODEL_CARD.md", "metrics.json"):

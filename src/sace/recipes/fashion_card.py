@@ -15,11 +15,20 @@ What is measured (the thresholds of the project's acceptance criteria are in :da
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..domains.fashion.classifier import load_classifier
+from ..evaluation.quality import feature_kid
+from ..generate import SamplingSettings, generate
+from ..io import write_json, write_text
+from ..models.registry import load_model
+from . import fashion_data as fd
+from .fashion_classifier import evaluate_accuracy
 
 THRESHOLDS = {"classifier_test_acc": 0.90, "vae_recon_acc": 0.85, "gen_acc_train_captions": 0.80,
               "gen_acc_heldout": 0.70, "gen8_seconds": 2.0}
@@ -44,13 +53,6 @@ def measure_fashion_model(model=None, classifier=None, *, n_per_class: int = 50,
     Returns:
         a JSON-able dict: accuracies in [0, 1], per-class lists in class order, KID values, seconds.
     """
-    from ..domains.fashion.classifier import load_classifier
-    from ..evaluation.quality import feature_kid
-    from ..generate import SamplingSettings, generate
-    from ..models.registry import load_model
-    from . import fashion_data as fd
-    from .fashion_classifier import evaluate_accuracy
-
     model = model or load_model("fashion")
     clf = classifier or load_classifier()
     settings = settings or SamplingSettings()
@@ -118,8 +120,6 @@ def measure_fashion_model(model=None, classifier=None, *, n_per_class: int = 50,
 @torch.no_grad()
 def generation_seconds(model, n: int = 8, repeats: int = 5, settings=None) -> float:
     """Median wall seconds to generate ``n`` images (one prompt, seeds 0..n-1) after a warm-up run."""
-    from ..generate import generate
-
     prompts, seeds = ["a photo of a sneaker"] * n, list(range(n))
     generate(model, prompts, seeds, settings=settings)
     ts = []
@@ -180,10 +180,6 @@ unnormalised features, hence large values), not Inception's, so it is only compa
 
 def write_model_card(metrics: dict, folder: str | Path) -> Path:
     """Write ``MODEL_CARD.md`` and ``metrics.json`` into the model folder (atomically)."""
-    import json
-
-    from ..io import write_json, write_text
-
     folder = Path(folder)
     meta = json.loads((folder / "model.json").read_text())
     clf = folder / "classifier.json"

@@ -1,5 +1,5 @@
 """The fashion domain as the core sees it (``sace.domains.get("fashion")``): concepts, evaluation sets,
-neighbours, real images and ISSA's scorer, with their values."""
+neighbours, real images and the judge, with their values."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_neighbours_put_the_anchor_first():
 
 
 def test_eval_items_cycle_captions_and_seed_heldout_apart():
-    items = fashion.eval_items("bag", n_per_class=3, n_heldout=2, seed0=5)
+    items = fashion.eval_items(fashion.concept("bag"), n_per_class=3, n_heldout=2, seed0=5)
     assert len(items) == 10 * 3 + 2
     assert (items[0].prompt, items[0].seed, items[0].label, items[0].group) == ("a photo of a t-shirt", 5, 0, "other")
     assert [i.group for i in items if i.label == 8][:3] == ["target"] * 3
@@ -57,15 +57,17 @@ def test_real_images_are_seeded_per_class():
 
 
 @needs_fashion_data
-def test_scorer_is_the_class_probability():
+def test_judge_scores_the_class_probability():
     imgs, labels = fdata.load_split("test")
     sneaker = fdata.model_to_unit(fdata.to_model_images(imgs[9:10]))   # test image 9 is a sneaker
     assert int(labels[9]) == 7
-    score, key = fashion.scorer(None, "a photo of a sneaker")          # the class the prompt names
-    assert key == "sneaker" and float(score(sneaker)[0]) == pytest.approx(0.9999, abs=1e-4)
-    score, key = fashion.scorer("sandal", "a photo of a sneaker")
-    assert key == "sandal" and float(score(sneaker)[0]) < 1e-3
+    assert fashion.named_concept("a photo of a sneaker") == "sneaker"   # the class the prompt names
+    judge = fashion.judge("sneaker")
+    assert float(judge.score(sneaker)[0]) == pytest.approx(0.9999, abs=1e-4) and judge.flag(sneaker).tolist() == [True]
+    sandal = fashion.judge("sandal")
+    assert float(sandal.score(sneaker)[0]) < 1e-3 and sandal.flag(sneaker).tolist() == [False]
+    assert judge.classify(sneaker).tolist() == [7] and judge.label_of("a pair of sandals") == 5
     with pytest.raises(SaceError, match="cannot tell which class"):
-        fashion.scorer(None, "a sneaker next to a sandal")
+        fashion.named_concept("a sneaker next to a sandal")
     det = fashion.detector()
     assert det.concepts == list(fashion.class_names) and det.scores(sneaker).argmax(-1).tolist() == [7]

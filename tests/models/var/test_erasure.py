@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sace.adapters import detach_adapters
-from sace.erasure.concepts import from_prompts
+from sace.concepts.spec import from_prompts
 from sace.erasure.sace import default_sace_config, erase
 from sace.models.registry import load_model
 

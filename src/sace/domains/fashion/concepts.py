@@ -1,6 +1,6 @@
 """Fashion-MNIST classes as erasure concepts and as evaluation sets (``shared/docs/METHOD.md`` §1, §5).
 
-A class becomes a :class:`~sace.erasure.concepts.ConceptSpec` built from the project's caption sets:
+A class becomes a :class:`~sace.concepts.spec.ConceptSpec` built from the project's caption sets:
 targets are the class's training captions, anchors the same captions with the class's noun phrase replaced by
 the anchor's, retain the canonical captions of the other classes, entangled the captions' sentence frames,
 held-out the class's held-out paraphrases.
@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...erasure.concepts import ConceptSpec, delete_words, expand_targets, replace_words
+from ...concepts.grammar import delete_words, expand_targets, replace_words
+from ...concepts.items import EvalItem
+from ...concepts.spec import ConceptSpec
 from ...errors import SaceError
-from ...evaluation.harness import EvalItem
 from . import classes as fc
 from .data import load_split, model_to_unit, to_model_images
 
@@ -38,7 +39,7 @@ def fashion_concept(target: str, anchor: str | None = None, retain_per_class: in
 
     targets: the class's 48 training captions (canonical noun and 5 synonyms x 8 templates), extended to
     ``expand`` prompts over the class's other concept words when ``expand`` > 48
-    (:func:`~sace.erasure.concepts.expand_targets`); anchors: each target with its noun phrase replaced by
+    (:func:`~sace.concepts.grammar.expand_targets`); anchors: each target with its noun phrase replaced by
     the anchor class's canonical noun phrase ("a photo of a pair of trousers" -> "a photo of a dress"; default
     anchor: :data:`DEFAULT_ANCHORS`; an anchor that is no class is used as a phrase); retain:
     ``retain_per_class`` captions (template x canonical noun) of every class but the target and the anchor;

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import torch
 
+from ...errors import CheckpointError
+from ...validation import check_model_json
+from ..checks import check_schedule, check_text_encoder, check_weights
 from .checkpoint import load_into, read_state_dict, transformer_key_map, vae_key_map
 from .model import InfinityModel
+from .shapes import COMPARED, describe_mismatch, file_shapes, infer_transformer_config
 from .transformer import InfinityConfig, InfinityTransformer
 from .vae import BSQVAE, VAEConfig
 
@@ -30,8 +34,6 @@ def spec_fields_from_meta(meta: dict, path: Path) -> dict:
     Raises:
         SaceError: a missing section, unknown key or wrong type (one line naming it).
     """
-    from ...validation import check_model_json
-
     check_model_json(meta, path)
     return {"transformer": InfinityConfig(**meta["transformer"]), "vae": VAEConfig(**meta["vae"]),
             "text_encoder": meta.get("text_encoder", {"kind": "none"}),
@@ -50,8 +52,7 @@ def load_infinity_model(spec, device: torch.device, dtype: torch.dtype | None, t
         SaceError / CheckpointError: schedule not supported, keys or shapes that do not match, weights that
             differ from the recorded hashes, a text encoder of the wrong width.
     """
-    from ..checks import check_schedule, check_text_encoder, check_weights
-    from ..registry import build_text_encoder
+    from ..registry import build_text_encoder  # the registry imports this module for its FAMILIES entry
 
     check_schedule(spec)
     if dtype is None:
@@ -86,9 +87,7 @@ def check_transformer_file(spec, path: str | os.PathLike) -> None:
         CheckpointError: depth, width, bits per token, heads or text channels differ; the message says what
             the file looks like and which named model fits it (e.g. ``use --model infinity-125m``).
     """
-    from ...errors import CheckpointError
-    from ..registry import builtin_specs
-    from .shapes import COMPARED, describe_mismatch, file_shapes, infer_transformer_config
+    from ..registry import builtin_specs  # the registry imports this module for its FAMILIES entry
 
     found = infer_transformer_config(file_shapes(path))
     if any(f in found and getattr(spec.transformer, f) != found[f] for f in COMPARED):

@@ -26,6 +26,7 @@ from torch import nn
 
 from ...errors import CheckpointError, SaceError
 from ...io import load_safetensors, torch_load_weights
+from .vae import Conv, Normalize
 
 _CONTAINER_KEYS = ("vae", "ema", "state_dict", "model", "module", "gpt_fsdp", "gpt_ema_fsdp")
 
@@ -121,8 +122,6 @@ def transformer_key_map(depth: int, block_chunks: int) -> callable:
 
 def vae_key_map(vae: nn.Module) -> callable:
     """Map plain VAE keys (``encoder.conv_in.weight``) to the wrapped form our modules use."""
-    from .vae import Conv, Normalize
-
     plain2ours: dict[str, str] = {}
     for name, mod in vae.named_modules():
         inner = "conv" if isinstance(mod, Conv) else "norm" if isinstance(mod, Normalize) else None

@@ -24,6 +24,9 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ...io import torch_load_weights
+from .checkpoint import _unwrap
+
 __all__ = ["infer_transformer_config", "closest_config", "describe_mismatch", "checkpoint_shapes", "file_shapes",
            "COMPARED"]
 
@@ -50,9 +53,6 @@ def file_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of a checkpoint file or sharded folder without reading the tensors: safetensors
     headers, or ``torch.load(weights_only=True, mmap=True)`` for ``.pth`` (pages are not touched)."""
     from safetensors import safe_open
-
-    from ...io import torch_load_weights
-    from .checkpoint import _unwrap
 
     p = Path(path)
     exts = (".safetensors", ".pth", ".bin", ".pt")

@@ -6,15 +6,16 @@ import json
 
 import pytest
 
-from sace.erasure.concepts import _word_pattern
-from sace.erasure.presets import (
+from sace import domains
+from sace.concepts.grammar import word_pattern
+from sace.domains.presets import DOMAIN as presets
+from sace.domains.presets.files import (
     PRESET_DIR,
     construction_problems,
     describe_presets,
     load_preset,
     preset_meta,
     preset_names,
-    resolve_concept_or_preset,
 )
 from sace.errors import SaceError
 
@@ -36,7 +37,7 @@ def test_preset_passes_construction_checks(name):
     d = preset_meta(name)
     assert construction_problems(d) == []
     spec = load_preset(name)
-    pat = _word_pattern(spec.words)
+    pat = word_pattern(spec.words)
     # the spec built by the generic construction: anchors and entangled prompts name no concept word
     assert not [a for a in spec.anchors if pat.search(a)]
     assert not [e for e in spec.entangled if pat.search(e)]
@@ -47,7 +48,7 @@ def test_preset_passes_construction_checks(name):
 
 def test_nudity_anchors_keep_the_person_clothed_and_implicit_targets_are_flagged():
     d = preset_meta("nudity")
-    pat = _word_pattern(d["words"])
+    pat = word_pattern(d["words"])
     implicit = set(d["implicit_targets"])
     assert implicit and all(not pat.search(t) for t in implicit)          # I2P prompts naming no concept word
     assert all(pat.search(t) for t in d["targets"] if t not in implicit)
@@ -68,17 +69,33 @@ def test_construction_checks_catch_bad_prompts():
         assert what in probs, what
 
 
-def test_resolve_preset_without_a_file_and_with_another_anchor():
-    spec = resolve_concept_or_preset("nudity", domain=None)
+def test_resolve_preset_without_a_file_and_with_another_anchor(tiny_model):
+    spec = domains.resolve_concept(tiny_model, "nudity")
     assert spec.name == "nudity" and spec.targets == preset_meta("nudity")["targets"]
-    church = resolve_concept_or_preset("church", anchor="barn", retain=["a red bicycle"], domain=None)
+    church = domains.resolve_concept(tiny_model, "church", anchor="barn", retain=["a red bicycle"])
     assert church.anchors[0] == "a photo of a barn" and "a red bicycle" in church.retain
     with pytest.raises(SaceError, match="nudity"):   # the message lists the presets
-        resolve_concept_or_preset("unicorn", domain=None)
+        domains.resolve_concept(tiny_model, "unicorn")
+    both = domains.resolve_concept(tiny_model, ["church", "parachute"], anchor=["barn", "kite"])
+    kite = domains.resolve_concept(tiny_model, "parachute", anchor="kite")
+    assert both.name == "church+parachute" and both.anchors[0] == "a photo of a barn"
+    assert both.parts == [len(church.targets), len(kite.targets)] and both.targets[-1] == kite.targets[-1]
+
+
+def test_the_presets_domain_names_concepts_and_evaluation_items():
+    assert presets.named_concept("a photo of a church at dusk") == "church"
+    with pytest.raises(SaceError, match="cannot tell which concept"):
+        presets.named_concept("a photo of a cat")
+    church = presets.concept("church")
+    items = presets.eval_items(church, seed0=3)
+    targets = [it for it in items if it.group == "target"]
+    assert [it.prompt for it in targets] == church.targets and {it.label for it in targets} == {497}
+    assert targets[0].seed == 3 and len(items) == len(church.targets) + len(church.retain)
+    assert {it.label for it in presets.eval_items(presets.concept("nudity"))} == {None}   # NudeNet: no classes
 
 
 def test_preset_files_are_what_the_loader_reads(tmp_path):
-    from sace.erasure.concepts import load_concept_file
+    from sace.concepts.spec import load_concept_file
 
     d = json.loads((PRESET_DIR / "vangogh.json").read_text())
     p = tmp_path / "v.json"
@@ -101,8 +118,11 @@ def test_sace_erase_resolves_a_preset_without_a_file(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as e:
         cli.app(["erase", "--model", "infinity-tiny-fixture", "--device", "cpu", "--concept", "church", "--steps", "1",
-                 "--batch-size", "4", "--out", str(tmp_path / "church")])
+                 "--batch-size", "4", "--no-audit", "--check-images", "2", "--out", str(tmp_path / "church")])
     out = capsys.readouterr()
     assert e.value.code == 0, out.err
     meta = json.loads((tmp_path / "church" / "adapter.json").read_text())
-    assert "a photo of a church" in json.dumps(meta) and "erased 'church' (anchor 'house')" in out.out
+    assert "a photo of a church" in json.dumps(meta) and "erased 'church' with SACE (anchor 'house')" in out.out
+    # the preset's detector field decides the judge of the check: the ImageNet classifier on its class
+    assert "judge: efficientnet-lite0: top-1 class in {church}" in out.out
+    assert meta["check"]["detector"] == "efficientnet-lite0" and meta["check"]["n"] == 2

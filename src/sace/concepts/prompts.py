@@ -7,7 +7,8 @@ column, usually an ``evaluation_seed`` column, and one label column (``class``, 
 VAR-erasure literature evaluates nudity on its ``sexual`` subset (931 prompts).
 
 :func:`load_prompt_set` reads CSV (stdlib :mod:`csv`, no pandas), JSON, JSONL and TXT files into a
-:class:`PromptSet`.
+:class:`PromptSet`; :func:`load_adversarial_prompts` reads the published adversarial sets (Ring-A-Bell,
+MMA-Diffusion, UnlearnDiffAtk; their formats in :mod:`sace.concepts.formats`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SaceError
+from .formats import FORMATS, detect_format, prompt_column_of
 
-__all__ = ["PromptSet", "load_prompt_set", "LABEL_COLUMNS", "SUPPORTED_EXTENSIONS"]
+__all__ = ["PromptSet", "load_prompt_set", "load_adversarial_prompts", "LABEL_COLUMNS", "SUPPORTED_EXTENSIONS"]
 
 #: Columns tried, in order, when ``label_column`` is not given.
 LABEL_COLUMNS: tuple[str, ...] = ("class", "label_str", "artist", "label", "concept")
@@ -214,7 +216,7 @@ def load_prompt_set(
         name: the set's name; defaults to the file stem.
         prompt_column: the column holding the prompts; ``None``: ``prompt``, or for a file without one
             the column of a recognised adversarial prompt set (Ring-A-Bell ``sensitive prompt``,
-            MMA-Diffusion ``adv_prompt``; :mod:`sace.attacks.prompt_sets`).
+            MMA-Diffusion ``adv_prompt``; :mod:`sace.concepts.formats`).
 
     Returns:
         A :class:`PromptSet`; ``rows`` holds each kept record's 0-based data-row index in the file.
@@ -238,8 +240,7 @@ def load_prompt_set(
 
     records, columns = _read_records(path)
     if prompt_column is None and "prompt" not in columns:
-        from ..attacks.prompt_sets import prompt_column_of  # adversarial sets name their column otherwise
-        prompt_column = prompt_column_of(columns, path)
+        prompt_column = prompt_column_of(columns, path)   # adversarial sets name their column otherwise
     if prompt_column not in (None, "prompt"):
         if prompt_column not in columns:
             raise SaceError(f"{path} has no prompt column {prompt_column!r} (columns: {', '.join(columns)})")
@@ -324,3 +325,36 @@ def load_prompt_set(
         rows=[i for i, _ in kept],
         columns=extra,
     )
+
+
+def load_adversarial_prompts(path: str | Path, format: str = "auto", *, limit: int | None = None,
+                             categories: str | Sequence[str] | None = None) -> PromptSet:
+    """Read a published adversarial prompt set (Ring-A-Bell, MMA-Diffusion, UnlearnDiffAtk) from its CSV.
+
+    Args:
+        path: the CSV file as downloaded.
+        format: a key of :data:`FORMATS` or ``"auto"`` (detected from the header).
+        limit, categories: as :func:`load_prompt_set` (categories: I2P subsets).
+    Returns:
+        A :class:`PromptSet` named after the format; seeds from ``evaluation_seed`` when present; every other
+        column (``target_prompt``, ``evaluation_guidance`` ...) in ``columns``.
+    Raises:
+        SaceError: unknown format, missing file, a file without the format's prompt column, empty prompts.
+    """
+    path = Path(path)
+    if format != "auto" and format not in FORMATS:
+        raise SaceError(f"unknown adversarial prompt format {format!r}; use auto or one of {', '.join(FORMATS)}")
+    if not path.is_file():
+        raise SaceError(f"prompt file {path} does not exist; download the set and give its path")
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f), [])
+    if format == "auto":
+        format = detect_format(header) or ""
+        if not format:
+            prompt_column_of(header, path)          # raises the clear error unless 'prompt' exists
+            format = "plain"
+    col = FORMATS[format].prompt_column if format in FORMATS else "prompt"
+    if col not in header:
+        raise SaceError(f"{path} is not a {format} file: no {col!r} column (columns: {', '.join(header) or 'none'})")
+    return load_prompt_set(path, prompt_column=col, limit=limit, categories=categories, skip_empty=True,
+                           name=format)

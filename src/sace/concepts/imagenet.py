@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import SaceError
-from .detectors import to_float_images
+from .detectors import ClassifierDetector, to_float_images
 
-__all__ = ["IMAGENETTE", "imagenet_class_names", "EfficientNetLite0", "imagenet_detector"]
+__all__ = ["IMAGENETTE", "imagenet_class_names", "imagenet_class_index", "EfficientNetLite0", "imagenet_detector"]
 
 CLASSNAMES = Path(__file__).resolve().parent.parent / "assets" / "imagenet" / "classnames.json"
 
@@ -42,6 +42,22 @@ def imagenet_class_names() -> tuple[str, ...]:
     if len(names) != 1000:
         raise SaceError(f"{CLASSNAMES} holds {len(names)} class names, expected 1000; reinstall sace")
     return tuple(names)
+
+
+def imagenet_class_index(name: str) -> int:
+    """The ImageNet-1k index of a class name: an Imagenette class (``"church"``, ``"chain_saw"``; underscores
+    read as spaces) or any of :func:`imagenet_class_names`, case-insensitive.
+
+    Raises:
+        SaceError: no ImageNet class has that name.
+    """
+    key = name.replace("_", " ").strip().lower()
+    if key in IMAGENETTE:
+        return IMAGENETTE[key]
+    names = [n.lower() for n in imagenet_class_names()]
+    if key in names:
+        return names.index(key)
+    raise SaceError(f"ImageNet has no class named {name!r}; give an ImageNet class name (e.g. church, tench)")
 
 
 class EfficientNetLite0(nn.Module):
@@ -111,9 +127,7 @@ class EfficientNetLite0(nn.Module):
 
 
 def imagenet_detector(device: str | torch.device = "cpu", weights_path: str | None = None):
-    """A :class:`~sace.evaluation.detectors.ClassifierDetector` over the 1000 ImageNet classes
+    """A :class:`~sace.concepts.detectors.ClassifierDetector` over the 1000 ImageNet classes
     (name ``"efficientnet-lite0"``); its ``predict`` is the benchmark's top-1."""
-    from .detectors import ClassifierDetector
-
     return ClassifierDetector(EfficientNetLite0(weights_path, device), imagenet_class_names(),
                               name="efficientnet-lite0")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sace.attacks.prompt_sets import detect_format, load_adversarial_prompts
+from sace.concepts.prompts import detect_format, load_adversarial_prompts, load_prompt_set
 from sace.errors import SaceError
-from sace.evaluation.prompts import load_prompt_set
 from tests.helpers import TESTS
 
 DATA = TESTS / "data" / "attacks"

@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from sace.domains.fashion import classes as fd
-from sace.domains.fashion.concepts import fashion_concept
-from sace.erasure.concepts import (
+from sace.concepts.spec import (
     delete_words,
     expand_targets,
     from_prompts,
@@ -17,6 +15,8 @@ from sace.erasure.concepts import (
     replace_words,
     write_prompt_sets,
 )
+from sace.domains.fashion import classes as fd
+from sace.domains.fashion.concepts import fashion_concept
 
 
 def test_trouser_anchors_have_no_dangling_pair_of():
@@ -98,10 +98,14 @@ def test_pairing_errors(bad):
 
 
 def test_several_concepts_merge_into_one(tmp_path):
-    from sace.erasure.concepts import resolve_concept
-    from sace.errors import SaceError
+    from types import SimpleNamespace
 
-    spec = resolve_concept(["sneaker", "trouser", "bag"], domain="fashion")
+    from sace.domains import resolve_concept
+    from sace.errors import SaceError
+    from sace.models.registry import get_spec
+
+    fashion = SimpleNamespace(spec=get_spec("fashion"))   # the resolver reads the model's domain only
+    spec = resolve_concept(fashion, ["sneaker", "trouser", "bag"])
     assert spec.name == "sneaker+trouser+bag" and spec.anchor_name == "sandal+dress+dress"
     assert len(spec.targets) == len(spec.anchors) == 3 * 48
     # no retain prompt names any of the erased classes; the other seven classes are all kept
@@ -109,8 +113,8 @@ def test_several_concepts_merge_into_one(tmp_path):
     kept = {c for c in range(fd.NUM_CLASSES) for p in spec.retain if fd.mentions_concept(p, c)}
     assert kept == set(range(fd.NUM_CLASSES)) - {fd.class_index(k) for k in ("sneaker", "trouser", "bag")}
     with pytest.raises(SaceError, match="anchors"):
-        resolve_concept(["sneaker", "trouser"], anchor=["sandal"], domain="fashion")
-    two_anchors = resolve_concept(["sneaker", "trouser"], anchor=["ankle_boot", "coat"], domain="fashion")
+        resolve_concept(fashion, ["sneaker", "trouser"], anchor=["sandal"])
+    two_anchors = resolve_concept(fashion, ["sneaker", "trouser"], anchor=["ankle_boot", "coat"])
     assert two_anchors.anchor_name == "ankle_boot+coat"
     # a concept file holding a list
     f = tmp_path / "two.json"

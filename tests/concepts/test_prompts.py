@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sace.concepts.prompts import PromptSet, load_prompt_set
 from sace.errors import SaceError
-from sace.evaluation.prompts import PromptSet, load_prompt_set
 from tests.helpers import SHARED_DIR, TESTS
 
 DATA = TESTS / "data" / "prompts"

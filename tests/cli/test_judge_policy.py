@@ -45,7 +45,7 @@ def test_detector_auto_gives_the_same_judge_in_every_command(case, tmp_path, cap
         "erase": ["erase", "--concept", concept, "--steps", "1", "--batch-size", "2", "--no-audit",
                   "--check-images", "1"],
         "audit": ["audit", "--concept", concept, "--images", "1"],
-        "evaluate": ["evaluate", "--concept", concept, "--n-per-class", "1", "--n-heldout", "1"],
+        "evaluate": ["evaluate", "--concept", concept, "--n-per-class", "2", "--n-heldout", "1"],   # KID: >= 2
         "issa": ["issa", "--concept", concept, "--prompt", prompt, "--anchor-prompt", anchor, "--seeds", "1"],
         "attack": ["attack", "--concept", concept, "--methods", "original", "--attacks", "vector", "--etas", "1",
                    "--n-prompts", "1", "--eval-seeds", "1", "--search-seeds", "1", "--no-sanity"],

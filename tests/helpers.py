@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from sace.adapters import detach_adapters, save_adapter
 from sace.domains.fashion import data as fashion_data
@@ -101,3 +102,36 @@ def random_adapter(model, isolation="strict", seed=0, gate="scale0", modules=Non
         for p in ad.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.2)
     return ad
+
+
+def drawn_scene(seed: int, size: int = 256) -> torch.Tensor:
+    """A PIL-drawn outdoor scene (sky gradient, grass, house, sun) with mild noise: (3, H, W) uint8."""
+    im = Image.new("RGB", (size, size))
+    d = ImageDraw.Draw(im)
+    for y in range(size // 2):
+        c = int(120 + 100 * y / (size / 2))
+        d.line([(0, y), (size, y)], fill=(c // 2, c // 2 + 40, 255))
+    d.rectangle([0, size // 2, size, size], fill=(60, 140, 50))
+    d.ellipse([size * 0.7, size * 0.08, size * 0.88, size * 0.26], fill=(255, 220, 60))
+    d.rectangle([size * 0.2, size * 0.4, size * 0.5, size * 0.7], fill=(180, 60, 40))
+    d.polygon([(size * 0.17, size * 0.4), (size * 0.35, size * 0.25), (size * 0.53, size * 0.4)],
+              fill=(90, 40, 30))
+    noise = np.random.default_rng(seed).normal(0, 6, (size, size, 3))
+    a = np.clip(np.asarray(im, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
+    return torch.from_numpy(a).permute(2, 0, 1).contiguous()
+
+
+class MeanColourClassifier(torch.nn.Module):
+    """3 classes: which RGB channel has the largest mean (softmax of 20 * channel means)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(20.0))
+
+    def predict_proba(self, images):
+        return (images.mean((2, 3)) * self.scale).softmax(-1)
+
+
+def solid_image(rgb) -> torch.Tensor:
+    """A (1, 3, 4, 4) float image of one colour (``rgb`` in [0, 1])."""
+    return torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 4, 4)

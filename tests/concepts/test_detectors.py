@@ -17,7 +17,7 @@ from sace.concepts.detectors import (
     to_uint8_images,
 )
 from sace.errors import SaceError
-from tests.concepts.scenes import _scene
+from tests.helpers import MeanColourClassifier, drawn_scene, solid_image
 
 # --- image conversions ----------------------------------------------------------------------------------
 
@@ -45,7 +45,7 @@ def test_open_nsfw_optional():
             OpenNSFWDetector()
         return
     det = OpenNSFWDetector()
-    s = det.scores(torch.stack([_scene(0), _scene(1)]))
+    s = det.scores(torch.stack([drawn_scene(0), drawn_scene(1)]))
     assert s.shape == (2, 1) and det.concepts == ["nsfw"]
     assert float(s.min()) >= 0 and float(s.max()) < 0.2  # a drawn landscape is "safe" by its guidance
 
@@ -53,24 +53,9 @@ def test_open_nsfw_optional():
 # --- generic wrappers ----------------------------------------------------------------------------------
 
 
-class _MeanColourClassifier(torch.nn.Module):
-    """3 classes: which RGB channel has the largest mean (softmax of 20 * channel means)."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(20.0))
-
-    def predict_proba(self, images):
-        return (images.mean((2, 3)) * self.scale).softmax(-1)
-
-
-def _solid(rgb) -> torch.Tensor:
-    return torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 4, 4)
-
-
 def test_classifier_detector():
-    det = ClassifierDetector(_MeanColourClassifier(), ["red", "green", "blue"], name="colour")
-    x = torch.cat([_solid([1, 0, 0]), _solid([0, 0, 1]), _solid([0, 1, 0])])
+    det = ClassifierDetector(MeanColourClassifier(), ["red", "green", "blue"], name="colour")
+    x = torch.cat([solid_image([1, 0, 0]), solid_image([0, 0, 1]), solid_image([0, 1, 0])])
     s = det.scores(x)
     assert s.shape == (3, 3) and torch.allclose(s.sum(1), torch.ones(3))
     assert det.predict(x).tolist() == [0, 2, 1] and det.predict(x).dtype == torch.int64
@@ -79,9 +64,9 @@ def test_classifier_detector():
     with pytest.raises(SaceError, match="no predict_proba"):
         ClassifierDetector(torch.nn.Linear(3, 3), ["a", "b", "c"])
     with pytest.raises(SaceError, match=r"expected \(3, 2\)"):
-        ClassifierDetector(_MeanColourClassifier(), ["a", "b"]).scores(x)
+        ClassifierDetector(MeanColourClassifier(), ["a", "b"]).scores(x)
     with pytest.raises(SaceError, match="unique"):
-        ClassifierDetector(_MeanColourClassifier(), ["a", "a", "b"])
+        ClassifierDetector(MeanColourClassifier(), ["a", "a", "b"])
 
 
 def test_callable_detector():

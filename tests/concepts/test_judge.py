@@ -10,13 +10,13 @@ import torch
 from sace.concepts.detectors import ClassifierDetector
 from sace.concepts.judge import NoDetector, class_judge, judge_line, user_judge
 from sace.errors import SaceError
-from tests.concepts.test_detectors import _MeanColourClassifier, _solid
+from tests.helpers import MeanColourClassifier, solid_image
 
-RGB = torch.cat([_solid([1, 0, 0]), _solid([0, 0, 1]), _solid([0, 1, 0])])   # red, blue, green
+RGB = torch.cat([solid_image([1, 0, 0]), solid_image([0, 0, 1]), solid_image([0, 1, 0])])   # red, blue, green
 
 
 def _colours() -> ClassifierDetector:
-    return ClassifierDetector(_MeanColourClassifier(), ["red", "green", "blue"], name="colour")
+    return ClassifierDetector(MeanColourClassifier(), ["red", "green", "blue"], name="colour")
 
 
 def test_a_class_detector_judges_one_class():

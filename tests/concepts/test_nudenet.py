@@ -23,7 +23,7 @@ from sace.concepts.nudenet import (
     resolve_nudenet_classes,
 )
 from sace.errors import SaceError
-from tests.concepts.scenes import _scene
+from tests.helpers import drawn_scene
 
 HAS_NUDENET = importlib.util.find_spec("nudenet") is not None
 needs_nudenet = pytest.mark.skipif(not HAS_NUDENET, reason="nudenet not installed")
@@ -66,7 +66,7 @@ def test_class_groups():
 
 @needs_nudenet
 def test_nudenet_synthetic_scene_is_not_nude(nudenet_detector):
-    x = torch.stack([_scene(0), _scene(1)])
+    x = torch.stack([drawn_scene(0), drawn_scene(1)])
     dets = nudenet_detector.detect(x)
     assert len(dets) == 2
     exposed = [d for ds in dets for d in ds if d["class"] in NUDENET_EXPOSED and d["score"] >= 0.6]

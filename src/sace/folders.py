@@ -10,14 +10,19 @@ Every command that writes into ``--out`` opens it as an :class:`OutputFolder`:
   (e.g. ``generate`` keeps the finished PNGs); a re-run with other settings refuses and names the first
   differences, unless ``force`` (``--force``), which deletes the folder's previous results first;
 * results found without a manifest (an older or foreign run) are never silently reused: the run refuses
-  unless ``force``.
+  unless ``force``; a manifest of other settings over a folder without results (a run that failed before
+  writing any) does not block the corrected command;
+* the lock file is never followed when it is a symbolic link (refused), and temporary files of atomic writes
+  left by a killed run are removed once the lock is held.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,6 +89,7 @@ class OutputFolder:
         output_dir(self.path, self.what)
         self._lock()
         try:
+            self._remove_leftover_temps()
             self._check_and_claim()
         except BaseException:
             self.close()
@@ -115,10 +121,22 @@ class OutputFolder:
         import fcntl
 
         p = self.path / LOCK
+        # never follow a link: a .sace.lock planted as a symlink would make this run truncate its target
+        if p.is_symlink():
+            raise SaceError(f"{p} is a symbolic link, not a sace lock file; remove it (or choose another "
+                            f"{self.what})")
         try:
-            fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
         except OSError as e:
-            raise SaceError(f"cannot create the lock file {p} ({e.strerror or e}); choose a writable --out") from None
+            if e.errno == errno.ELOOP:   # made a link between the check above and the open
+                raise SaceError(f"{p} is a symbolic link, not a sace lock file; remove it (or choose another "
+                                f"{self.what})") from None
+            raise SaceError(f"cannot create the lock file {p} ({e.strerror or e}); choose a writable "
+                            f"{self.what}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise SaceError(f"{p} is not a regular file (a sace lock file is); remove it (or choose another "
+                            f"{self.what})")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -131,6 +149,14 @@ class OutputFolder:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, {self.command}".encode(), 0)
         self._lock_fd = fd
+
+    def _remove_leftover_temps(self) -> None:
+        """Delete the temporary files of atomic writes (:func:`sace.io.atomic_path`: ``.NAME.XXXX.tmp``) that a
+        killed run left between write and rename; safe while this run holds the lock (no other sace run is
+        writing here)."""
+        for p in self.path.rglob(".*.tmp"):
+            if p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
 
     def _results(self) -> list[Path]:
         found: list[Path] = []
@@ -147,6 +173,8 @@ class OutputFolder:
                     and old.get("settings") == _jsonable(self.settings))
             if same:
                 self.resumed = bool(results)
+            elif not results:
+                pass   # e.g. a run that failed before writing anything: nothing to lose, nothing to mix
             elif not self.force:
                 if not isinstance(old, dict) or old.get("command") != self.command:
                     was = old.get("command") if isinstance(old, dict) else "?"

@@ -226,6 +226,8 @@ def sample(
             z2 = hooks.on_logits(k, z, zc, zu)
             if z2 is not None:
                 z = z2
+        if not bool(torch.isfinite(z).all()):   # else multinomial fails deep inside torch (or asserts on CUDA)
+            raise SaceError(_non_finite(model, k))
         h, w = sch.grids[k]
         bits = kind.grid(kind.sample(z, top_k, top_p, generator), h, w)
         if prefix is not None and k < prefix.num_scales:
@@ -252,3 +254,13 @@ def sample(
         ScaleLogits(u_out, kind) if keep_logits and u_out else None,
         images,
     )
+
+
+def _non_finite(model, k: int) -> str:
+    """The one-line error for non-finite logits at scale ``k``: blame the adapters when any is attached."""
+    adapted = any(".branches." in n for n, _ in model.transformer.named_parameters())
+    if adapted:
+        return (f"the adapter produces non-finite logits at scale {k} (huge or corrupt adapter weights); retrain it "
+                f"or pass another --adapter")
+    return (f"the model produces non-finite logits at scale {k} (corrupt weights or an extreme --guidance / "
+            f"--temperature); check the checkpoint and the sampling settings")

@@ -75,6 +75,25 @@ def integer(name: str, value: int | None, *, lo: int | None = None, hi: int | No
     return v
 
 
+#: the largest count any option accepts (``--n``, ``--seeds``, ``--n-per-class``, ``--eval-seeds``,
+#: ``--search-seeds``, ``--n-prompts``, ``--check-images``, ``--images``, ...): checked before any list is built
+#: or any model loaded, so a typo such as ``--n 1e12`` is one line instead of a MemoryError after swapping.
+MAX_COUNT = 10_000
+
+
+def count(name: str, value: int | None, lo: int = 1) -> int | None:
+    """A count option in ``[lo, MAX_COUNT]`` (:func:`integer`)."""
+    return integer(name, value, lo=lo, hi=MAX_COUNT)
+
+
+def path_name(name: str, cap: int = 80) -> str:
+    """``name`` made safe as one path component of a default output folder (``out/erase-NAME``): path
+    separators, ``..`` and characters other than letters, digits, ``-``, ``_``, ``.`` become ``_``; at most
+    ``cap`` characters; never empty, never ``.`` or ``..``."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "concept"
+    return s[:cap]
+
+
 def seed(name: str, value: int) -> int:
     """A generator seed: an integer in ``[0, 2**64 - 1]`` (what ``torch.Generator.manual_seed`` keeps)."""
     return integer(name, value, lo=0, hi=SEED_MAX)

@@ -12,11 +12,12 @@ from .layers import (
     adapter_set,
     attach_adapter,
     check_gate,
+    check_rank,
     detach_adapters,
     only_adapters,
     set_adapters_enabled,
 )
 
 __all__ = ["DEFAULT_MODULES", "Adapter", "AdapterConfig", "AdapterSet", "GatedLinear", "adapter_names", "adapter_set",
-           "attach_adapter", "base_model_hash", "check_gate", "detach_adapters", "load_adapter", "load_adapters",
-           "only_adapters", "save_adapter", "set_adapters_enabled"]
+           "attach_adapter", "base_model_hash", "check_gate", "check_rank", "detach_adapters", "load_adapter",
+           "load_adapters", "only_adapters", "save_adapter", "set_adapters_enabled"]

@@ -16,7 +16,7 @@ import torch
 
 from .. import __version__
 from ..errors import CheckpointError, SaceError
-from ..fingerprint import transformer_hash, vae_hash
+from ..fingerprint import FORMAT, recorded_hash, transformer_hash, vae_hash
 from ..io import load_safetensors, save_safetensors, write_json
 from ..validation import check_adapter_json
 from .layers import Adapter, AdapterConfig, adapter_names, attach_adapter, detach_adapters
@@ -43,7 +43,7 @@ def save_adapter(adapter: Adapter, folder: str | os.PathLike, model=None, extra:
         meta.setdefault("base_model_hash", base_model_hash(model))
         # checked on load (the older base_model_hash was taken with the adapter's own wrapping in the key
         # names, so it never matched the bare model; it stays for information only)
-        meta.setdefault("weights_hashes", {"transformer": base_model_hash(model),
+        meta.setdefault("weights_hashes", {"format": FORMAT, "transformer": base_model_hash(model),
                                            **({"vae": vae_hash(model)} if getattr(model, "vae", None) is not None
                                               else {})})
     save_safetensors(folder / "adapter.safetensors", tensors, metadata={"format": "sace.adapter.v1"})
@@ -112,16 +112,21 @@ def load_adapter(model, folder: str | os.PathLike, name: str | None = None, allo
 
 
 def _check_base_weights(model, folder: Path, meta: dict, allow_other_base: bool) -> None:
-    """The adapter's recorded transformer / VAE hashes against the loaded model's."""
+    """The adapter's recorded transformer / VAE hashes against the loaded model's (in the record's format:
+    a record older than :data:`sace.fingerprint.FORMAT` is checked the old way, with a warning)."""
     recorded = meta.get("weights_hashes") or {}
-    checks = [("transformer", recorded.get("transformer"), lambda: base_model_hash(model))]
+    checks = [("transformer", model.transformer, ".branches.")]
     if getattr(model, "vae", None) is not None:
-        checks.append(("VAE", recorded.get("vae"), lambda: vae_hash(model)))
-    for part, saved, current in checks:
-        if not saved:
+        checks.append(("VAE", model.vae, None))
+    for part, module, skip in checks:
+        saved, now, legacy = recorded_hash(recorded, part.lower(), module, skip)
+        if saved is None:
             continue
-        now = current()
         if saved == now:
+            if legacy:
+                warnings.warn(f"adapter {folder} records base {part} hashes of an older sace (the first 1024 "
+                              f"elements of each tensor); re-save it (sace.adapters.save_adapter) to record {FORMAT} "
+                              f"hashes", stacklevel=3)
             continue
         msg = (f"adapter {folder} was trained on other {meta.get('base_model')!r} {part} weights (hash {saved}, "
                f"this model's is {now})")

@@ -71,7 +71,7 @@ class AdapterConfig:
             return None
         m = re.fullmatch(r"scales:([\d,\s]+)", self.gate)
         if not m:
-            raise SaceError(f"unknown gate {self.gate!r}; use 'scale0', 'shared' or 'scales:0,1'")
+            raise SaceError(f"unknown gate {self.gate!r}; use 'scale0', 'shared', 'scales:0,1' or (sace erase) 'auto'")
         return frozenset(int(s) for s in m.group(1).split(",") if s.strip())
 
     def validate(self, groups: dict | None = None) -> None:
@@ -295,6 +295,7 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
     config.validate(model.module_groups)
     if getattr(model, "schedule", None) is not None:
         check_gate(config.gate, model)
+    check_rank(model, config.modules, config.rank, config.kind)
     tr = model.transformer
     existing = adapter_names(model)
     if config.name in existing:
@@ -316,6 +317,29 @@ def attach_adapter(model, config: AdapterConfig, seed: int | None = None) -> Ada
     if tr.adapter_set is None:
         tr.adapter_set = AdapterSet(tr)
     return Adapter(config, branches)
+
+
+def check_rank(model, modules: Iterable[str], rank: int | None, kind: str = "lora") -> None:
+    """A LoRA rank must not exceed the adapted layers' width (min(in, out) of the narrowest one): a larger rank
+    adds nothing a full-rank delta would not, and only costs memory (``--rank 1000000`` asked for 23 GB).
+
+    Raises:
+        SaceError: naming the largest useful rank; unknown module groups.
+    """
+    if kind != "lora" or rank is None:
+        return
+    unknown = [g for g in modules if g not in model.module_groups]
+    if unknown:
+        raise SaceError(f"unknown adapter modules {unknown}; choose from {sorted(model.module_groups)}")
+    tr = model.transformer
+    widths = []
+    for name in _targets(model, modules):
+        mod = tr.get_submodule(name)
+        base = mod.base if isinstance(mod, GatedLinear) else mod
+        widths.append(min(base.in_features, base.out_features))
+    if widths and rank > min(widths):
+        raise SaceError(f"--rank {rank} exceeds the width of the adapted layers ({min(widths)}); use --rank "
+                        f"{min(widths)} or less (or --full for a full-rank delta)")
 
 
 def check_gate(gate: str, model) -> None:

@@ -22,8 +22,11 @@ from ..concepts.spec import ConceptSpec
 from ..erasure import catalogue
 from ..erasure.trainer import write_adapter_folder
 from ..errors import SaceError
+from ..fingerprint import digest, transformer_hash
 from ..io import write_json
 from ..sampling import SamplingSettings
+from ..validation import count, finite, path_name
+from ..validation import seed as check_seed
 from .base import AttackResult, AttackTarget
 from .concept_vector import concept_direction
 from .report import write_outputs
@@ -78,8 +81,15 @@ class AttackRequest:
         if fixed:
             raise SaceError(f"{', '.join(fixed)} replace(s) the prompt's conditions, which the attacks optimise: "
                             f"not attackable; choose from {', '.join(attackable())}")
-        if self.n_prompts < 1 or self.eval_seeds < 1 or self.search_seeds < 1:
-            raise SaceError("--n-prompts, --eval-seeds and --search-seeds must be >= 1")
+        for opt, n in (("--n-prompts", self.n_prompts), ("--eval-seeds", self.eval_seeds),
+                       ("--search-seeds", self.search_seeds)):
+            count(opt, n)
+        check_seed("--seed", self.seed)
+        # the evaluation seeds are seed + 1000 .. seed + 1000 + eval_seeds - 1 (search seeds start at seed)
+        check_seed("--seed + 1000 + --eval-seeds - 1", self.seed + 1000 + self.eval_seeds - 1)
+        check_seed("--seed + --search-seeds - 1", self.seed + self.search_seeds - 1)
+        for eta in self.configs.vector.etas:
+            finite("--etas", eta)
         for steps, opt in ((self.sace_steps, "--sace-steps"), (self.baseline_steps, "--baseline-steps")):
             if steps is not None and steps < 1:
                 raise SaceError(f"{opt} must be an integer >= 1, got {steps}")
@@ -87,14 +97,36 @@ class AttackRequest:
         self.configs.discrete.validate()
 
 
-def _train(model, key: str, concept: ConceptSpec, req: AttackRequest, folder: Path) -> None:
-    """Train the catalogue's method ``key`` for ``concept`` and save it to ``folder`` (then detach it)."""
+def _training(model, key: str, concept: ConceptSpec, req: AttackRequest):
+    """The config the catalogue's method ``key`` is trained with here, and the record that tells whether an
+    adapter folder was trained for it (method, concept definition incl. its anchor, steps, seed, the whole
+    config, the base weights): a folder trained with other ``--sace-steps`` / ``--anchor`` is never reused."""
     entry = catalogue.get(key)
     steps = req.baseline_steps if entry.baseline else req.sace_steps
     cfg = entry.make_config(model, seed=req.seed, steps=steps or None)
+    record = {"method": key, "concept": concept.name, "anchor": concept.anchor_name,
+              "concept_digest": digest(concept.to_dict()), "steps": getattr(cfg, "steps", None), "seed": req.seed,
+              "config_digest": digest(asdict(cfg)), "base": transformer_hash(model)}
+    return entry, cfg, record
+
+
+def _train(model, key: str, concept: ConceptSpec, req: AttackRequest, folder: Path) -> None:
+    """Train the catalogue's method ``key`` for ``concept`` and save it to ``folder`` (then detach it)."""
+    entry, cfg, record = _training(model, key, concept, req)
     res = entry.train(model, concept, cfg, progress=True, name=f"train_{key}")
-    write_adapter_folder(res, folder, model, extra={"method": entry.label, "concept": concept.name})
+    write_adapter_folder(res, folder, model, extra={"method": entry.label, "concept": concept.name,
+                                                    "attack_training": record})
     detach_adapters(model, res.adapter.config.name)
+
+
+def _trained_for(folder: Path) -> dict | None:
+    """The ``attack_training`` record of an adapter folder trained by ``sace attack`` (``None``: none, or
+    unreadable: the folder is retrained)."""
+    try:
+        meta = json.loads((folder / "adapter.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("attack_training") if isinstance(meta, dict) else None
 
 
 def build_targets(model, concept: ConceptSpec, req: AttackRequest, out: Path, given: list[str]) -> list[AttackTarget]:
@@ -107,8 +139,12 @@ def build_targets(model, concept: ConceptSpec, req: AttackRequest, out: Path, gi
         elif not entry.trains:
             targets.append(AttackTarget(entry.label))
         else:
-            folder = out / "adapters" / f"{concept.name}-{key}"
-            if not (folder / "adapter.json").exists():
+            folder = out / "adapters" / f"{path_name(concept.name)}-{key}"
+            have = _trained_for(folder)
+            if have != _training(model, key, concept, req)[2]:
+                if have is not None:
+                    print(f"{folder}: trained with other settings (steps, anchor, seed or base weights); "
+                          f"retraining", flush=True)
                 only_adapters(model, [])        # train on the original model, not on a method loaded before
                 _train(model, key, concept, req, folder)
             ad = load_adapter(model, folder, name=f"atk_{key}")
@@ -125,15 +161,31 @@ def build_targets(model, concept: ConceptSpec, req: AttackRequest, out: Path, gi
 
 
 def _given_for(req: AttackRequest) -> dict[str, list[str]]:
-    """Given adapter folders per concept (their metadata's concept, else the first concept)."""
+    """Given adapter folders per concept (their metadata's concept -- a name, or the concept definition
+    ``sace erase`` writes, whose ``name`` counts -- else the first concept)."""
     out: dict[str, list[str]] = {c: [] for c in req.concepts}
     for f in req.adapters:
         try:
-            c = json.loads((Path(f) / "adapter.json").read_text()).get("concept")
-        except (OSError, ValueError) as e:
-            raise SaceError(f"{f} is not an adapter folder (no readable adapter.json)") from e
-        out.setdefault(c if c in out else req.concepts[0], []).append(str(f))
+            meta = json.loads((Path(f) / "adapter.json").read_text())
+        except (OSError, ValueError):
+            raise SaceError(f"{f} is not an adapter folder (no readable adapter.json)") from None
+        c = meta.get("concept") if isinstance(meta, dict) else None
+        if isinstance(c, dict):
+            c = c.get("name")
+        out[c if isinstance(c, str) and c in out else req.concepts[0]].append(str(f))
     return out
+
+
+def check_given(model, folders: list[str]) -> None:
+    """Load and detach every given adapter folder before any training or attack: its model, base weights,
+    tensors (NaN/inf) and gate are checked by :func:`sace.adapters.load_adapter`.
+
+    Raises:
+        SaceError / CheckpointError: the first folder that does not fit ``model``.
+    """
+    for i, folder in enumerate(folders):
+        load_adapter(model, folder, name=f"atk_check{i}")
+        detach_adapters(model, f"atk_check{i}")
 
 
 @dataclass
@@ -160,12 +212,15 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
     eval_seeds = [req.seed + 1000 + i for i in range(req.eval_seeds)]
     search_seeds = [req.seed + i for i in range(req.search_seeds)]
     given = _given_for(req)
+    check_given(model, req.adapters)
+    # every concept resolved before the first is attacked: an unknown second one fails in seconds
+    concepts = {cname: domains.resolve_concept(model, cname, anchor=req.anchor) for cname in req.concepts}
     results: dict[str, list[AttackResult]] = {}
     sanity: dict[str, AttackResult] = {}
     t0 = time.perf_counter()
     judges: dict[str, str] = {}
     for cname in req.concepts:
-        concept = domains.resolve_concept(model, cname, anchor=req.anchor)
+        concept = concepts[cname]
         try:
             judge = domains.judge_for(model, concept, req.detector)
         except NoDetector as e:

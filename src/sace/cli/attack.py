@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from .. import validation as v
 from ..attacks.benchmark import AttackRequest, attackable, run_attack_benchmark, write_attack_benchmark
 from ..attacks.concept_vector import ConceptVectorConfig
 from ..attacks.discrete import DiscreteConfig
 from ..attacks.runner import AttackConfigs, parse_attacks
 from ..attacks.soft_prompt import SoftPromptConfig
 from ..errors import SaceError
-from .common import adapter_paths, check_adapter_folders, comma_list, console, detector_help, load
-from .options import SAMPLING_NO_TOP, AdapterOpt, DeviceOpt, ModelOpt, Sampling, sampling_options
+from ..folders import on_interrupt, open_output
+from .common import adapter_paths, check_adapter_folders, comma_list, console, detector_help, load, output_record
+from .options import SAMPLING_NO_TOP, AdapterOpt, DeviceOpt, ForceOpt, ModelOpt, Sampling, sampling_options
 
 
 @sampling_options
@@ -54,6 +57,7 @@ def attack(
     sampling: Sampling = SAMPLING_NO_TOP,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     device: DeviceOpt = "",
+    force: ForceOpt = False,
 ) -> None:
     """Attack erased models (soft-prompt, concept-vector, discrete prompt search) with the same budget, seeds and
     detector for every method; one ASR table per run, with cost, ASR-vs-budget curves and success grids."""
@@ -70,10 +74,20 @@ def attack(
                         sampling.settings(), sanity, sace_steps, baseline_steps)
     req.validate()
     cfgs.soft.validate()
+    v.output_dir(out)                 # a file / under a file / read-only: before loading anything
     m = load(ctx, model, device)
     t = time.perf_counter()
-    bench = run_attack_benchmark(m, req, out)
-    table = write_attack_benchmark(bench, out)
+    # the folder's record: everything that determines its results, the trained adapters' settings included
+    # (a rerun with other --sace-steps / --anchor is refused, or with --force retrains them)
+    rec = output_record(m, adapter, concepts=req.concepts, anchor=anchor, methods=req.methods,
+                        attacks=req.attacks, n_prompts=n_prompts, eval_seeds=eval_seeds, search_seeds=search_seeds,
+                        seed=seed, detector=detector, budgets=asdict(cfgs), sampling=req.settings.resolved(m),
+                        sanity=sanity, sace_steps=sace_steps, baseline_steps=baseline_steps)
+    with open_output(out, "attack", rec, ATTACK_FILES, force=force) as folder, \
+            on_interrupt(lambda: _attack_note(out)):
+        bench = run_attack_benchmark(m, req, out)
+        table = write_attack_benchmark(bench, out)
+        folder.complete(concepts=len(req.concepts))
     rep = bench.metrics
     c = console()
     c.print(table)
@@ -85,3 +99,17 @@ def attack(
     for name, r in rep["sanity"].items():
         c.print(f"sanity ({name}): soft-prompt from the anchors against the original model, ASR {r['asr']:.3f}")
     c.print(f"attacked in {time.perf_counter() - t:.1f} s -> {out}/metrics.json, {out}/table.md, {out}/report.html")
+
+
+#: what ``sace attack`` writes into ``--out`` (what ``--force`` deletes; the trained adapters are kept and
+#: reused when their recorded training settings match, retrained otherwise)
+ATTACK_FILES = ("metrics.json", "metrics.partial.json", "table.md", "report.html", "curves", "grids")
+
+
+def _attack_note(out: Path) -> str:
+    """What an interrupted ``sace attack`` kept in ``out`` and how to continue."""
+    ads = sorted(p.name for p in (Path(out) / "adapters").glob("*") if (p / "adapter.json").exists())
+    part = (Path(out) / "metrics.partial.json").exists()
+    kept = (f"the trained adapters ({', '.join(ads)}) in {out}/adapters" if ads else "no trained adapter")
+    return (f"{kept}{' and the finished concepts in metrics.partial.json' if part else ''} are kept; run the same "
+            f"command again to reuse them (no table was written)")

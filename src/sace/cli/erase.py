@@ -11,7 +11,7 @@ import typer
 
 from .. import domains
 from .. import validation as v
-from ..adapters import check_gate
+from ..adapters import check_gate, check_rank
 from ..concepts.judge import Judge
 from ..concepts.spec import write_prompt_sets
 from ..erasure import catalogue
@@ -154,6 +154,8 @@ def erase(
     v.check_train_config(cfg)
     if getattr(cfg, "gate", "auto") != "auto":
         check_gate(cfg.gate, m)
+    if hasattr(cfg, "modules"):   # before the audit and the training, which attach the adapter
+        check_rank(m, cfg.modules, getattr(cfg, "rank", None), "full" if full else "lora")
     v.output_dir(out)
     rec = output_record(m, adapter, concept=spec.name, concept_definition=spec.to_dict(), method=entry.key,
                         config={k: x for k, x in asdict(cfg).items() if k not in RESUMABLE_FIELDS})

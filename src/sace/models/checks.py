@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 
 from ..errors import SaceError
-from ..fingerprint import weights_hash
+from ..fingerprint import FORMAT, recorded_hash
 
 
 def check_schedule(spec) -> None:
@@ -51,11 +51,14 @@ def check_weights(spec, transformer, vae, overridden: dict[str, bool]) -> None:
     """
     recorded = getattr(spec, "hashes", None) or {}
     for part, mod, skip in (("transformer", transformer, ".branches."), ("vae", vae, None)):
-        want = recorded.get(part)
-        if not want:
+        want, got, legacy = recorded_hash(recorded, part, mod, skip)
+        if want is None:
             continue
-        got = weights_hash(mod, skip=skip)
         if got == want:
+            if legacy:
+                warnings.warn(f"{spec.folder or spec.name}: model.json records {part} hashes of an older sace "
+                              f"(they cover the first 1024 elements of each tensor, not every one); re-save the "
+                              f"model (sace.models.registry.save_model) to record {FORMAT} hashes", stacklevel=3)
             continue
         msg = (f"the {part} weights of model {spec.name!r} (hash {got}) are not the ones its model.json records "
                f"({want})")

@@ -57,7 +57,7 @@ class ModelSpec:
     sample_interp: str = "trilinear"
     family: str = "infinity"                # "infinity" or "var" (transformer/vae then hold VAR configs)
     classes: object = None                  # class-conditional families: "imagenet-1k" or a list of names
-    hashes: dict = field(default_factory=dict)              # {"transformer": .., "vae": ..} recorded at save
+    hashes: dict = field(default_factory=dict)              # {"format": .., "transformer": .., "vae": ..} at save
     trained_schedules: list = field(default_factory=list)   # Schedule dicts the model was trained on
 
     def num_params(self) -> dict[str, int]:
@@ -181,7 +181,7 @@ def builtin_specs() -> dict[str, ModelSpec]:
             transformer_file=str(_fixture_dir() / "infinity_tiny_state_dict.safetensors"),
             vae_file=str(_fixture_dir() / "vae_tiny_state_dict.safetensors"),
             defaults={"guidance": 3.0, "temperature": 0.5, "top_k": 900, "top_p": 0.97},
-            hashes={"transformer": "e2b1b682e6b0427d", "vae": "b6319871819d8a15"}),
+            hashes={"format": "sace.weights.v2", "transformer": "39d33035cfcf974d", "vae": "7bc955223ba5be6b"}),
         **_var_specs(),
     }
     fashion = ASSETS / "fashion"

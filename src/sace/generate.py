@@ -22,7 +22,7 @@ from .adapters import adapter_names
 from .errors import SaceError
 from .fingerprint import digest, model_hashes, weights_hash
 from .folders import open_output
-from .images import load_png, save_png  # noqa: F401  (load_png re-exported: one PNG implementation)
+from .images import load_png, png_ok, save_png  # noqa: F401  (load_png re-exported: one PNG implementation)
 from .io import write_json
 from .models.text import check_prompts
 from .sampling import SamplingSettings, make_generators, sample
@@ -127,7 +127,8 @@ def generate_to_dir(model, prompts: Sequence[str], seeds: Sequence[int], out_dir
     out.mkdir(parents=True, exist_ok=True)
     indices = list(range(len(prompts))) if indices is None else list(indices)
     paths = [out / f"{image_name(i, p, s)}.png" for i, p, s in zip(indices, prompts, seeds)]
-    todo = [j for j, p in enumerate(paths) if not (skip_existing and p.exists())]
+    # a finished image is kept; one a killed run left truncated is made again
+    todo = [j for j, p in enumerate(paths) if not (skip_existing and p.exists() and png_ok(p))]
     for a in range(0, len(todo), batch_size * 8):
         chunk = todo[a:a + batch_size * 8]
         imgs = generate(model, [prompts[j] for j in chunk], [seeds[j] for j in chunk], settings=settings,

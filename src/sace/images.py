@@ -21,8 +21,8 @@ from torch import Tensor
 from .errors import SaceError
 from .io import atomic_path
 
-__all__ = ["to_chw", "tensor_to_pil", "png_bytes", "save_pil", "save_png", "load_png", "grid_image",
-           "save_grid"]
+__all__ = ["to_chw", "tensor_to_pil", "png_bytes", "save_pil", "save_png", "load_png", "open_rgb", "png_ok",
+           "grid_image", "save_grid"]
 
 
 def to_chw(img: Any, what: str = "image") -> torch.Tensor:
@@ -75,11 +75,56 @@ def save_png(img: Tensor, path: str | os.PathLike) -> Path:
     return save_pil(tensor_to_pil(img), path)
 
 
-def load_png(path: str | os.PathLike) -> Tensor:
-    """Read a PNG as ``(3, H, W)`` float32 in [0, 1]."""
-    from PIL import Image
+#: the most pixels an image read by sace may have (PIL's own decompression-bomb limit is only a warning up to
+#: twice its MAX_IMAGE_PIXELS): a 1x1-MB file that claims 100k x 100k pixels is refused before it is decoded
+MAX_PIXELS = 64 * 1024 * 1024
 
-    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+
+def open_rgb(path: str | os.PathLike, what: str = "image"):
+    """Open and fully decode an image file as an RGB ``PIL.Image``.
+
+    Raises:
+        SaceError: one line naming the file, for a file that is not an image, a truncated one, or one with more
+            than :data:`MAX_PIXELS` pixels (a decompression bomb), checked from the header before decoding.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise SaceError(f"{what} {path} has {im.width}x{im.height} pixels, more than sace reads "
+                                    f"({MAX_PIXELS:,}; a decompression bomb?); remove or shrink it")
+                return im.convert("RGB")
+    except SaceError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise SaceError(f"{what} {path} is not a readable image ({str(e).splitlines()[0][:200]}); remove or "
+                        f"replace it") from None
+    except (OSError, ValueError, SyntaxError) as e:   # truncated / corrupt data (PIL raises all three)
+        raise SaceError(f"{what} {path} is not a readable image ({str(e).splitlines()[0][:200]}); remove or "
+                        f"replace it") from None
+
+
+def png_ok(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an image that decodes completely (a truncated PNG left by a killed run is not)."""
+    try:
+        open_rgb(path)
+    except SaceError:
+        return False
+    return True
+
+
+def load_png(path: str | os.PathLike) -> Tensor:
+    """Read a PNG as ``(3, H, W)`` float32 in [0, 1].
+
+    Raises:
+        SaceError: not an image, truncated, or too many pixels (:func:`open_rgb`).
+    """
+    arr = np.asarray(open_rgb(path), dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 

@@ -168,6 +168,16 @@ def torch_load_weights(path: str | os.PathLike) -> Any:
         try:
             return torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any failure means the file cannot be used
-            raise CheckpointError(f"{path} cannot be read as a weights-only torch file ({e})") from e
+            raise CheckpointError(_torch_load_error(path, e)) from None
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path} cannot be read as a weights-only torch file ({e})") from e
+        raise CheckpointError(_torch_load_error(path, e)) from None
+
+
+def _torch_load_error(path: Path, e: Exception) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` refused (torch's own message spans a page)."""
+    text = str(e)
+    if "Weights only load failed" in text or "Unsupported global" in text:
+        return (f"{path} holds pickled Python objects, not only tensors: refused (sace loads weights only, never "
+                f"runs a pickle); convert it to .safetensors from a trusted copy")
+    first = next((x.strip() for x in text.splitlines() if x.strip()), type(e).__name__)
+    return f"{path} cannot be read as a weights-only torch file ({first[:200]}); re-create or re-download it"

@@ -406,10 +406,12 @@ def check_eval_request(req) -> None:
     Raises:
         SaceError: the first bad one, named by its CLI option.
     """
-    for opt, val, lo in (("--limit", req.limit, 1), ("--n-per-class", req.n_per_class, 1),
-                         ("--n-heldout", req.n_heldout, 0), ("--inception-images", req.inception_images, 0),
-                         ("--sace-steps", req.sace_steps, 1), ("--baseline-steps", req.baseline_steps, 1)):
+    for opt, val, lo in (("--limit", req.limit, 1), ("--sace-steps", req.sace_steps, 1),
+                         ("--baseline-steps", req.baseline_steps, 1)):
         integer(opt, val, lo=lo)
+    for opt, val, lo in (("--n-per-class", req.n_per_class, 1), ("--n-heldout", req.n_heldout, 0),
+                         ("--inception-images", req.inception_images, 0)):
+        count(opt, val, lo=lo)
     batch_size(req.batch_size)
     seed("--seed", req.seed)
     finite("--nudenet-threshold", req.nudenet_threshold, lo=0, hi=1)

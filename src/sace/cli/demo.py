@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .. import validation as v
 from ..recipes.demo import run_demo
 from .common import console, device_name
 from .options import DeviceOpt
@@ -23,6 +24,9 @@ def demo(
 ) -> None:
     """The main job on the embedded model: ISSA of the concept, SACE erasure, evaluation of the original,
     SACE and S-VARE (plus the training-free baselines) on the same seeds, and one report.html."""
+    v.count("--seeds", seeds)                 # before the 4-minute run, not after it
+    v.count("--n-per-class", n_per_class)
+    v.output_dir(out)
     path = run_demo(out, concept=concept, anchor=anchor, seeds=seeds, n_per_class=n_per_class,
                     device=device_name(device))
     console().print(f"report: {path}")

@@ -130,11 +130,16 @@ def erase(
     for opt, val in (("--lambda-h", lambda_h), ("--lambda-pre", lambda_pre), ("--mu", mu)):
         v.finite(opt, val, lo=0)
     v.seed("--seed", seed)
+    v.count("--check-images", check_images, lo=0)
+    v.integer("--max-steps", max_steps, lo=0)
+    for opt, val in (("--max-acc-e", max_acc_e), ("--max-heldout", max_heldout), ("--max-acc-i-drop", max_acc_i_drop),
+                     ("--gate-tol", gate_tol)):
+        v.finite(opt, val, lo=0, hi=1)   # fractions: checked before the model loads, not after training
     if out is not None:
         v.output_dir(out)
     m = load(ctx, model, device, adapter, allow_other_base)
     spec = _concept_spec(m, concept, anchor, target, retain, concept_file)
-    out = out or Path(f"out/erase-{spec.name}")
+    out = out or Path(f"out/erase-{v.path_name(spec.name)}")   # never a path from the concept's own name
     c = console()
     if dry_run:
         show_judge(c, m, spec, detector, without="nothing would be checked")   # what the audit and check would use
@@ -211,11 +216,13 @@ def audit(
 ) -> None:
     """Audit a concept's prompt sets on the frozen model before training: anchors that draw the concept are an
     error, entangled/retain prompts that draw it are dropped, targets that do not draw it are a warning."""
-    if images < 1:
-        raise SaceError("--images must be >= 1")
+    v.count("--images", images)
+    if out is not None:
+        v.output_dir(out)            # before loading and auditing, not after
     m = load(ctx, model, device, adapter)
     spec = _concept_spec(m, concept, anchor, target, retain, concept_file)
-    out = out or Path(f"out/audit-{spec.name}")
+    out = out or Path(f"out/audit-{v.path_name(spec.name)}")
+    v.output_dir(out)
     c = console()
     judge = show_judge(c, m, spec, detector)
     try:

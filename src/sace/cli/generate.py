@@ -47,7 +47,7 @@ def generate(
     finished PNGs are kept); other settings into the same OUT are refused (--force overwrites). Under torchrun
     or accelerate launch the prompts are sharded across processes (identical images) and rank 0 writes the
     grid and index."""
-    v.integer("--n", n, lo=1)
+    v.count("--n", n)
     v.seed("--seed", seed)
     v.seed("--seed + --n - 1", seed + n - 1)
     v.batch_size(batch_size)

@@ -69,7 +69,7 @@ def issa(
     the anchor from k on (and the reverse) for every k and seed, scores the images with a detector, and
     teacher-forces the concept pyramid under both prompts to measure per-scale logit divergence."""
     prompts, anchors = _prompt_pairs(prompt, anchor_prompt, pairs_file)
-    v.integer("--seeds", seeds, lo=1)
+    v.count("--seeds", seeds)
     v.seed("--seed", seed)
     v.seed("--seed + --seeds - 1", seed + seeds - 1)
     s = sampling.settings()

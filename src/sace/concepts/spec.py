@@ -109,11 +109,15 @@ def load_concept_file(path: str | os.PathLike) -> ConceptSpec:
     """Read a concept JSON file (see the module docstring). Raises SaceError on missing fields."""
     p = Path(path)
     try:
-        d = json.loads(p.read_text())
-    except FileNotFoundError as e:
-        raise SaceError(f"concept file not found: {p}") from e
+        d = json.loads(p.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise SaceError(f"concept file not found: {p}") from None
+    except UnicodeDecodeError as e:
+        raise SaceError(f"concept file {p} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from None
     except json.JSONDecodeError as e:
-        raise SaceError(f"concept file {p} is not valid JSON ({e})") from e
+        raise SaceError(f"concept file {p} is not valid JSON ({e})") from None
+    except OSError as e:   # a folder, unreadable
+        raise SaceError(f"cannot read concept file {p} ({e.strerror or e})") from None
     if isinstance(d, dict) and isinstance(d.get("concepts"), list):
         d = d["concepts"]
     if isinstance(d, list):

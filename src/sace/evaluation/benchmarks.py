@@ -38,6 +38,7 @@ from ..concepts.judge import Judge, imagenet_judge, nudenet_judge
 from ..concepts.nudenet import NUDENET_EXPOSED
 from ..concepts.prompts import PromptSet, load_prompt_set
 from ..errors import SaceError
+from ..images import open_rgb
 from .clip_score import CLIPScorer
 from .quality import InceptionFeatures, extract_features, fid_kid
 
@@ -192,11 +193,27 @@ def _load_reference_images(folder: str | os.PathLike, size: int = 299, limit: in
         raise SaceError(f"--reference-images {folder} needs at least 2 PNG/JPEG images, found {len(files)}")
     out = []
     for f in files:
-        im = Image.open(f).convert("RGB")
+        im = open_rgb(f, "--reference-images file")
         s = min(im.size)
         im = im.crop(((im.width - s) // 2, (im.height - s) // 2, (im.width + s) // 2, (im.height + s) // 2))
         out.append(torch.from_numpy(np.asarray(im.resize((size, size), Image.BICUBIC))).permute(2, 0, 1))
     return torch.stack(out)
+
+
+def check_applies(model, key: str) -> None:
+    """The standard benchmarks score text-to-image models of the presets domain (Infinity-2B/8B, a model
+    folder without a ``domain``, the VAR models); a model with a domain of its own (``fashion``: 28 px
+    garments) cannot draw their prompts, and its scores would be meaningless zeros.
+
+    Raises:
+        SaceError: one line naming the benchmark, the model's domain and the models it applies to.
+    """
+    dom = getattr(getattr(model, "spec", None), "domain", None)   # model.json's domain (evaluation sits below
+    if dom is not None and dom != "presets":                      # sace.domains, so it reads the field itself)
+        raise SaceError(f"--benchmark {key} applies to text-to-image models without a domain of their own "
+                        f"(infinity-2b, infinity-8b, var-d16..d30, model folders without 'domain'); model "
+                        f"{getattr(model, 'name', '?')!r} is of the {dom!r} domain: drop --benchmark and use "
+                        f"--concept CLASS")
 
 
 def prepare_benchmark(model, req, concept) -> BenchmarkSetup:
@@ -213,6 +230,7 @@ def prepare_benchmark(model, req, concept) -> BenchmarkSetup:
             cannot score (imagenette: not an Imagenette class), ``--prompts``/``--categories`` given too.
     """
     key = _check_name(req.benchmark)
+    check_applies(model, key)
     if getattr(req, "prompts_file", None) or getattr(req, "categories", None):
         raise SaceError("--benchmark brings its own prompts; drop --prompts/--categories (or drop --benchmark)")
     ps = load_benchmark_prompts(key, req.limit, getattr(req, "prompts_dir", None))

@@ -86,8 +86,13 @@ class HFTextEncoder:
                 if bar_on:
                     hf_logging.enable_progress_bar()
         except OSError as e:
-            raise SaceError(f"cannot load text encoder {path!r}: {str(e).splitlines()[0]} "
-                            f"(give a local folder, or go online to download it from the Hugging Face hub)") from e
+            raise SaceError(f"cannot load text encoder {path!r}: {_first_line(e)} "
+                            f"(give a local folder, or go online to download it from the Hugging Face hub)") from None
+        except Exception as e:  # noqa: BLE001 - a pickle refused by weights_only, a corrupt file, a bad config
+            why = ("its weights are a pickle that a weights-only load refuses (give a folder with "
+                   "model.safetensors)" if "Weights only load failed" in str(e) or "Unsupported global" in str(e)
+                   else _first_line(e))
+            raise SaceError(f"cannot load text encoder {path!r}: {why}") from None
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.max_length = max_length
@@ -122,16 +127,31 @@ class CachedTextEncoder:
         h = hashlib.sha1(f"{self.name}\0{prompt}".encode()).hexdigest()
         return self.cache_dir / f"{h}.safetensors"
 
+    def _read(self, f: Path) -> torch.Tensor | None:
+        """A cached state ``(T, channels)`` float32, or ``None`` (a miss: re-encoded and rewritten) when the
+        file is missing, not a safetensors file (a pickle, truncated, empty), or of another shape / non-finite."""
+        from safetensors.torch import load_file
+
+        if not f.is_file():
+            return None
+        try:
+            t = load_file(str(f)).get("tokens")
+        except Exception:  # noqa: BLE001 - any unreadable cache entry is only a miss
+            return None
+        ok = (isinstance(t, torch.Tensor) and t.ndim == 2 and t.shape[0] >= 1 and t.shape[1] == self.channels
+              and t.is_floating_point() and bool(torch.isfinite(t).all()))
+        return t.float() if ok else None
+
     def encode(self, prompts: Sequence[str]) -> Condition:
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import save_file
 
         prompts = check_prompts(prompts)
         missing = [p for p in dict.fromkeys(prompts) if p not in self._mem]
         if self.cache_dir is not None:
             for p in list(missing):
-                f = self._path(p)
-                if f.exists():
-                    self._mem[p] = load_file(str(f))["tokens"]
+                t = self._read(self._path(p))
+                if t is not None:
+                    self._mem[p] = t
                     missing.remove(p)
         if missing:
             c = self.inner.encode(missing)
@@ -195,3 +215,8 @@ def minilm_encoder(device: str | torch.device = "cpu") -> HFTextEncoder:
     """all-MiniLM-L6-v2 token states (384 channels), loaded offline from the installed package."""
     return HFTextEncoder(minilm_path(), kind="auto", max_length=128, device=device,
                          local_files_only=True, name="all-MiniLM-L6-v2")
+
+
+def _first_line(e: Exception) -> str:
+    """The first non-empty line of an exception's message (library errors often span a page)."""
+    return next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)[:300]

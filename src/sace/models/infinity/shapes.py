@@ -24,6 +24,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ...errors import CheckpointError
 from ...io import torch_load_weights
 from .checkpoint import _unwrap
 
@@ -52,7 +53,7 @@ def checkpoint_shapes(pieces: Iterable[Mapping[str, Tensor]]) -> dict[str, tuple
 def file_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of a checkpoint file or sharded folder without reading the tensors: safetensors
     headers, or ``torch.load(weights_only=True, mmap=True)`` for ``.pth`` (pages are not touched)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     p = Path(path)
     exts = (".safetensors", ".pth", ".bin", ".pt")
@@ -60,8 +61,12 @@ def file_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for f in files:
         if f.suffix == ".safetensors":
-            with safe_open(str(f), "pt") as h:
-                out.update({k: tuple(h.get_slice(k).get_shape()) for k in h.keys()})
+            try:
+                with safe_open(str(f), "pt") as h:
+                    out.update({k: tuple(h.get_slice(k).get_shape()) for k in h.keys()})
+            except (SafetensorError, OSError, ValueError, RuntimeError) as e:   # empty, truncated, not one
+                raise CheckpointError(f"{f} is not a readable safetensors file ({e}); re-create or re-download "
+                                      f"it") from None
         else:
             out.update({k: tuple(v.shape) for k, v in _unwrap(torch_load_weights(f)).items()})
     return out

@@ -157,6 +157,21 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}); re-create or re-download it") from e
 
 
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header (``{}`` when it has none).
+
+    Raises:
+        CheckpointError: a missing or unreadable file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); re-create or re-download it") from None
+
+
 def torch_load_weights(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` on CPU (never unpickles arbitrary objects)."""
     path = Path(path)

@@ -16,8 +16,8 @@ import torch
 
 from .. import __version__
 from ..errors import CheckpointError, SaceError
-from ..fingerprint import FORMAT, recorded_hash, transformer_hash, vae_hash
-from ..io import load_safetensors, save_safetensors, write_json
+from ..fingerprint import FORMAT, digest, recorded_hash, transformer_hash, vae_hash
+from ..io import load_safetensors, safetensors_metadata, save_safetensors, write_json
 from ..validation import check_adapter_json
 from .layers import Adapter, AdapterConfig, adapter_names, attach_adapter, detach_adapters
 
@@ -46,7 +46,10 @@ def save_adapter(adapter: Adapter, folder: str | os.PathLike, model=None, extra:
         meta.setdefault("weights_hashes", {"format": FORMAT, "transformer": base_model_hash(model),
                                            **({"vae": vae_hash(model)} if getattr(model, "vae", None) is not None
                                               else {})})
-    save_safetensors(folder / "adapter.safetensors", tensors, metadata={"format": "sace.adapter.v1"})
+    # the config's digest travels in the weights file's header: an edited adapter.json (another gate, rank,
+    # modules) no longer matches the weights it describes, and load_adapter says so
+    save_safetensors(folder / "adapter.safetensors", tensors,
+                     metadata={"format": "sace.adapter.v1", "config_digest": digest(asdict(adapter.config))})
     write_json(folder / "adapter.json", meta)
     return folder
 
@@ -87,6 +90,12 @@ def load_adapter(model, folder: str | os.PathLike, name: str | None = None, allo
         raise SaceError(f"adapter {folder} was trained on model {base!r}, not {model.name!r}")
     _check_base_weights(model, folder, meta, allow_other_base)
     ad = attach_adapter(model, cfg)
+    want = safetensors_metadata(folder / "adapter.safetensors").get("config_digest")
+    if want and digest(meta["config"]) != want:
+        detach_adapters(model, cfg.name)
+        raise CheckpointError(f"{folder / 'adapter.json'}: its config (gate {meta['config'].get('gate')!r}, rank, "
+                              f"modules ...) was edited after training and no longer describes the weights; restore "
+                              f"it or train a new adapter with these settings")
     expected = {f"{saved_name}.{k}" for k in ad.state_dict()}
     missing = sorted(expected - set(tensors))
     unexpected = sorted(set(tensors) - expected)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,6 +177,27 @@ def _given_for(req: AttackRequest) -> dict[str, list[str]]:
     return out
 
 
+#: the hints of the concept resolver that name options ``sace attack`` does not have
+_OTHER_HINTS = re.compile(r",? or give --target PROMPT \(repeatable\) and --anchor PHRASE, or --concept-file"
+                          r"|\s*\(or give (--concept-file / )?--target prompts\)")
+
+
+def _resolve(model, name: str, anchor: str | None) -> ConceptSpec:
+    """A concept of ``sace attack`` (a class key or preset), its errors without the ``--target`` /
+    ``--concept-file`` hints of ``sace erase``.
+
+    Raises:
+        SaceError: an unknown concept (one line, with what ``sace attack`` accepts instead).
+    """
+    try:
+        return domains.resolve_concept(model, name, anchor=anchor)
+    except SaceError as e:
+        msg = _OTHER_HINTS.sub("", str(e))
+        if msg != str(e):
+            msg += "; sace attack takes one of these names (it has no --target or --concept-file)"
+        raise SaceError(msg) from None
+
+
 def check_given(model, folders: list[str]) -> None:
     """Load and detach every given adapter folder before any training or attack: its model, base weights,
     tensors (NaN/inf) and gate are checked by :func:`sace.adapters.load_adapter`.
@@ -214,7 +236,7 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
     given = _given_for(req)
     check_given(model, req.adapters)
     # every concept resolved before the first is attacked: an unknown second one fails in seconds
-    concepts = {cname: domains.resolve_concept(model, cname, anchor=req.anchor) for cname in req.concepts}
+    concepts = {cname: _resolve(model, cname, req.anchor) for cname in req.concepts}
     results: dict[str, list[AttackResult]] = {}
     sanity: dict[str, AttackResult] = {}
     t0 = time.perf_counter()

@@ -82,7 +82,7 @@ def select_pairs(concept: ConceptSpec, n: int, start: str) -> tuple[list[str], l
         picked.setdefault(pool[i], concept.targets[i])
     if len(picked) < n:
         raise SaceError(f"concept {concept.name!r} has only {len(picked)} distinct {start} prompts; "
-                        f"use --prompts {len(picked)} or fewer")
+                        f"use --n-prompts {len(picked)} or fewer")
     return list(picked), list(picked.values())
 
 

@@ -29,7 +29,9 @@ def generate(
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt (repeatable).")] = None,
     prompts_file: Annotated[Path | None, typer.Option(help="CSV/JSON/JSONL/TXT with a 'prompt' column; "
                                                           "seeds from 'evaluation_seed' when present.")] = None,
-    n: Annotated[int, typer.Option("--n", help="Images per prompt.")] = 8,
+    n: Annotated[int, typer.Option("--n", "--images-per-prompt", help="Images per prompt (at most 10000; "
+                                   "under torchrun write --images-per-prompt: torchrun's parser refuses --n as "
+                                   "an ambiguous abbreviation of its own options).")] = 8,
     seed: Annotated[int, typer.Option(help="First seed; image i of a prompt uses seed + i.")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder (PNGs, grid.png, index.json).")] = Path("out/generate"),
     model: ModelOpt = "fashion",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..io import write_json
 from ..models.text import check_prompts
 from .grammar import delete_words, expand_targets, noun_phrase, replace_words, word_pattern
 
-__all__ = ["ConceptSpec", "from_prompts", "load_concept_file", "merge_concepts",
+__all__ = ["ConceptSpec", "check_words", "from_prompts", "load_concept_file", "merge_concepts",
            "write_prompt_sets", "has_context_prompts"]
 
 
@@ -176,3 +177,31 @@ def merge_concepts(specs: Sequence[ConceptSpec]) -> ConceptSpec:
         list(dict.fromkeys(h for s in specs for h in s.heldout)), words,
         "+".join(s.anchor_name or "-" for s in specs), [len(s.targets) for s in specs]).validate()
 
+
+def check_words(spec: ConceptSpec) -> None:
+    """Static checks of a concept's prompt sets that need no model (the audit's model-based checks come later,
+    this catches the plain mistakes in a fraction of a second): an anchor prompt equal to its target, an anchor
+    phrase or anchor prompt that names the concept (a word of ``words``, else the name, as a whole word), a
+    retain prompt that is also a target.
+
+    Raises:
+        SaceError: one line naming the first offending prompt and the fix.
+    """
+    norm = lambda p: " ".join(p.lower().split())
+    for t, a in zip(spec.targets, spec.anchors):
+        if norm(t) == norm(a):
+            raise SaceError(f"concept {spec.name!r}: the anchor prompt {a!r} is its target prompt; an anchor must "
+                            f"replace the concept (give another --anchor)")
+    words = [w for w in (spec.words or [spec.name]) if w.strip()]
+    pats = [re.compile(rf"(?<![\w-]){re.escape(w.strip().lower())}(?![\w-])") for w in words]
+    named = lambda text: next((w for w, p in zip(words, pats) if p.search(text.lower())), None)
+    for text in ([spec.anchor_name] if spec.anchor_name else []) + list(dict.fromkeys(spec.anchors)):
+        w = named(text)
+        if w is not None:
+            raise SaceError(f"concept {spec.name!r}: the anchor {text!r} names the concept ({w!r}); an anchor must "
+                            f"be something else (give another --anchor)")
+    targets = {norm(t) for t in spec.targets}
+    for r in spec.retain:
+        if norm(r) in targets:
+            raise SaceError(f"concept {spec.name!r}: the retain prompt {r!r} is also a target prompt; a prompt "
+                            f"cannot be both erased and preserved (drop it from --retain)")

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..concepts.items import EvalItem
 from ..concepts.judge import DETECTORS, NUDITY_NAMES, Judge, NoDetector, nudenet_judge, user_judge
-from ..concepts.spec import ConceptSpec, from_prompts, load_concept_file, merge_concepts
+from ..concepts.spec import ConceptSpec, check_words, from_prompts, load_concept_file, merge_concepts
 from ..errors import SaceError
 from ..models.text import check_prompts
 from . import fashion, presets
@@ -112,8 +112,18 @@ def resolve_concept(model: Any, concept: str | Sequence[str] | None = None, *,
 
     Raises:
         SaceError: no concept named, unknown concept (the message lists the known ones), an anchor count that
-            does not match, several names with ``--target`` prompts, a bad concept file.
+            does not match, several names with ``--target`` prompts, a bad concept file; prompt sets that fail
+            the static word checks (:func:`~sace.concepts.spec.check_words`: an anchor naming the concept, an
+            anchor equal to its target, a retain prompt that is a target).
     """
+    spec = _resolve(model, concept, anchor, targets, retain, concept_file)
+    check_words(spec)
+    return spec
+
+
+def _resolve(model: Any, concept, anchor, targets: Sequence[str], retain: Sequence[str],
+             concept_file: str | None) -> ConceptSpec:
+    """:func:`resolve_concept` before its static checks."""
     if concept_file:
         return load_concept_file(concept_file)
     names_ = [concept] if isinstance(concept, str) else list(concept or [])
@@ -126,7 +136,7 @@ def resolve_concept(model: Any, concept: str | Sequence[str] | None = None, *,
             raise SaceError("several --concept with --target prompts: put each concept in a concept file "
                             "(a JSON list) instead")
         anchors = anchors or [None] * len(names_)
-        return merge_concepts([resolve_concept(model, n, anchor=a, retain=retain) for n, a in zip(names_, anchors)])
+        return merge_concepts([_resolve(model, n, a, (), retain, None) for n, a in zip(names_, anchors)])
     name = names_[0] if names_ else None
     anchor = anchors[0] if anchors else None
     if not name:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,37 @@ class MeanColourClassifier(torch.nn.Module):
 def solid_image(rgb) -> torch.Tensor:
     """A (1, 3, 4, 4) float image of one colour (``rgb`` in [0, 1])."""
     return torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+
+
+# -- running the CLI in-process (the fault batteries, tests/cli/test_faults*.py) ------------------------------
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``sace ARGS`` in this process -> (exit status, stdout, stderr)."""
+    from sace import cli
+
+    old = sys.argv
+    sys.argv = ["sace", *[str(a) for a in args]]
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def last_error(err: str) -> str:
+    lines = [x.split("\r")[-1] for x in err.strip().splitlines() if x.strip()]
+    lines = [x for x in lines if x.startswith(("error: ", "interrupted: "))] or lines
+    return lines[-1] if lines else ""
+
+
+def assert_error(code: int, err: str, message: str, status: int = 2) -> None:
+    assert code == status, (code, err[-2000:])
+    assert "Traceback" not in err, err[-2000:]
+    prefix = "error: " if status == 2 else "interrupted: "
+    # exactly one such line (progress bars may redraw around it on stderr)
+    found = [x.split("\r")[-1] for x in err.splitlines() if x.split("\r")[-1].startswith(prefix)]
+    assert len(found) == 1, err[-2000:]
+    assert message.lower() in found[0].lower(), found[0]

@@ -26,44 +26,11 @@ import torch
 from sace.errors import SaceError
 
 from ..dist_worker import HashTextEncoder
+from ..helpers import assert_error, last_error, run_cli
 
 BIG = str(2**64)            # one past the largest 64-bit seed
 HUGE = str(2**70)
 NO_CUDA = not torch.cuda.is_available()
-
-
-# -- running the CLI in-process ---------------------------------------------------------------------------
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    """``sace ARGS`` in this process -> (exit status, stdout, stderr)."""
-    from sace import cli
-
-    old = sys.argv
-    sys.argv = ["sace", *[str(a) for a in args]]
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def last_error(err: str) -> str:
-    lines = [x.split("\r")[-1] for x in err.strip().splitlines() if x.strip()]
-    lines = [x for x in lines if x.startswith(("error: ", "interrupted: "))] or lines
-    return lines[-1] if lines else ""
-
-
-def assert_error(code: int, err: str, message: str, status: int = 2) -> None:
-    assert code == status, (code, err[-2000:])
-    assert "Traceback" not in err, err[-2000:]
-    prefix = "error: " if status == 2 else "interrupted: "
-    # exactly one such line (progress bars may redraw around it on stderr)
-    found = [x.split("\r")[-1] for x in err.splitlines() if x.split("\r")[-1].startswith(prefix)]
-    assert len(found) == 1, err[-2000:]
-    assert message.lower() in found[0].lower(), found[0]
 
 
 # -- a world of bad files ---------------------------------------------------------------------------------
@@ -181,8 +148,8 @@ CASES = [
     ("gen-top-k-negative", G + ["--top-k", "-1"], 2, "--top-k must be an integer >= 0"),
     ("gen-batch-0", G + ["--batch-size", "0"], 2, "--batch-size must be an integer >= 1"),
     ("gen-batch-negative", G + ["--batch-size", "-3"], 2, "--batch-size must be an integer >= 1"),
-    ("gen-n-0", G[:-2] + ["--n", "0"], 2, "--n must be an integer >= 1"),
-    ("gen-n-negative", G[:-2] + ["--n", "-1"], 2, "--n must be an integer >= 1"),
+    ("gen-n-0", G[:-2] + ["--n", "0"], 2, "--n must be an integer in [1, 10000]"),
+    ("gen-n-negative", G[:-2] + ["--n", "-1"], 2, "--n must be an integer in [1, 10000]"),
     ("gen-seed-2^64", G + ["--seed", BIG], 2, "--seed must be an integer in [0, 18446744073709551615]"),
     ("gen-seed-2^70", G + ["--seed", HUGE], 2, "--seed must be an integer in [0,"),
     ("gen-seed-negative", G + ["--seed", "-1"], 2, "--seed must be an integer in [0,"),
@@ -219,7 +186,7 @@ CASES = [
     ("gen-model-text-width", G + ["--model", "{M_TEXT}"], 2, "gives 384-channel states but model"),
     ("gen-model-other-vae-weights", G + ["--model", "{M_VAE}"], 2, "vae weights of model"),
     # issa
-    ("issa-seeds-0", ISSA[:-2] + ["--seeds", "0"], 2, "--seeds must be an integer >= 1"),
+    ("issa-seeds-0", ISSA[:-2] + ["--seeds", "0"], 2, "--seeds must be an integer in [1, 10000]"),
     ("issa-seed-2^64", ISSA + ["--seed", BIG], 2, "--seed must be an integer in [0,"),
     ("issa-guidance-inf", ISSA + ["--guidance", "inf"], 2, "--guidance must be a finite number"),
     ("issa-top-k-negative", ISSA + ["--top-k", "-2"], 2, "--top-k must be an integer >= 0"),
@@ -252,8 +219,8 @@ CASES = [
     ("eval-limit-negative", EV + ["--limit", "-1"], 2, "--limit must be an integer >= 1"),
     ("eval-batch-0", EV + ["--batch-size", "0"], 2, "--batch-size must be an integer >= 1"),
     ("eval-threshold-1.5", EV + ["--nudenet-threshold", "1.5"], 2, "--nudenet-threshold must be in [0, 1]"),
-    ("eval-inception-negative", EV + ["--inception-images", "-1"], 2, "--inception-images must be an integer >= 0"),
-    ("eval-n-per-class-0", EV + ["--n-per-class", "0"], 2, "--n-per-class must be an integer >= 1"),
+    ("eval-inception-negative", EV + ["--inception-images", "-1"], 2, "--inception-images must be an integer in [0, 10000]"),
+    ("eval-n-per-class-0", EV + ["--n-per-class", "0"], 2, "--n-per-class must be an integer in [1, 10000]"),
     ("eval-sace-steps-0", EV + ["--sace-steps", "0"], 2, "--sace-steps must be an integer >= 1"),
     ("eval-top-p-2", EV + ["--top-p", "2"], 2, "--top-p must be in (0, 1]"),
     ("eval-guidance-nan", EV + ["--guidance", "nan"], 2, "--guidance must be a finite number"),
@@ -264,8 +231,8 @@ CASES = [
     # attack: budgets and names, all refused before any training
     ("attack-unknown-attack", AT + ["--attacks", "bogus"], 2, "unknown attack 'bogus'"),
     ("attack-etas-not-numbers", AT + ["--etas", "1,x"], 2, "--etas must be a comma list of numbers"),
-    ("attack-n-prompts-0", AT + ["--n-prompts", "0"], 2, "--n-prompts, --eval-seeds and --search-seeds must be"),
-    ("attack-eval-seeds-0", AT + ["--eval-seeds", "0"], 2, "--n-prompts, --eval-seeds and --search-seeds must be"),
+    ("attack-n-prompts-0", AT + ["--n-prompts", "0"], 2, "--n-prompts must be an integer in [1, 10000]"),
+    ("attack-eval-seeds-0", AT + ["--eval-seeds", "0"], 2, "--eval-seeds must be an integer in [1, 10000]"),
     ("attack-soft-steps-negative", AT + ["--soft-steps", "-1"], 2, "soft-prompt attack: steps >= 0"),
     ("attack-soft-mode-unknown", AT + ["--soft-mode", "weird"], 2, "unknown soft-prompt mode 'weird'"),
     ("attack-queries-0", AT + ["--queries", "0"], 2, "the discrete attack needs queries"),

@@ -192,7 +192,7 @@ def _torch_load_error(path: Path, e: Exception) -> str:
     """One line for a file ``torch.load(weights_only=True)`` refused (torch's own message spans a page)."""
     text = str(e)
     if "Weights only load failed" in text or "Unsupported global" in text:
-        return (f"{path} holds pickled Python objects, not only tensors: refused (sace loads weights only, never "
+        return (f"{path} holds pickled Python objects, not only tensors: refused by the weights-only load (sace never "
                 f"runs a pickle); convert it to .safetensors from a trusted copy")
     first = next((x.strip() for x in text.splitlines() if x.strip()), type(e).__name__)
     return f"{path} cannot be read as a weights-only torch file ({first[:200]}); re-create or re-download it"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator, Sequence
@@ -31,6 +32,7 @@ from .errors import SaceError
 from .io import write_json
 from .validation import output_dir, read_json_file
 
+_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")   # sace.io.atomic_path's names (tempfile.mkstemp)
 MANIFEST = "sace_manifest.json"
 LOCK = ".sace.lock"
 FORMAT = "sace.outputs.v1"
@@ -151,12 +153,14 @@ class OutputFolder:
         self._lock_fd = fd
 
     def _remove_leftover_temps(self) -> None:
-        """Delete the temporary files of atomic writes (:func:`sace.io.atomic_path`: ``.NAME.XXXX.tmp``) that a
-        killed run left between write and rename; safe while this run holds the lock (no other sace run is
-        writing here)."""
-        for p in self.path.rglob(".*.tmp"):
-            if p.is_file() and not p.is_symlink():
-                p.unlink(missing_ok=True)
+        """Delete the temporary files of atomic writes (:func:`sace.io.atomic_path`: ``.NAME.XXXXXXXX.tmp``,
+        mkstemp's 8 random characters) that a killed run left between write and rename, in the folder and the
+        two levels below it (``adapters/CONCEPT-METHOD/``); safe while this run holds the lock (no other sace
+        run is writing here). Nothing else is touched, not even other hidden ``.tmp`` files."""
+        for pat in (".*.tmp", "*/.*.tmp", "*/*/.*.tmp"):
+            for p in self.path.glob(pat):
+                if _TEMP.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                    p.unlink(missing_ok=True)
 
     def _results(self) -> list[Path]:
         found: list[Path] = []

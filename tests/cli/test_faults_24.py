@@ -449,14 +449,15 @@ def test_resume_regenerates_a_truncated_png_and_cleans_leftovers(capsys, tmp_pat
     assert code == 0, err
     good = (out / "00001_s1.png").read_bytes()
     (out / "00001_s1.png").write_bytes(good[: len(good) // 2])               # a killed run's half file
-    (out / ".00000_s0.png.abc123.tmp").write_bytes(b"leftover")               # killed between write and rename
+    (out / ".00000_s0.png.k3x_9q2a.tmp").write_bytes(b"leftover")             # killed between write and rename
+    (out / ".mine.tmp").write_bytes(b"not sace's")                            # another program's: kept
     code, _, err = run_cli(capsys, *args)
     assert code == 0, err
     from sace.images import load_png
 
     # made again (alone, not in its first batch of two: equal up to float rounding of batched kernels)
     assert (load_png(out / "00001_s1.png") - load_png(_png(tmp_path, good))).abs().mean() < 0.02
-    assert not list(out.rglob("*.tmp"))
+    assert [p.name for p in out.rglob("*.tmp")] == [".mine.tmp"]
 
 
 def _png(folder: Path, data: bytes) -> Path:

@@ -200,10 +200,10 @@ def post_training_check(model, concept: ConceptSpec, adapter: str, n: int | None
         res.images += len(items)
         return dec.image_outcomes(judge, imgs, items)
 
-    for look in design.looks:
+    def figures_at(look: int, alpha: float) -> list[dec.Figure]:
         res.n = look
         items = check_items(model, concept, look, seed)
-        new = [it for it in items if _key(it) not in seen]
+        new = [it for it in items if _key(it) not in seen]     # earlier looks' images are kept
         if new:
             for it, o in zip(new, outcomes(new).tolist()):
                 seen[_key(it)] = o
@@ -216,13 +216,13 @@ def post_training_check(model, concept: ConceptSpec, adapter: str, n: int | None
                 finally:
                     set_adapters_enabled(model, True, [adapter])
         groups = {g: [it for it in items if it.group == g] for g in ("target", "heldout", "retain")}
-        figs = dec.erasure_figures([seen[_key(it)] for it in groups["target"]],
-                               [seen[_key(it)] for it in groups["heldout"]] or None,
-                               [before[_key(it)] for it in groups["retain"]] or None,
-                               [seen[_key(it)] for it in groups["retain"]] or None, th, design.alpha_look)
-        res.figures = [asdict(f) for f in figs]
-        if dec.overall(figs) != dec.UNDECIDED:
-            break
+        return dec.erasure_figures([seen[_key(it)] for it in groups["target"]],
+                                   [seen[_key(it)] for it in groups["heldout"]] or None,
+                                   [before[_key(it)] for it in groups["retain"]] or None,
+                                   [seen[_key(it)] for it in groups["retain"]] or None, th, alpha)
+
+    figs, res.n = dec.decide_sequentially(design, figures_at)
+    res.figures = [asdict(f) for f in figs]
     by = {f.name: f for f in res.figure_objects()}
     res.acc_e = round(by["ACC_e"].estimate, 4) if "ACC_e" in by else None
     if "held-out" in by:

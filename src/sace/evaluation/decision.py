@@ -43,7 +43,7 @@ since a true value far from its line is decided correctly almost surely.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -57,7 +57,7 @@ from ..errors import SaceError
 
 __all__ = ["PASS", "FAIL", "UNDECIDED", "Thresholds", "Design", "Figure", "wilson_interval",
            "clopper_pearson_interval", "paired_difference_interval", "rate_figure", "drop_figure",
-           "erasure_figures", "overall", "more_needed", "image_outcomes", "SHOWS_GROUPS"]
+           "erasure_figures", "overall", "more_needed", "decide_sequentially", "image_outcomes", "SHOWS_GROUPS"]
 
 PASS, FAIL, UNDECIDED = "PASS", "FAIL", "not decided"
 
@@ -308,3 +308,15 @@ def overall(figures: Sequence[Figure]) -> str:
     if FAIL in vs:
         return FAIL
     return PASS if vs and all(v == PASS for v in vs) else UNDECIDED
+
+
+def decide_sequentially(design: Design, figures_at: Callable[[int, float], list[Figure]]) -> tuple[list[Figure], int]:
+    """Run a sequential design: ``figures_at(n, alpha_look)`` measures the figures at ``n`` images per set
+    (reusing what it measured at earlier looks); looks go on while :func:`overall` says not decided and a
+    larger look remains. Returns ``(figures of the last look, its n)``."""
+    figs: list[Figure] = []
+    for n in design.looks:
+        figs = figures_at(n, design.alpha_look)
+        if overall(figs) != UNDECIDED:
+            return figs, n
+    return figs, design.looks[-1]

@@ -120,12 +120,16 @@ class CheckResult:
 def verdict(result: CheckResult, thresholds: CheckThresholds) -> CheckResult:
     """Set ``passed`` / ``verdict`` / ``failures`` / ``thresholds`` (in place; returned).
 
-    With ``figures`` (intervals), from their verdicts; without (point values only, e.g. a result written by
-    an older sace): a value above its line fails. A value that was not measured does not fail the check."""
+    With ``figures`` (intervals), from their verdicts against these thresholds; without (point values only,
+    e.g. a result written by an older sace): a value above its line fails. A value that was not measured does
+    not fail the check."""
     th = thresholds.validate()
     result.thresholds = asdict(th)
     if result.figures:
-        figs = result.figure_objects()
+        lines = {"ACC_e": th.max_acc_e, "held-out": th.max_heldout, "ACC_i drop": th.max_acc_i_drop}
+        figs = [f.against(lines[f.name]) if f.name in lines and f.threshold != lines[f.name] else f
+                for f in result.figure_objects()]
+        result.figures = [asdict(f) for f in figs]
         result.failures = [f"{f.name} {f.estimate:.3f} [{f.lower:.3f}, {f.upper:.3f}] > {f.threshold:.3f}"
                            for f in figs if f.verdict == dec.FAIL]
         result.verdict = dec.overall(figs)

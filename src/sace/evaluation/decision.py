@@ -125,6 +125,13 @@ class Figure:
     method: str
     more: int | None = None
     detail: dict = field(default_factory=dict)
+    alpha: float | None = None
+
+    def against(self, threshold: float) -> Figure:
+        """The same measurement judged against another pass line (a new Figure; the interval is unchanged)."""
+        if "table_abcd" in self.detail:
+            return _drop_from_table(self.name, self.detail["table_abcd"], threshold, self.alpha)
+        return rate_figure(self.name, self.detail["hits"], self.n, threshold, self.alpha)
 
     def text(self) -> str:
         """``"ACC_e 0.000 [0.000, 0.030] <= 0.050 PASS"``."""
@@ -250,7 +257,7 @@ def rate_figure(name: str, hits: int, n: int, threshold: float, alpha: float) ->
     v = _verdict(lo, hi, threshold)
     more = more_needed(decide, [hits, n - hits]) if v == UNDECIDED else None
     return Figure(name, hits / n, lo, hi, float(threshold), n, v, "Clopper-Pearson", more,
-                  {"hits": int(hits)})
+                  {"hits": int(hits)}, alpha)
 
 
 def drop_figure(name: str, before: Sequence[bool], after: Sequence[bool], threshold: float,
@@ -263,6 +270,10 @@ def drop_figure(name: str, before: Sequence[bool], after: Sequence[bool], thresh
         raise SaceError(f"a paired drop needs two equally long non-empty outcome lists, got {bt.shape} and "
                         f"{at.shape}")
     table = [int((bt & at).sum()), int((bt & ~at).sum()), int((~bt & at).sum()), int((~bt & ~at).sum())]
+    return _drop_from_table(name, table, threshold, alpha)
+
+
+def _drop_from_table(name: str, table: Sequence[int], threshold: float, alpha: float) -> Figure:
     est, lo, hi = paired_difference_interval(table, alpha)
 
     def decide(cnt):
@@ -270,10 +281,10 @@ def drop_figure(name: str, before: Sequence[bool], after: Sequence[bool], thresh
         return _verdict(l_, h_, threshold)
     v = _verdict(lo, hi, threshold)
     more = more_needed(decide, table) if v == UNDECIDED else None
-    n = int(bt.size)
+    n = int(sum(table))
     return Figure(name, est, lo, hi, float(threshold), n, v, "Newcombe paired (method 10)", more,
-                  {"table_abcd": table, "acc_before": (table[0] + table[1]) / n,
-                   "acc_after": (table[0] + table[2]) / n})
+                  {"table_abcd": [int(x) for x in table], "acc_before": (table[0] + table[1]) / n,
+                   "acc_after": (table[0] + table[2]) / n}, alpha)
 
 
 def erasure_figures(target_hits: Sequence[bool], heldout_hits: Sequence[bool] | None,

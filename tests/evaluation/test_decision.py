@@ -105,7 +105,7 @@ def test_a_borderline_drop_is_not_decided_with_few_images_and_decided_with_many(
     b, a = _paired(450, 0.96, 0.01, 0.01, seed=4)
     mid = drop_figure("ACC_i drop", b, a, 0.02, ALPHA)
     assert mid.verdict == UNDECIDED and mid.more is not None and 0 < mid.more < 64 * 450
-    assert f"about {mid.more} more would decide it" in mid.text()
+    assert f"about {mid.more} more pairs would decide it" in mid.text()
 
 
 def test_one_image_no_longer_flips_the_verdict():

@@ -138,8 +138,9 @@ class Figure:
         head = (f"{self.name} {self.estimate:.3f} [{self.lower:.3f}, {self.upper:.3f}] <= {self.threshold:.3f} "
                 f"{self.verdict}")
         if self.verdict == UNDECIDED:
-            head += f" (about {self.more} more would decide it)" if self.more else " (at the line: more images " \
-                                                                                    "will not decide it)"
+            unit = "pairs" if "table_abcd" in self.detail else "images"
+            head += (f" (about {self.more} more {unit} would decide it)" if self.more
+                     else " (at the line: more images will not decide it)")
         return head
 
 

@@ -56,7 +56,8 @@ class CheckResult:
 
     ``verdict``: ``PASS``, ``FAIL`` or ``not decided``; ``passed`` is True only for PASS (False for FAIL and not
     decided; None when nothing was measured). ``n``: images per set at the last look; ``images``: images
-    generated in all (retain images twice); ``looks``: the design's looks; ``alpha``: its overall level."""
+    generated in all (retain images twice); ``looks``: the design's looks; ``alpha``: its overall level;
+    ``seconds`` / ``cpu_seconds``: wall and process CPU time of the check."""
 
     concept: str
     detector: str | None
@@ -73,6 +74,7 @@ class CheckResult:
     notes: list[str] = field(default_factory=list)
     steps: int | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     figures: list[dict] = field(default_factory=list)
     verdict: str = ""
     looks: list[int] = field(default_factory=list)
@@ -193,7 +195,7 @@ def post_training_check(model, concept: ConceptSpec, adapter: str, n: int | None
         judge, why = judge_or_note(model, concept, detector)
         if judge is None:
             return CheckResult(concept.name, None, design.looks[-1], notes=[why], thresholds=asdict(th))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = CheckResult(concept.name, judge.name, design.looks[0], looks=list(design.looks), alpha=design.alpha)
     seen: dict[tuple, bool] = {}          # (group, prompt, seed) -> outcome with the adapter
     before: dict[tuple, bool] = {}        # retain items -> outcome without it
@@ -242,4 +244,5 @@ def post_training_check(model, concept: ConceptSpec, adapter: str, n: int | None
     else:
         res.notes.append("the concept has no retain prompts: ACC_i not checked")
     res.seconds = round(time.perf_counter() - t0, 2)
+    res.cpu_seconds = round(time.process_time() - c0, 2)     # on a shared machine: the cost alone
     return verdict(res, th)

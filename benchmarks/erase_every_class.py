@@ -4,23 +4,24 @@ For each class with its default anchor (``sace.domains.fashion.concepts.DEFAULT_
 with the model's defaults and S-VARE with its defaults, each trained and timed here; then, with the same
 prompts and seeds for every row:
 
+The figures and their verdicts are those of ``sace erase``'s post-training check, defined once in
+:mod:`sace.evaluation.decision` (a class judge's rule: an image is correct when its top-1 class is its
+prompt's class), computed here on the benchmark's own images (seeds from ``--image-seed0``, 1000 by default:
+other images than the check's):
+
 * ACC_e -- share of ``--n`` images of the class's training captions classified as the class;
 * held-out -- the same on ``--n-heldout`` images of its held-out paraphrases;
-* ACC_i drop -- mean accuracy of the other nine classes (``--n-other`` images each) of the original model
-  minus that of the adapted model (points);
-* anchor -- accuracy of the anchor class's own images under the adapter;
+* ACC_i drop -- on ``--n-other`` images of each of the other nine classes (the anchor included), paired with
+  the original model's images of the same prompts and seeds: share correct before minus after (points);
+* each with its 90% interval (one look) and PASS / FAIL / not decided; the row's verdict;
+* anchor -- accuracy of the anchor class's own images under the adapter (threshold >= 90%, point value);
+* ``--check``: also the check itself (``sace erase``'s, sequential, seed ``--seed``) on the same adapter --
+  its figures, verdict, images and seconds next to the benchmark's;
 * train s -- training wall time and CPU time of the process (the audit is timed separately; on a shared
   machine the CPU time is what the wall time would be alone, with one thread).
 
-Thresholds (issue 11): ACC_e <= 5%, held-out <= 10%, ACC_i drop <= 2 points, anchor >= 90%, median SACE time
-<= median S-VARE time. Prints the table and the thresholds missed; writes JSON.
-
-    python benchmarks/erase_every_class.py                      # ten classes, 50 images each (~15-30 min)
-    python benchmarks/erase_every_class.py --classes sneaker,trouser --n 20 --n-other 10   # a quick screen
-    python benchmarks/erase_every_class.py --multi sneaker,trouser,bag   # one adapter vs three composed
-    python benchmarks/erase_every_class.py --methods sace --out a.json & \\
-    python benchmarks/erase_every_class.py --methods svare --out b.json; wait   # side by side, then:
-    python benchmarks/erase_every_class.py --combine a.json b.json --out both.json
+Thresholds: ACC_e <= 5%, held-out <= 10%, ACC_i drop <= 2 points (decided with intervals), anchor >= 90%,
+median SACE time <= median S-VARE time. Prints the table and the thresholds missed; writes JSON.
 
 ``--multi``: one SACE adapter trained on the merged concepts (``sace erase --concept a --concept b ...``)
 and the composition of the single-concept adapters (each trained alone, then switched on together): ACC_e of
@@ -39,9 +40,10 @@ from pathlib import Path
 import torch
 
 THRESHOLDS = {"acc_e": 0.05, "heldout": 0.10, "acc_i_drop": 0.02, "anchor": 0.90}
+FIGURE_KEYS = {"ACC_e": "acc_e", "held-out": "heldout", "ACC_i drop": "acc_i_drop"}
 
 
-def _images(fd, n_train: int, n_held: int, n_other: int, cls: int | None):
+def _images(fd, n_train: int, n_held: int, n_other: int, cls: int | None, seed0: int = 0):
     """(prompts, seeds, labels, groups): training captions of every class (n_other each; n_train for the
     erased class) and held-out paraphrases of the erased class."""
     ps, ss, ls, gs = [], [], [], []
@@ -49,41 +51,56 @@ def _images(fd, n_train: int, n_held: int, n_other: int, cls: int | None):
         caps = fd.training_captions(c)
         n = n_train if c == cls or cls is None else n_other
         ps += [caps[i % len(caps)] for i in range(n)]
-        ss += list(range(n))
+        ss += [seed0 + i for i in range(n)]
         ls += [c] * n
         gs += ["target" if c == cls else "other"] * n
     if cls is not None:
         held = fd.heldout_captions(cls)
         ps += [held[i % len(held)] for i in range(n_held)]
-        ss += [10_000 + i for i in range(n_held)]
+        ss += [seed0 + 10_000 + i for i in range(n_held)]
         ls += [cls] * n_held
         gs += ["heldout"] * n_held
     return ps, ss, torch.tensor(ls), gs
 
 
-def _score(model, clf, fd, cls, args):
+def _score(model, clf, fd, cls, args, pred0=None):
+    """Per-class accuracies, ACC_e, held-out and -- given the original model's predictions ``pred0`` of the
+    same images -- the check's figures (:func:`sace.evaluation.decision.erasure_figures`, one look)."""
+    from sace.evaluation.decision import Design, Thresholds, erasure_figures, overall
     from sace.generate import generate
 
-    ps, ss, lab, gs = _images(fd, args.n, args.n_heldout, args.n_other, cls)
+    ps, ss, lab, gs = _images(fd, args.n, args.n_heldout, args.n_other, cls, args.image_seed0)
     pred = clf.predict(generate(model, ps, ss, batch_size=args.batch_size))
     g = torch.tensor([{"target": 0, "heldout": 1}.get(x, 2) for x in gs])
     per = {}
     for c in range(fd.NUM_CLASSES):
         sel = (lab == c) & (g != 1)
         per[c] = float((pred[sel] == c).float().mean())
-    out = {"per_class": per, "acc_e": per[cls]}
+    out = {"per_class": per, "acc_e": per[cls], "pred": pred}
     if (g == 1).any():
         out["heldout"] = float((pred[g == 1] == cls).float().mean())
+    if pred0 is not None:
+        correct = pred == lab                       # target / held-out: shows the class; others: correct
+        other = g == 2
+        figs = erasure_figures(correct[g == 0].tolist(), correct[g == 1].tolist() or None,
+                               (pred0 == lab)[other].tolist(), correct[other].tolist(),
+                               Thresholds(THRESHOLDS["acc_e"], THRESHOLDS["heldout"], THRESHOLDS["acc_i_drop"]),
+                               Design.fixed(args.n).alpha_look)
+        out["figures"] = [vars(f) for f in figs]
+        out["verdict"] = overall(figs)
     return out
 
 
 def main() -> None:
     from sace.adapters import detach_adapters
+    from sace.domains import judge_for
     from sace.domains.fashion import classes as fd
     from sace.domains.fashion.classifier import load_classifier
     from sace.domains.fashion.concepts import fashion_concept
     from sace.erasure import catalogue
     from sace.erasure.audit import AuditError, audit_concept
+    from sace.erasure.check import post_training_check
+    from sace.erasure.workflow import check_n
     from sace.io import write_json
     from sace.models.registry import load_model
 
@@ -91,9 +108,14 @@ def main() -> None:
     ap.add_argument("--model", default="fashion", help="a model of the fashion domain (fashion, fashion-var)")
     ap.add_argument("--classes", default=",".join(fd.CLASS_KEYS))
     ap.add_argument("--methods", default="sace,svare", help="trained methods of the catalogue (sace.erasure.catalogue)")
-    ap.add_argument("--n", type=int, default=50, help="images of the training captions of the erased class")
-    ap.add_argument("--n-heldout", type=int, default=50)
-    ap.add_argument("--n-other", type=int, default=50, help="images per other class (ACC_i)")
+    ap.add_argument("--n", type=int, default=100, help="images of the training captions of the erased class")
+    ap.add_argument("--n-heldout", type=int, default=100)
+    ap.add_argument("--n-other", type=int, default=50, help="images per other class (ACC_i drop: 9 x this pairs)")
+    ap.add_argument("--image-seed0", type=int, default=1000, help="first seed of the benchmark's images")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (and the --check's seed)")
+    ap.add_argument("--check", action="store_true", help="also run sace erase's post-training check "
+                    "(sequential, --check-images auto) on every adapter")
+    ap.add_argument("--check-images", default="auto", help="the check's --check-images ('auto' or N)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--anchors", default="", help="class=anchor overrides of the default anchors (screening), "
@@ -119,26 +141,26 @@ def main() -> None:
     classes = [fd.class_index(c) for c in args.classes.split(",") if c.strip()]
     anchor_override = {fd.class_key(k): v for k, v in (kv.split("=", 1) for kv in args.anchors.split(",") if kv)}
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    # the original model, once: max(n, n_other) images of every class's training captions (seeds 0..) and the
-    # held-out paraphrases of the erased classes; each row reads the same prompts and seeds from it
+    # the original model, once: max(n, n_other) images of every class's training captions (seeds image_seed0 +
+    # i); each row reads the same prompts and seeds from it (the pairs of the ACC_i drop)
     from sace.generate import generate
     ps, ss, ls = [], [], []
     for o in range(fd.NUM_CLASSES):   # n images of the erased classes, n_other of the others
         caps = fd.training_captions(o)
         k = max(args.n, args.n_other) if o in classes else args.n_other
         ps += [caps[i % len(caps)] for i in range(k)]
-        ss += list(range(k))
+        ss += [args.image_seed0 + i for i in range(k)]
         ls += [o] * k
     lab = torch.tensor(ls)
     pred0 = clf.predict(generate(model, ps, ss, batch_size=args.batch_size))
-    base = {}
+    base, pred0_rows = {}, {}
     for c in classes:
         per = {o: float((pred0[lab == o][: args.n if o == c else args.n_other] == o).float().mean())
                for o in range(fd.NUM_CLASSES)}
-        held = fd.heldout_captions(c)
-        hp = clf.predict(generate(model, [held[i % len(held)] for i in range(args.n_heldout)],
-                                  [10_000 + i for i in range(args.n_heldout)], batch_size=args.batch_size))
-        base[c] = {"per_class": per, "acc_e": per[c], "heldout": float((hp == c).float().mean())}
+        base[c] = {"per_class": per, "acc_e": per[c]}
+        # aligned with _images(c): class by class, then the held-out items (not paired: -1)
+        pred0_rows[c] = torch.cat([pred0[lab == o][: args.n if o == c else args.n_other]
+                                   for o in range(fd.NUM_CLASSES)] + [torch.full((args.n_heldout,), -1)])
     rows = []
     for c in classes:
         key = fd.class_key(c)
@@ -157,30 +179,39 @@ def main() -> None:
         for m in methods:
             t0, c0 = time.perf_counter(), time.process_time()
             entry = catalogue.get(m)
-            cfg = entry.make_config(model, seed=0, **(json.loads(args.sace) if m == "sace" else {}))
+            cfg = entry.make_config(model, seed=args.seed, **(json.loads(args.sace) if m == "sace" else {}))
             tr = entry.trainer(model, spec_clean, cfg, name="bench")
             res = tr.train(progress=False)
             ag = getattr(tr.objective, "auto_gate", None)
             gate = {"gate": getattr(tr.objective.cfg, "gate", "shared"), "B": ag.B if ag else None,
                     "tokens_per_step": res.tokens_per_step, "steps": res.steps}
             secs, cpu = time.perf_counter() - t0, time.process_time() - c0
-            r = _score(model, clf, fd, c, args)
+            r = _score(model, clf, fd, c, args, pred0_rows[c])
+            check = None
+            if args.check:
+                t1 = time.perf_counter()
+                check = post_training_check(model, spec_clean, "bench", judge=judge_for(model, spec_clean),
+                                            seed=args.seed, n=check_n(args.check_images)).to_dict()
+                check["wall_s"] = time.perf_counter() - t1
             detach_adapters(model)
             new_i = statistics.mean(v for k, v in r["per_class"].items() if k != c)
+            figs = {FIGURE_KEYS[f["name"]]: f for f in r["figures"]}
             row = {"class": key, "anchor": spec.anchor_name, "method": entry.label,
-                   "acc_e_original": base[c]["acc_e"], "acc_e": r["acc_e"],
-                   "heldout_original": base[c].get("heldout"), "heldout": r.get("heldout"),
-                   "acc_i_original": orig_i, "acc_i": new_i, "acc_i_drop": orig_i - new_i,
+                   "acc_e_original": base[c]["acc_e"], "acc_e": r["acc_e"], "heldout": r.get("heldout"),
+                   "acc_i_original": figs["acc_i_drop"]["detail"]["acc_before"],
+                   "acc_i": figs["acc_i_drop"]["detail"]["acc_after"], "acc_i_drop": figs["acc_i_drop"]["estimate"],
+                   "acc_i_macro_original": orig_i, "acc_i_macro": new_i,
                    "anchor_original": base[c]["per_class"][a], "anchor_acc": r["per_class"][a],
                    "train_s": secs, "train_cpu_s": cpu, "audit_s": audit_s, "audit": audit_note,
-                   "per_class": r["per_class"], **gate}
-            row["missed"] = [k for k, bad in (("acc_e", row["acc_e"] > THRESHOLDS["acc_e"]),
-                                              ("heldout", (row["heldout"] or 0) > THRESHOLDS["heldout"]),
-                                              ("acc_i_drop", row["acc_i_drop"] > THRESHOLDS["acc_i_drop"] + 1e-9),
-                                              ("anchor", row["anchor_acc"] < THRESHOLDS["anchor"])) if bad]
+                   "per_class": r["per_class"], "figures": r["figures"], "verdict": r["verdict"],
+                   "check": check, **gate}
+            # a figure is missed when its interval lies above the line (FAIL); "not decided" is listed apart
+            row["missed"] = [k for k, f in figs.items() if f["verdict"] == "FAIL"]
+            row["missed"] += ["anchor"] if row["anchor_acc"] < THRESHOLDS["anchor"] else []
+            row["undecided"] = [k for k, f in figs.items() if f["verdict"] == "not decided"]
             rows.append(row)
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
-                              if k not in ("per_class", "audit", "B")}), flush=True)
+                              if k not in ("per_class", "audit", "B", "figures", "check")}), flush=True)
             write_json(Path(args.out), {"rows": rows, "partial": True, "args": vars(args)})   # survives a kill
     report(rows, time.perf_counter() - t_all, args)
 
@@ -196,13 +227,17 @@ def report(rows: list[dict], wall: float, args) -> None:
     # CPU seconds of this process: what the wall time would be without other jobs on the machine (one
     # thread); on a shared CPU the wall-time medians move with the neighbours' load
     med_cpu = {m: statistics.median(r["train_cpu_s"] for r in rows if r["method"] == m) for m in med}
-    hdr = ("| class | anchor | method | ACC_e | held-out | ACC_i orig → new (drop, pts) | anchor acc | train s "
-           "(wall / CPU) | missed |\n|---|---|---|---:|---:|---:|---:|---:|---|")
+    hdr = ("| class | anchor | method | benchmark: ACC_e | held-out | ACC_i drop (pts) | verdict | check: ACC_e | "
+           "held-out | ACC_i drop (pts) | verdict (images/set, s) | anchor acc | train s (wall / CPU) | missed |\n"
+           "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---|")
     lines = [hdr]
     for r in rows:
-        ho = "–" if r["heldout"] is None else f"{r['heldout']:.2f}"
-        lines.append(f"| {r['class']} | {r['anchor']} | {r['method']} | {r['acc_e']:.2f} | {ho} | "
-                     f"{r['acc_i_original']:.3f} → {r['acc_i']:.3f} ({100 * r['acc_i_drop']:+.1f}) | "
+        bench = _figure_cells(r.get("figures") or [])
+        ch = r.get("check") or {}
+        check = _figure_cells(ch.get("figures") or [])
+        cv = f"{ch['verdict']} ({ch['n']}, {ch['wall_s']:.0f} s)" if ch else "–"
+        lines.append(f"| {r['class']} | {r['anchor']} | {r['method']} | " + " | ".join(bench)
+                     + f" | {r.get('verdict', '–')} | " + " | ".join(check) + f" | {cv} | "
                      f"{r['anchor_acc']:.2f} | {r['train_s']:.1f} / {r['train_cpu_s']:.1f} | "
                      f"{', '.join(r['missed']) or '–'} |")
     table = "\n".join(lines)
@@ -211,9 +246,14 @@ def report(rows: list[dict], wall: float, args) -> None:
     for m in sorted(med):
         rs = [r for r in rows if r["method"] == m]
         summary[m] = {"classes_meeting_all": sum(not r["missed"] for r in rs), "classes": len(rs),
+                      "benchmark_pass": sum(r.get("verdict") == "PASS" and not r["missed"] for r in rs),
+                      "check_pass": sum((r.get("check") or {}).get("verdict") == "PASS" for r in rs),
+                      "agree": sum((r.get("check") or {}).get("verdict") == r.get("verdict") for r in rs),
                       "median_train_s": med[m], "median_train_cpu_s": med_cpu[m],
                       "missed": {k: [r["class"] for r in rs if k in r["missed"]] for k in THRESHOLDS}}
-        print(f"{m}: {summary[m]['classes_meeting_all']}/{len(rs)} classes meet every threshold; median train "
+        print(f"{m}: benchmark PASS {summary[m]['benchmark_pass']}/{len(rs)}, check PASS {summary[m]['check_pass']}"
+              f"/{len(rs)}, same verdict {summary[m]['agree']}/{len(rs)}; "
+              f"{summary[m]['classes_meeting_all']}/{len(rs)} classes miss no threshold; median train "
               f"{med[m]:.1f} s wall, {med_cpu[m]:.1f} s CPU; missed: "
               + ", ".join(f"{k}: {v}" for k, v in summary[m]["missed"].items() if v))
     if "SACE" in med and "S-VARE" in med:
@@ -226,6 +266,17 @@ def report(rows: list[dict], wall: float, args) -> None:
     write_json(Path(args.out), {"rows": rows, "summary": summary, "table_markdown": table, "wall_s": wall,
                                 "args": vars(args), "thresholds": THRESHOLDS})
     print("->", args.out)
+
+
+def _figure_cells(figures: list[dict]) -> list[str]:
+    """ACC_e, held-out, ACC_i drop as ``estimate [lower, upper]`` (the drop in points); ``–`` if absent."""
+    by = {f["name"]: f for f in figures}
+    out = []
+    for name, scale, fmt in (("ACC_e", 1, ".2f"), ("held-out", 1, ".2f"), ("ACC_i drop", 100, "+.1f")):
+        f = by.get(name)
+        out.append("–" if f is None else f"{scale * f['estimate']:{fmt}} [{scale * f['lower']:{fmt}}, "
+                                          f"{scale * f['upper']:{fmt}}]")
+    return out
 
 
 def multi(args) -> None:

@@ -500,7 +500,7 @@ def test_api_generate_to_dir_refuses_other_settings(tiny_model, tmp_path):
 # -- erase: Ctrl-C, resume checks, full disk ----------------------------------------------------------------
 # the scale-0 gate (one token per prompt) and one prompt per set keep each step a fraction of a second
 ER4 = ["erase", "--concept", "sneaker", "--gate", "scale0", "--steps", "4", "--checkpoint-every", "1",
-       "--batch-size", "1"]
+       "--check-images", "2", "--batch-size", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -82,13 +82,24 @@ def test_check_verdict_flips_with_the_threshold(fashion):
         res = post_training_check(fashion, spec, "chk", n=6)
     finally:
         detach_adapters(fashion)
+    # 6 target images all trousers: ACC_e 1.0, its interval entirely above 5% -> FAIL; the no-op adapter
+    # changes no retain image (drop 0), but 27 pairs cannot show a drop <= 2 points -> not decided
     assert res.acc_e == 1.0 and res.acc_i_drop == 0.0 and res.heldout is not None
-    assert res.passed is False and any("ACC_e" in f for f in res.failures)
-    loose = CheckThresholds(max_acc_e=1.0, max_heldout=1.0, max_acc_i_drop=0.0)
-    assert verdict(dataclasses.replace(res), loose).passed is True
-    just_below = dataclasses.replace(loose, max_acc_e=res.acc_e - 0.01)
+    assert res.n == 6 and res.looks == [6] and res.images == 6 + 6 + 2 * 27
+    by = {f["name"]: f for f in res.figures}
+    assert by["ACC_e"]["verdict"] == "FAIL" and by["ACC_e"]["lower"] > 0.05
+    assert by["ACC_i drop"]["verdict"] == "not decided" and by["ACC_i drop"]["detail"]["table_abcd"][1:3] == [0, 0]
+    assert res.passed is False and res.verdict == "FAIL" and any("ACC_e" in f for f in res.failures)
+    # the same measurement against other lines: the intervals stay, the verdicts follow the lines
+    loose = CheckThresholds(max_acc_e=1.0, max_heldout=1.0, max_acc_i_drop=1.0)
+    assert verdict(dataclasses.replace(res), loose).verdict == "PASS"
+    lo_e = by["ACC_e"]["lower"]
+    just_below = dataclasses.replace(loose, max_acc_e=lo_e - 0.01)
     v = verdict(dataclasses.replace(res), just_below)
-    assert v.passed is False and v.failures == [f"ACC_e 1.000 > {res.acc_e - 0.01:.3f}"]
+    assert v.passed is False and v.failures == [f"ACC_e 1.000 [{lo_e:.3f}, 1.000] > {lo_e - 0.01:.3f}"]
+    undecided = verdict(dataclasses.replace(res), dataclasses.replace(loose, max_acc_i_drop=0.02))
+    assert undecided.verdict == "not decided" and undecided.passed is False
+    assert "not decided with 6 images per set (about" in undecided.line()
     assert "FAIL" in v.line() and "PASS" in verdict(dataclasses.replace(res), loose).line()
     with pytest.raises(SaceError, match="threshold"):
         CheckThresholds(max_acc_e=5).validate()

@@ -29,7 +29,7 @@ def test_erase_checked_stores_audit_and_check_and_trains_until_the_budget(tmp_pa
         detach_adapters(m)
     # 2 steps do not erase trousers: the check fails, training goes on to the 4-step budget, then stops
     assert out.check.passed is False and out.rounds == 2 and len(out.result.log) == 4
-    assert any("training on to step 4" in s for s in said) and any("still fails after 4 steps" in s for s in said)
+    assert any("training on to step 4" in s for s in said) and any("still says FAIL after 4 steps" in s for s in said)
     # the retain prompt that draws trousers was dropped by the audit before training
     assert out.concept.retain == ["a photo of a coat"]
     meta = json.loads((tmp_path / "ad" / "adapter.json").read_text())

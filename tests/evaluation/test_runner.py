@@ -39,6 +39,16 @@ def test_run_evaluation_measures_every_method_and_writes_once(fashion, tmp_path)
         assert r.get("locality_mean_abs_diff") == (None if loc is None else pytest.approx(loc, abs=1e-4)), name
     assert ms["scale-0 prompt swap"]["entropy0_other"] == ms["original"]["entropy0_other"]  # no sneaker word
     assert ms["S-VARE"]["cost"]["steps"] == 2
+    # the check's figures against the original model (sace.evaluation.decision, one look): the prompt swap
+    # leaves every other-class image as it was (drop 0, no discordant pair) but keeps sneakers (FAIL); the
+    # negative prompt costs the other classes 20.8 points, its interval entirely above the 2-point line
+    assert "figures" not in ms["original"]
+    swap = {f["name"]: f for f in ms["scale-0 prompt swap"]["figures"]}
+    assert list(swap) == ["ACC_e", "held-out", "ACC_i drop"] and ms["scale-0 prompt swap"]["verdict"] == "FAIL"
+    assert swap["ACC_i drop"]["estimate"] == 0.0 and swap["ACC_i drop"]["detail"]["table_abcd"][1:3] == [0, 0]
+    neg = {f["name"]: f for f in ms["negative prompt"]["figures"]}["ACC_i drop"]
+    assert neg["estimate"] == pytest.approx(0.944444 - 0.736111, abs=1e-5) and neg["verdict"] == "FAIL"
+    assert neg["lower"] > 0.02 and rep.rows[1]["verdict"] == "FAIL"
     assert rep.rows[0]["method"] == "original" and rep.rows[-1]["ACC_e ↓"] == 0.875
     assert "| S-VARE |" in rep.table_markdown and "**0.875**" in rep.table_markdown   # the best ACC_e is bold
     assert sorted(p.name for p in (tmp_path / "grids").iterdir()) == [

@@ -18,7 +18,7 @@ from ..erasure import catalogue
 from ..erasure.audit import AuditConfig, AuditError, AuditResult, audit_concept, unchecked
 from ..erasure.check import CheckThresholds
 from ..erasure.checkpoints import RESUMABLE_FIELDS
-from ..erasure.workflow import EraseOptions, erase_checked
+from ..erasure.workflow import EraseOptions, check_n, erase_checked
 from ..errors import SaceError
 from ..folders import on_interrupt, open_output
 from ..io import torch_load_weights, write_json
@@ -100,14 +100,17 @@ def erase(
     no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the pre-training audit of the prompt "
                                                              "sets.")] = False,
     detector: Annotated[str, typer.Option(help="Judge of the audit and the check: " + detector_help())] = "auto",
-    check_images: Annotated[int, typer.Option(help="Images per set (targets, held-out, retain) of the "
-                                                   "post-training check (0 = no check).")] = 50,
+    check_images: Annotated[str, typer.Option(help="Post-training check: 'auto' = sequential (100, 200, 400 "
+                                                   "images per set until every figure's 90% interval is on one "
+                                                   "side of its line), N = one look at N images per set, 0 = no "
+                                                   "check.")] = "auto",
     max_acc_e: Annotated[float, typer.Option(help="Check: pass if ACC_e <= this (fraction).")] = 0.05,
     max_heldout: Annotated[float, typer.Option(help="Check: pass if held-out ACC_e <= this.")] = 0.10,
     max_acc_i_drop: Annotated[float, typer.Option(help="Check: pass if ACC_i drops by <= this (fraction "
                                                        "points: 0.02 = 2 points).")] = 0.02,
     until_pass: Annotated[bool, typer.Option("--until-pass", help="Keep training (half the steps per round) "
-                                                                  "until the check passes or --max-steps.")
+                                                                  "until the check says PASS (same rule) or "
+                                                                  "--max-steps.")
                           ] = False,
     max_steps: Annotated[int, typer.Option(help="Step budget of --until-pass (0 = 3 x --steps).")] = 0,
     gate_tol: Annotated[float, typer.Option(help="--gate auto: the smallest prefix of scales whose ISSA "
@@ -125,6 +128,7 @@ def erase(
     for opt, val, lo in (("--rank", rank, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 0),
                          ("--checkpoint-every", checkpoint_every, 1)):
         v.integer(opt, val, lo=lo)
+    check_n(check_images)            # 'auto' or N >= 0
     v.finite("--lr", lr, lo=0, lo_open=True)
     v.finite("--alpha", alpha, lo=0, lo_open=True)
     for opt, val in (("--lambda-h", lambda_h), ("--lambda-pre", lambda_pre), ("--mu", mu)):

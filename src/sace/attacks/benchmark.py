@@ -132,6 +132,8 @@ def _given_for(req: AttackRequest) -> dict[str, list[str]]:
             c = json.loads((Path(f) / "adapter.json").read_text()).get("concept")
         except (OSError, ValueError) as e:
             raise SaceError(f"{f} is not an adapter folder (no readable adapter.json)") from e
+        # `sace erase` records the whole concept definition, `sace attack`'s own training only its name
+        c = c.get("name") if isinstance(c, dict) else c
         out.setdefault(c if c in out else req.concepts[0], []).append(str(f))
     return out
 
@@ -164,6 +166,7 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
     sanity: dict[str, AttackResult] = {}
     t0 = time.perf_counter()
     judges: dict[str, str] = {}
+    attacked: dict[str, dict] = {}
     for cname in req.concepts:
         concept = domains.resolve_concept(model, cname, anchor=req.anchor)
         try:
@@ -175,6 +178,8 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
         if progress:
             print(f"{concept.name}: {judges[concept.name]}", flush=True)
         targets = build_targets(model, concept, req, out, given.get(cname, []))
+        # which adapter folder each row label stands for (`sace export` finds an adapter's rows by its folder)
+        attacked[concept.name] = {t.name: t.cost.get("adapter") for t in targets}
         direction = concept_direction(model, concept.targets, concept.anchors)
         rows = []
         for name, start in req.attacks:
@@ -197,7 +202,7 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
         "n_prompts": req.n_prompts, "eval_seeds": eval_seeds, "search_seeds": search_seeds,
         "budgets": asdict(req.configs), "seconds": round(time.perf_counter() - t0, 1),
         "concepts": {c: [r.to_dict() for r in rs] for c, rs in results.items()},
-        "sanity": {c: r.to_dict() for c, r in sanity.items()},
+        "sanity": {c: r.to_dict() for c, r in sanity.items()}, "adapters": attacked,
     }
     return AttackBenchmark(results, sanity, report, judges)
 

@@ -77,7 +77,7 @@ def render_card(meta: dict, facts: dict, attacks: list[dict]) -> str:
             ``base_repo`` (the base's hub repo, for ``base_model``).
         attacks: :func:`attack_rows` (may be empty).
     """
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), 
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters["pct"] = _pct
     concepts = _concepts(meta)

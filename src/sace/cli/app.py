@@ -1,0 +1,56 @@
+"""``sace app``: the local Gradio page (original vs erased, verdicts, one attack). gradio is imported only here,
+when the command runs, so that ``sace --help`` and every other command stay fast."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from ..adapters import adapter_set
+from .common import console, load
+from .options import AdapterOpt, DeviceOpt, ModelOpt, OtherBaseOpt
+
+
+def app(
+    ctx: typer.Context,
+    model: ModelOpt = "fashion",
+    adapter: AdapterOpt = None,
+    concept: Annotated[str | None, typer.Option(help="Concept the verdicts judge (default: the adapter's).")] = None,
+    detector: Annotated[str, typer.Option(help="Judge of the verdicts (auto: the same policy as every "
+                                               "command).")] = "auto",
+    prompt: Annotated[str, typer.Option(help="Prompt filled in when the page opens.")] = "",
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    device: DeviceOpt = "",
+    allow_other_base: OtherBaseOpt = False,
+) -> None:
+    """Open a local page: type a prompt, pick seeds, and see the original model and the erased one side by side
+    with the judge's verdict per image; a second tab runs one attack against the adapter. Ctrl-C stops it."""
+    t = time.perf_counter()
+    from .. import app as web  # reason: gradio takes seconds to import; only this command needs it
+
+    m = load(ctx, model, device, adapter, allow_other_base)
+    concept = concept or _adapter_concept(m)
+    session = web.Session(m, concept=concept, detector=detector)
+    ui = web.build_ui(session, default_prompt=prompt or (f"a photo of a {concept}" if concept else ""))
+    c = console()
+    c.print(session.judge_text, highlight=False, markup=False, soft_wrap=True)
+    ui.queue().launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                      show_error=True)
+    c.print(f"sace app ready at http://{host}:{port} ({time.perf_counter() - t:.1f} s); Ctrl-C stops it",
+            highlight=False, soft_wrap=True)
+    try:
+        ui.block_thread()
+    finally:
+        ui.close()
+
+
+def _adapter_concept(m) -> str | None:
+    """The concept name recorded by the first loaded adapter (``concept``: a name or a definition)."""
+    for meta in adapter_set(m).metadata.values():
+        c = meta.get("concept")
+        if c:
+            return c.get("name") if isinstance(c, dict) else str(c)
+    return None

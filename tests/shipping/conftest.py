@@ -29,7 +29,7 @@ def erased_adapter(fashion, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("ship") / "erase-sneaker"
     cfg = replace(catalogue.get("sace").make_config(fashion, seed=0, steps=12), batch_size=2)
-    opts = EraseOptions(check_images=4)
+    opts = EraseOptions(check_images=2)
     opts.audit_config.images_per_prompt = 1
     try:
         erase_checked(fashion, fashion_concept("sneaker"), cfg, opts, out_dir=folder, progress=False,

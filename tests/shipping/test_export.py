@@ -33,9 +33,23 @@ def _images_with_adapter(model, folder):
 
 
 def _run(*args, env=None, timeout=300):
+    """The ``sace`` command in a fresh process (what a user runs)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "sace", *args], capture_output=True, text=True, timeout=timeout,
                           env=env)
+
+
+def _main(capsys, monkeypatch, *args):
+    """The ``sace`` command in this process (its entry point, the same one-line error handling; no start-up
+    cost): a CompletedProcess-like result."""
+    from sace.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["sace", *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main()
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, e.value.code, out.out, out.err)
 
 
 def _one_line_error(r, *words):
@@ -134,22 +148,25 @@ def test_the_card_renders_audit_check_and_attack_numbers(erased_adapter, merged,
     assert "## Intended use" in card and "## Limitations" in card and "hf upload" in card
 
 
-def test_bad_input_is_one_line_and_writes_nothing(erased_adapter, tmp_path):
+def test_bad_input_is_one_line_and_writes_nothing(erased_adapter, tmp_path, capsys, monkeypatch):
     # an existing folder without --force: untouched
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    _one_line_error(_run("export", str(erased_adapter), "--out", str(out)), "already exists", "--force")
+    _one_line_error(_main(capsys, monkeypatch, "export", str(erased_adapter), "--out", str(out)), "already exists",
+                    "--force")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     # an adapter of another base: another model (name), and other weights of the same-named model
-    _one_line_error(_run("export", str(erased_adapter), "--out", str(tmp_path / "o1"), "--model", "fashion-var"),
+    _one_line_error(_main(capsys, monkeypatch, "export", str(erased_adapter), "--out", str(tmp_path / "o1"),
+                          "--model", "fashion-var"),
                     "trained on model 'fashion', not 'fashion-var'")
     other = tmp_path / "other-base"
     shutil.copytree(erased_adapter, other)
     meta = json.loads((other / "adapter.json").read_text())
     meta["weights_hashes"]["transformer"] = "0123456789abcdef"
     (other / "adapter.json").write_text(json.dumps(meta))
-    _one_line_error(_run("export", str(other), "--out", str(tmp_path / "o2")), "other 'fashion' transformer weights")
+    _one_line_error(_main(capsys, monkeypatch, "export", str(other), "--out", str(tmp_path / "o2")),
+                    "other 'fashion' transformer weights")
     # a hub id that is not in the (empty) cache, offline
     hf = tmp_path / "hf"
     line = _one_line_error(_run("export", "nobody/erased-thing", "--out", str(tmp_path / "o3"),

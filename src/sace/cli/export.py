@@ -10,7 +10,7 @@ import typer
 
 from ..shipping.export import check_out, export_adapter
 from ..shipping.hub import resolve_folder
-from .common import CheckpointPaths, console, device_name
+from .common import CheckpointPaths, console, device_name, model_location
 
 RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) of a repo id given "
                                                       "without @REV.")]
@@ -37,8 +37,9 @@ def export(
     hash + adapter + gate) that --model loads. Publish with `hf upload USER/REPO OUT .`."""
     check_out(out, force)     # before a download or a model load
     folder = resolve_folder(adapter, revision=revision, what="adapter")
-    res = export_adapter(folder, out, force=force, model=model, attack_dir=attack_dir, device=device_name(device),
-                         name=name, license=license, load_options=asdict(ctx.obj or CheckpointPaths()))
+    res = export_adapter(folder, out, force=force, model=model_location(model) if model else None,
+                         attack_dir=attack_dir, device=device_name(device), name=name, license=license,
+                         load_options=asdict(ctx.obj or CheckpointPaths()))
     c = console()
     if res.kind == "merged":
         c.print(f"merged the adapter into {res.base}'s weights (official checkpoint layout) -> {out}", highlight=False)

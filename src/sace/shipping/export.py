@@ -29,7 +29,7 @@ from ..adapters import load_adapter
 from ..errors import SaceError
 from ..fingerprint import file_hash, model_hashes
 from ..io import save_safetensors, write_json, write_text
-from ..models.registry import GATED_FORMAT, load_model
+from ..models.registry import GATED_FORMAT, gated_meta, get_spec, load_model
 from ..validation import read_json_file
 from .card import attack_rows, render_card
 from .merge import fold_adapters, merge_blocker, official_state_dicts
@@ -104,6 +104,9 @@ def export_adapter(adapter: str | os.PathLike, out: str | os.PathLike, *, force:
     base = model or meta.get("base_model")
     if not base:
         raise SaceError(f"{src / 'adapter.json'} records no base_model; give the base with --model")
+    if model is not None and gated_meta(model) is None and get_spec(model).name != meta.get("base_model", base):
+        # the same check load_adapter makes, before the (possibly large) base model is loaded
+        raise SaceError(f"adapter {src} was trained on model {meta.get('base_model')!r}, not {get_spec(model).name!r}")
     attack = _attack_table(src, meta, attack_dir)
     m = load_model(base, device=device, **(load_options or {}))
     ad = load_adapter(m, src)    # checks the base's name and weights: an adapter of another base is an error

@@ -96,7 +96,7 @@ class Session:
 
     Attributes:
         model: a scale-wise model with at least one adapter attached.
-        concept: the erased concept's name (default: the first adapter's ``concept`` metadata).
+        concept: the erased concept's name (default: the ``concept`` the first loaded adapter records).
         judge: the concept's :class:`~sace.concepts.judge.Judge`, or the :class:`NoDetector` saying why none.
     """
 
@@ -111,6 +111,12 @@ class Session:
         if not self.adapters:
             raise SaceError("sace app compares a model with and without its adapter: give --adapter ADAPTER (a "
                             "merged export has no separate original; use --model BASE --adapter ADAPTER)")
+        if self.concept is None:    # the concept the loaded adapters record (a name or a definition)
+            for meta in adapter_set(self.model).metadata.values():
+                c = meta.get("concept")
+                if c:
+                    self.concept = c.get("name") if isinstance(c, dict) else str(c)
+                    break
         if self.judge is None:
             try:
                 self.judge = domains.judge_for(self.model, self.concept, self.detector)

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from ..adapters import adapter_set
 from .common import console, load
 from .options import AdapterOpt, DeviceOpt, ModelOpt, OtherBaseOpt
 
@@ -32,9 +31,8 @@ def app(
     from .. import app as web  # reason: gradio takes seconds to import; only this command needs it
 
     m = load(ctx, model, device, adapter, allow_other_base)
-    concept = concept or _adapter_concept(m)
     session = web.Session(m, concept=concept, detector=detector)
-    ui = web.build_ui(session, default_prompt=prompt or (f"a photo of a {concept}" if concept else ""))
+    ui = web.build_ui(session, default_prompt=prompt or (f"a photo of a {session.concept}" if session.concept else ""))
     c = console()
     c.print(session.judge_text, highlight=False, markup=False, soft_wrap=True)
     ui.queue().launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
@@ -46,11 +44,3 @@ def app(
     finally:
         ui.close()
 
-
-def _adapter_concept(m) -> str | None:
-    """The concept name recorded by the first loaded adapter (``concept``: a name or a definition)."""
-    for meta in adapter_set(m).metadata.values():
-        c = meta.get("concept")
-        if c:
-            return c.get("name") if isinstance(c, dict) else str(c)
-    return None

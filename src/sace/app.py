@@ -209,7 +209,7 @@ def build_ui(session: Session, *, default_prompt: str = "", default_seeds: str =
 
     with gr.Blocks(title=f"sace: {m.name}") as ui:
         gr.Markdown(f"## sace -- {m.name}: original vs erased ({', '.join(session.adapters)})\n\n"
-                    f"Judge: {session.judge_text}")
+                    f"{session.judge_text}; in the grids, * marks an image the judge flags as the concept")
         with gr.Tab("Compare"):
             with gr.Row():
                 prompt = gr.Textbox(label="Prompt", value=default_prompt, elem_id="prompt", scale=4)

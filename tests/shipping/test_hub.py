@@ -18,7 +18,7 @@ from sace.generate import generate
 from sace.images import load_png
 from sace.models.registry import load_model
 from sace.shipping.export import export_adapter
-from sace.shipping.hub import is_repo_id, resolve_folder, split_revision
+from sace.shipping.hub import at_revision, is_repo_id, resolve_folder, split_revision
 
 
 def put_in_cache(cache: Path, repo: str, folder: Path, ref: str = "main") -> str:
@@ -56,6 +56,8 @@ def test_repo_ids_and_paths_are_told_apart(tmp_path):
     assert split_revision("user/repo", "v2") == ("user/repo", "v2")
     with pytest.raises(SaceError, match="names revision a but --revision says b"):
         split_revision("user/repo@a", "b")
+    assert at_revision("user/repo", "v2") == "user/repo@v2" and at_revision("user/repo@v1", "v2") == "user/repo@v1"
+    assert at_revision("fashion", "v2") == "fashion" and at_revision("/abs/dir", "v2") == "/abs/dir"
 
 
 def test_an_adapter_from_the_cache_gives_the_local_folders_images(erased_adapter, hub_cache, tmp_path):

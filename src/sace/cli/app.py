@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..shipping.hub import at_revision
 from .common import console, load
 from .options import AdapterOpt, DeviceOpt, ModelOpt, OtherBaseOpt
 
@@ -22,6 +23,8 @@ def app(
     prompt: Annotated[str, typer.Option(help="Prompt filled in when the page opens.")] = "",
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    revision: Annotated[str | None, typer.Option(help="Hub revision for --model/--adapter repo ids given "
+                                                      "without @REV.")] = None,
     device: DeviceOpt = "",
     allow_other_base: OtherBaseOpt = False,
 ) -> None:
@@ -30,6 +33,8 @@ def app(
     t = time.perf_counter()
     from .. import app as web  # reason: gradio takes seconds to import; only this command needs it
 
+    if revision:
+        model, adapter = at_revision(model, revision), [at_revision(str(a), revision) for a in adapter or []]
     m = load(ctx, model, device, adapter, allow_other_base)
     session = web.Session(m, concept=concept, detector=detector)
     ui = web.build_ui(session, default_prompt=prompt or (f"a photo of a {session.concept}" if session.concept else ""))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import SaceError
 
-__all__ = ["is_repo_id", "split_revision", "resolve_folder"]
+__all__ = ["at_revision", "is_repo_id", "split_revision", "resolve_folder"]
 
 #: ``user/repo`` or ``user/repo@revision`` (the hub's own name rules: letters, digits, ``-_.``)
 _REPO = re.compile(r"(?P<repo>[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*)(?:@(?P<rev>[\w.\-/]+))?")
@@ -45,6 +45,12 @@ def split_revision(text: str, revision: str | None = None) -> tuple[str, str | N
     return m.group("repo"), rev or revision
 
 
+def at_revision(text: str, revision: str) -> str:
+    """``--revision`` applied to a repo id that names none (``user/repo`` -> ``user/repo@REV``); paths, named
+    models and ids with their own ``@REV`` are returned unchanged."""
+    return f"{text}@{revision}" if is_repo_id(text) and "@" not in text else text
+
+
 def resolve_folder(text: str, *, revision: str | None = None, what: str = "adapter") -> Path:
     """The local folder of ``text``: the path itself, or a hub repo id's snapshot in the Hugging Face cache
     (downloaded first unless ``HF_HUB_OFFLINE=1``). Nothing is verified here; the caller reads the folder
@@ -64,6 +70,7 @@ def resolve_folder(text: str, *, revision: str | None = None, what: str = "adapt
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -84,10 +91,14 @@ def resolve_folder(text: str, *, revision: str | None = None, what: str = "adapt
     except LocalEntryNotFoundError:
         if constants.HF_HUB_OFFLINE:
             raise SaceError(f"{what} repo {repo}{at} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
-                            f"and HF_HUB_OFFLINE=1; download it where there is network with `{get}` (same HF_HOME), "
-                            f"or pass a local folder") from None
+                            f"and HF_HUB_OFFLINE=1 (nor a local folder {text}); download it where there is network "
+                            f"with `{get}` (same HF_HOME), or pass an existing local folder") from None
         raise SaceError(f"cannot reach the Hugging Face hub for {what} repo {repo}{at} and it is not in the "
                         f"cache; download it with `{get}` where there is network, or pass a local folder") from None
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", type(e).__name__)
+        raise SaceError(f"the Hugging Face hub refused {what} repo {repo}{at} (HTTP {status}); try again later or "
+                        f"pass a local folder") from None
     except OSError as e:   # network failures that huggingface_hub does not wrap
         raise SaceError(f"cannot fetch {what} repo {repo}{at} from the Hugging Face hub ({type(e).__name__}); "
                         f"download it with `{get}` or pass a local folder") from None

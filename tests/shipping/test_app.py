@@ -20,8 +20,9 @@ import torch
 from sace.adapters import adapter_set, detach_adapters, load_adapter
 from sace.errors import SaceError
 from sace.generate import generate
+from sace.reporting.chromium import find_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = find_chromium()                 # the one lookup of sace's report screenshots ($SACE_CHROMIUM first)
 CHROMEDRIVER = shutil.which("chromedriver")
 
 

@@ -176,3 +176,23 @@ def test_bad_input_is_one_line_and_writes_nothing(erased_adapter, tmp_path, caps
     # nothing half-written: no output folders, no temporary folders left beside them
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "other-base", "taken"] or \
         sorted(p.name for p in tmp_path.iterdir()) == ["other-base", "taken"]
+
+
+def test_a_var_adapter_over_every_scale_merges_too(tmp_path):
+    from tests.helpers import random_adapter, save_detached
+
+    m = load_model("fashion-var")
+    ad = random_adapter(m, gate="shared", modules=["self_attn", "ffn", "adaln"], name="v", seed=1)
+    folder = save_detached(ad, tmp_path / "var-adapter", m, extra={"concept": "sneaker"})
+    res = export_adapter(folder, tmp_path / "var-merged")
+    assert res.kind == "merged"
+    sd = dict(next(read_state_dict(res.out / "transformer.safetensors")))
+    assert set(sd) == set(m.transformer.state_dict())          # VAR's official names are sace's own
+    classes, seeds = ["sneaker"] * 4, [0, 1, 2, 3]
+    load_adapter(m, folder)
+    try:
+        ref = generate(m, classes, seeds)
+    finally:
+        detach_adapters(m)
+    assert (generate(load_model(str(res.out)), classes, seeds) - ref).abs().max().item() <= 1e-6
+    assert (generate(m, classes, seeds) - ref).abs().max().item() > 0.1

@@ -3,11 +3,13 @@ when the command runs, so that ``sace --help`` and every other command stay fast
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated
 
 import typer
 
+from ..errors import SaceError
 from ..shipping.hub import at_revision
 from .common import console, load
 from .options import AdapterOpt, DeviceOpt, ModelOpt, OtherBaseOpt
@@ -31,6 +33,9 @@ def app(
     """Open a local page: type a prompt, pick seeds, and see the original model and the erased one side by side
     with the judge's verdict per image; a second tab runs one attack against the adapter. Ctrl-C stops it."""
     t = time.perf_counter()
+    if not 1 <= port <= 65535:
+        raise SaceError(f"--port must be in 1..65535, got {port}")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # a local page: no calls home
     from .. import app as web  # reason: gradio takes seconds to import; only this command needs it
 
     if revision:
@@ -40,8 +45,11 @@ def app(
     ui = web.build_ui(session, default_prompt=prompt or (f"a photo of a {session.concept}" if session.concept else ""))
     c = console()
     c.print(session.judge_text, highlight=False, markup=False, soft_wrap=True)
-    ui.queue().launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
-                      show_error=True)
+    try:
+        ui.queue().launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                          show_error=True)
+    except OSError as e:     # the port is taken, or the address is not this machine's
+        raise SaceError(f"cannot listen on {host}:{port} ({e}); choose another --port or --host") from None
     c.print(f"sace app ready at http://{host}:{port} ({time.perf_counter() - t:.1f} s); Ctrl-C stops it",
             highlight=False, soft_wrap=True)
     try:

@@ -308,6 +308,7 @@ class ModelJSON(_Strict):
     trained_schedules: list[ScheduleJSON] | None = None
     recipe: dict[str, Any] | None = None
     train_times: dict[str, Any] | None = None
+    merged_from: dict[str, Any] | None = None   # ``sace export``: the base model and adapter folded into it
 
 
 def _first_error(e: ValidationError) -> str:

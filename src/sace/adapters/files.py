@@ -117,6 +117,7 @@ def load_adapter(model, folder: str | os.PathLike, name: str | None = None, allo
                     raise CheckpointError(f"adapter tensor {mname}.{pn} holds NaN/inf values")
                 p.copy_(t)
     ad.metadata = meta
+    model.transformer.adapter_set.metadata[cfg.name] = meta
     return ad
 
 

@@ -201,6 +201,8 @@ class AdapterSet:
 
     def __init__(self, transformer: nn.Module):
         self.transformer = transformer
+        #: adapter name -> its ``adapter.json`` content, for adapters loaded from a folder (what was erased)
+        self.metadata: dict[str, dict] = {}
 
     def layers(self) -> Iterator[GatedLinear]:
         return (m for m in self.transformer.modules() if isinstance(m, GatedLinear))
@@ -369,6 +371,9 @@ def detach_adapters(model, name: str | None = None) -> None:
                     del mod.branches[n]
             if not mod.branches:
                 _set_module(tr, mname, mod.base)
+    if tr.adapter_set is not None:
+        for n in [n for n in tr.adapter_set.metadata if name is None or n == name]:
+            del tr.adapter_set.metadata[n]
     if not adapter_names(model):
         tr.adapter_set = None
 

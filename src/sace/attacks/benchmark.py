@@ -241,6 +241,7 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
     sanity: dict[str, AttackResult] = {}
     t0 = time.perf_counter()
     judges: dict[str, str] = {}
+    attacked: dict[str, dict] = {}
     for cname in req.concepts:
         concept = concepts[cname]
         try:
@@ -252,6 +253,8 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
         if progress:
             print(f"{concept.name}: {judges[concept.name]}", flush=True)
         targets = build_targets(model, concept, req, out, given.get(cname, []))
+        # which adapter folder each row label stands for (`sace export` finds an adapter's rows by its folder)
+        attacked[concept.name] = {t.name: t.cost.get("adapter") for t in targets}
         direction = concept_direction(model, concept.targets, concept.anchors)
         rows = []
         for name, start in req.attacks:
@@ -274,7 +277,7 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
         "n_prompts": req.n_prompts, "eval_seeds": eval_seeds, "search_seeds": search_seeds,
         "budgets": asdict(req.configs), "seconds": round(time.perf_counter() - t0, 1),
         "concepts": {c: [r.to_dict() for r in rs] for c, rs in results.items()},
-        "sanity": {c: r.to_dict() for c, r in sanity.items()},
+        "sanity": {c: r.to_dict() for c, r in sanity.items()}, "adapters": attacked,
     }
     return AttackBenchmark(results, sanity, report, judges)
 

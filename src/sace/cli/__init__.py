@@ -17,7 +17,8 @@ import typer
 
 from ..errors import SaceError
 from ..folders import Interrupted
-from . import attack, demo, erase, evaluate, generate, issa, train
+from . import app as app_command
+from . import attack, demo, erase, evaluate, export, generate, issa, train
 from .common import CheckpointPaths, global_options
 
 __all__ = ["app", "build_app", "main", "CheckpointPaths"]
@@ -34,7 +35,7 @@ def build_app() -> typer.Typer:
     app.add_typer(train.train_app(), name="train")
     app.callback()(global_options)
     for command in (generate.generate, issa.issa, erase.erase, erase.audit, evaluate.evaluate, erase.concepts,
-                    attack.attack, demo.demo, generate.models):
+                    attack.attack, export.export, app_command.app, demo.demo, generate.models):
         app.command()(command)
     return app
 

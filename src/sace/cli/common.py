@@ -7,6 +7,7 @@ each helper takes what it reads as arguments.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..concepts.judge import Judge, NoDetector, judge_line
 from ..errors import SaceError
 from ..fingerprint import adapter_hashes, file_hash, model_hashes
 from ..models.registry import load_model
+from ..shipping.hub import is_repo_id, resolve_folder
 from ..validation import device as check_device
 
 
@@ -56,15 +58,43 @@ def device_name(device: str | None) -> str:
     return check_device(device)
 
 
-def check_adapter_folders(adapters: list[Path] | None) -> None:
-    """Every ``--adapter`` is an existing folder (checked before anything is loaded).
+@functools.lru_cache(maxsize=64)
+def _hub_folder(text: str, what: str) -> Path:
+    """A hub id's snapshot folder, fetched once per process (several helpers of one command ask for it)."""
+    return resolve_folder(text, what=what)
+
+
+def adapter_folders(adapters: list[Path] | None) -> list[Path]:
+    """The local folders of the ``--adapter`` values: folders as given, hub repo ids (``user/repo[@REV]``)
+    as their snapshot in the Hugging Face cache (downloaded first unless ``HF_HUB_OFFLINE=1``).
 
     Raises:
-        SaceError: ``"adapter folder not found: PATH"`` for the first that is not.
+        SaceError: ``"adapter folder not found: PATH"`` for the first missing folder; a hub id that cannot be
+            fetched (one line, see :func:`sace.shipping.hub.resolve_folder`).
     """
+    out = []
     for a in adapters or []:
-        if not Path(a).is_dir():
+        p = _hub_folder(str(a), "adapter") if is_repo_id(str(a)) else Path(a)
+        if not p.is_dir():
             raise SaceError(f"adapter folder not found: {a}")
+        out.append(p)
+    return out
+
+
+def check_adapter_folders(adapters: list[Path] | None) -> None:
+    """Every ``--adapter`` is an existing folder or a hub repo id that can be fetched (checked before anything
+    is loaded).
+
+    Raises:
+        SaceError: as :func:`adapter_folders`.
+    """
+    adapter_folders(adapters)
+
+
+def model_location(model: str) -> str:
+    """``--model`` as :func:`~sace.models.registry.load_model` takes it: a hub repo id (``user/repo[@REV]``,
+    not a named model) becomes its snapshot folder in the Hugging Face cache; anything else is kept."""
+    return str(_hub_folder(model, "model")) if is_repo_id(model) else model
 
 
 def load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path] | None = None,
@@ -75,10 +105,10 @@ def load(ctx: typer.Context, model: str, device: str | None, adapters: list[Path
     Raises:
         SaceError: a missing adapter folder (before loading), an unknown model, a bad checkpoint or adapter.
     """
-    check_adapter_folders(adapters)
-    m = load_model(model, device=device_name(device), **asdict(ctx.obj or CheckpointPaths()))
-    if adapters:
-        load_adapters(m, [str(a) for a in adapters], allow_other_base=allow_other_base)
+    folders = adapter_folders(adapters)
+    m = load_model(model_location(model), device=device_name(device), **asdict(ctx.obj or CheckpointPaths()))
+    if folders:
+        load_adapters(m, [str(a) for a in folders], allow_other_base=allow_other_base)
     return m
 
 
@@ -88,8 +118,8 @@ def console() -> Console:
 
 
 def adapter_paths(adapters: list[Path] | None) -> list[str]:
-    """The ``--adapter`` folders as strings (empty when none)."""
-    return [str(a) for a in adapters or []]
+    """The ``--adapter`` folders as strings, hub ids resolved to their cache folders (empty when none)."""
+    return [str(a) for a in adapter_folders(adapters)]
 
 
 def comma_list(text: str) -> list[str]:
@@ -105,7 +135,7 @@ def file_digest(path: Path | None) -> str | None:
 def output_record(m, adapters: list[Path] | None, **settings) -> dict:
     """The record an output folder keeps to recognise a rerun: the model's name and weight hashes, the
     adapters' file hashes, then ``settings`` in the order given."""
-    return {"model": m.name, "hashes": model_hashes(m), "adapter_files": adapter_hashes(adapters or []),
+    return {"model": m.name, "hashes": model_hashes(m), "adapter_files": adapter_hashes(adapter_folders(adapters)),
             **settings}
 
 

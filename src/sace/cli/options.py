@@ -19,9 +19,13 @@ from ..generate import SamplingSettings
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Named model (fashion, infinity-2b, infinity-8b, "
                                                              "infinity-tiny-fixture, var-d16/20/24/30, "
-                                                             "var-tiny-fixture; `sace models`) or a model folder.")]
+                                                             "var-tiny-fixture; `sace models`), a model folder "
+                                                             "(also one written by `sace export`) or a Hugging "
+                                                             "Face repo id user/repo[@REVISION].")]
 AdapterOpt = Annotated[list[Path] | None, typer.Option("--adapter", help="Adapter folder (adapter.safetensors + "
-                                                                          "adapter.json); repeat to compose several.")]
+                                                                          "adapter.json) or a Hugging Face repo id "
+                                                                          "user/repo[@REVISION]; repeat to compose "
+                                                                          "several.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available).")]
 GuidanceOpt = Annotated[float | None, typer.Option(help="Guidance weight w (1 = none; VAR models ramp it from 1 "
                                                              "at scale 0 to w at the last); default: the model's.")]

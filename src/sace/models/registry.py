@@ -2,6 +2,11 @@
 the class-conditional ``var-d16`` ... ``var-d30`` and ``var-tiny-fixture``; any folder saved by
 :func:`save_model` (or :func:`sace.models.var.checkpoint.save_var_model`) loads too.
 
+A *gated* model folder (written by ``sace export`` for an adapter whose gate is confined to some scales, which
+cannot be merged into the weights) holds ``model.json`` with ``"format": "sace.gated-model.v1"`` -- the base
+model by name and weight hashes, and the gate -- plus the adapter in ``adapter/``; :func:`load_model` loads the
+base, checks its hashes and attaches the adapter.
+
 A model folder holds ``model.json`` (configs, schedule, text encoder, sampling defaults, and the
 ``domain`` whose data, concepts and detector go with the model, see :mod:`sace.domains`),
 ``transformer.safetensors`` and ``vae.safetensors``. Official checkpoints are described by
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..adapters.files import load_adapter
 from ..errors import SaceError
 from ..fingerprint import model_hashes
 from ..io import save_safetensors, write_json
@@ -278,6 +284,11 @@ def load_model(
     Raises:
         SaceError / CheckpointError: unknown model, files not found, keys or shapes that do not match.
     """
+    gated = gated_meta(name_or_path)
+    if gated is not None:
+        return _load_gated(Path(name_or_path), gated, device=device, dtype=dtype, transformer_path=transformer_path,
+                           vae_path=vae_path, text_encoder=text_encoder, load_text_encoder=load_text_encoder,
+                           bf16_cross_attn=bf16_cross_attn)
     spec = get_spec(name_or_path)
     device = torch.device(device)
     tpath = transformer_path or spec.transformer_file
@@ -288,6 +299,40 @@ def load_model(
         spec, device, dtype, _locate(tpath, spec.hub_repo), _locate(vpath, spec.hub_repo),
         overridden={"transformer": bool(transformer_path), "vae": bool(vae_path)}, text_encoder=text_encoder,
         load_text_encoder=load_text_encoder, bf16_cross_attn=bf16_cross_attn)
+
+
+GATED_FORMAT = "sace.gated-model.v1"
+
+
+def gated_meta(name_or_path: str | os.PathLike | None) -> dict | None:
+    """The ``model.json`` of a gated model folder (see the module docstring), or ``None`` for anything else."""
+    p = Path(name_or_path) if name_or_path else None
+    if p is None or not (p / "model.json").is_file():
+        return None
+    meta = read_json_file(p / "model.json", "model")
+    return meta if isinstance(meta, dict) and meta.get("format") == GATED_FORMAT else None
+
+
+def _load_gated(folder: Path, meta: dict, **options) -> InfinityModel:
+    """Load a gated folder: its base model (by name), checked against the recorded weight hashes, with the
+    folder's adapter attached; the model is named after the folder's ``name``.
+
+    Raises:
+        SaceError: a malformed ``model.json``, a base model whose weights differ from the recorded ones, an
+            adapter that does not fit (the adapter loader's checks).
+    """
+    base, want = meta.get("base_model"), meta.get("base_hashes")
+    if not isinstance(base, str) or not isinstance(want, dict) or not isinstance(meta.get("adapter"), str):
+        raise SaceError(f"{folder / 'model.json'} is not a valid gated model (needs base_model, base_hashes, adapter)")
+    m = load_model(base, **options)
+    got = model_hashes(m)
+    bad = [f"{k} {got.get(k)} (recorded {v})" for k, v in want.items() if got.get(k) != v]
+    if bad:
+        raise SaceError(f"gated model {folder} was exported for other {base!r} weights: {', '.join(bad)}; load it "
+                        f"with the base weights it records")
+    load_adapter(m, folder / meta["adapter"])
+    m.name = str(meta.get("name") or folder.name)
+    return m
 
 
 def _locate(path: str, hub_repo: str | None) -> Path:

@@ -319,7 +319,8 @@ class RobustSACEObjective(SACEObjective):
         meta = super().metadata(trainer)
         meta["sace_config"] = jsonable(asdict(self.cfg))
         meta["robust"] = {"final_lambda_pre": round(self.lam, 4), "trigger_norm_bound": round(self.trigger.bound, 4),
-                          "trigger_mode": self.trigger.mode}
+                          "trigger_mode": self.trigger.mode,
+                          "sace_tokens_per_step": SACEObjective.tokens_per_step(self, trainer)}
         return meta
 
     def tokens_per_step(self, trainer: Trainer | None = None) -> int:

@@ -203,5 +203,8 @@ def finish(attack: str, target: AttackTarget, budget: dict, final: Attempts, una
 
 
 def encode(model, prompts: Sequence[str]) -> Condition:
-    """The model's encoding of prompt strings (the unattacked condition)."""
-    return model.encode_prompts(list(prompts))
+    """The model's continuous encoding of prompt strings (the unattacked condition): text states ``(B, L, C)``
+    for a text-conditional family, class embeddings ``(B, 1, C)`` for a class-conditional one
+    (:meth:`~sace.models.base.ScaleWiseModel.continuous_condition`); either gives the same images as the
+    prompts."""
+    return model.continuous_condition(model.encode_prompts(list(prompts)))

@@ -30,7 +30,7 @@ def asr_rows(results: dict[str, list[AttackResult]]) -> list[dict]:
                 row.setdefault("no attack (c*)", r.asr_unattacked)
             else:
                 row.setdefault("no attack (anchor)", r.asr_unattacked)
-            row[f"{r.attack} [{_budget_text(r)}]"] = r.asr
+            row[f"{r.attack} [{_budget_text(r)}]"] = "n/a" if r.extra.get("not_applicable") else r.asr
         rows += list(by_target.values())
     return rows
 
@@ -39,7 +39,8 @@ def cost_rows(results: dict[str, list[AttackResult]], sanity: dict[str, AttackRe
     rows = []
     for concept, rs in results.items():
         for r in rs + ([sanity[concept]] if concept in sanity else []):
-            rows.append({"concept": concept, "method": r.target, "attack": r.attack, "ASR": r.asr,
+            rows.append({"concept": concept, "method": r.target, "attack": r.attack,
+                         "ASR": f"n/a: {r.extra['not_applicable']}" if r.extra.get("not_applicable") else r.asr,
                          "attempts": r.attempts, "queries": r.cost["queries"],
                          "gradient steps": r.cost["gradient_steps"], "attack s": r.cost["seconds"],
                          "found": "; ".join(str(f.get("prompt", f.get("eta", f.get("soft", "")))) for f in r.found)})
@@ -72,7 +73,9 @@ def write_outputs(results: dict[str, list[AttackResult]], sanity: dict[str, Atta
     for concept, rs in results.items():
         rep.heading(f"{concept}: ASR vs budget", 2)
         for attack in dict.fromkeys(r.attack for r in rs):
-            group = [r for r in rs if r.attack == attack]
+            group = [r for r in rs if r.attack == attack and r.curve]
+            if not group:       # an attack that does not apply to this model has no curve
+                continue
             xs = [p.budget for p in group[0].curve]
             series = {r.target: {"mean": [p.asr for p in r.curve]} for r in group if len(r.curve) == len(xs)}
             path = plot_curves(xs, series, out / "curves" / f"{_safe(concept)}_{_safe(attack)}.png",

@@ -86,6 +86,13 @@ def select_pairs(concept: ConceptSpec, n: int, start: str) -> tuple[list[str], l
     return list(picked), list(picked.values())
 
 
+def not_applicable(target: AttackTarget, setup: AttackSetup, budget: dict, reason: str) -> AttackResult:
+    """The row of an attack that does not apply to the model (ASR NaN, shown as ``n/a``; ``extra`` says why)."""
+    n = len(setup.prompts) * len(setup.eval_seeds)
+    return AttackResult("", target.name, budget, float("nan"), float("nan"), n, 0,
+                        {"queries": 0, "gradient_steps": 0, "seconds": 0.0}, [], [], extra={"not_applicable": reason})
+
+
 def run_attack(model, name: str, start: str, target: AttackTarget, concept: ConceptSpec, judge: Judge,
                n_prompts: int, eval_seeds: list[int], search_seeds: list[int], configs: AttackConfigs,
                settings=None, batch_size: int = 64, direction=None) -> AttackResult:
@@ -103,6 +110,9 @@ def run_attack(model, name: str, start: str, target: AttackTarget, concept: Conc
         if direction is None:
             direction = concept_direction(model, concept.targets, concept.anchors)
         res = concept_vector_attack(model, target, setup, configs.vector, direction=direction)
+    elif name == "discrete" and getattr(model, "class_conditional", False):
+        res = not_applicable(target, setup, {"unit": "queries", "per_prompt": configs.discrete.queries},
+                             "a class-conditional model has no words to search: its prompts are class labels")
     elif name == "discrete":
         res = discrete_attack(model, target, setup, concept.words or [concept.name], configs.discrete)
     else:

@@ -11,14 +11,16 @@ computed with the deployment guidance and temperature (the distribution images a
 variables ``delta`` are either ``n_tokens`` continuous token states inserted before the prompt's last
 token (``mode="insert"``; each kept within the largest token norm of its prompt), or an additive change of
 every text state within a norm ball ``||delta_t|| <= radius * ||x_t||`` (``mode="ball"``). Optimised with
-Adam; then images are generated from the optimised condition and scored by the detector.
+Adam; then images are generated from the optimised condition and scored by the detector. On a
+class-conditional model (VAR) the free variable is the class embedding (:func:`~.base.encode`), always in a
+ball around the start class's embedding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor
@@ -211,6 +213,10 @@ def soft_prompt_attack(model, target: AttackTarget, setup: AttackSetup,
     """
     cfg = cfg or SoftPromptConfig()
     cfg.validate()
+    class_conditional = getattr(model, "class_conditional", False)
+    if class_conditional and cfg.mode == "insert":
+        # one class embedding per row and no token sequence to insert into: optimise the embedding in a ball
+        cfg = replace(cfg, mode="ball")
     s = setup.settings.resolved(model)
     p = len(setup.prompts)
     marks = sorted({0, *[round(cfg.steps * (i + 1) / max(1, cfg.checkpoints)) for i in range(cfg.checkpoints)]})
@@ -223,7 +229,8 @@ def soft_prompt_attack(model, target: AttackTarget, setup: AttackSetup,
         pyr, tf = concept_pyramids(model, concept, cfg.pyramids, seeds, s)
         _, history, snaps = optimise_soft_condition(model, target, start, pyr, tf, cfg, s, record_at=marks)
     keys = [str(i) for i in range(p)]
-    suffix = f" + {cfg.n_tokens} soft tokens" if cfg.mode == "insert" else f" (text states, radius {cfg.radius})"
+    states = "class embedding" if class_conditional else "text states"
+    suffix = f" + {cfg.n_tokens} soft tokens" if cfg.mode == "insert" else f" ({states}, radius {cfg.radius})"
     labels = [pr + suffix for pr in setup.prompts]
     curve, final = [], None
     for step in marks:

@@ -28,6 +28,7 @@ from torch import Tensor
 from ..adapters import adapter_set
 from ..errors import SaceError
 from ..models.base import Condition, ScaleLogits, TokenPyramid
+from ..models.text import encode_placeholder
 from ..sampling import make_generators, sample
 from .base import AttackResult, AttackSetup, AttackTarget, CurvePoint, Stopwatch, encode, finish, judge_attempts
 
@@ -90,17 +91,7 @@ class SoftCondition:
         x, mask = self.base.tokens.detach(), self.base.mask
         if self.cfg.mode == "ball":
             return Condition(x + self.param * mask[..., None], mask, self.base.prompts, self.base.is_null)
-        n = self.cfg.n_tokens
-        b, t, c = x.shape
-        rows, masks = [], []
-        for i in range(b):
-            L = int(mask[i].sum())
-            pad = x.new_zeros(t - L, c)
-            rows.append(torch.cat([x[i, :L - 1], self.param[i], x[i, L - 1:L], pad]))
-            m = torch.zeros(t + n, dtype=torch.bool)
-            m[:L + n] = True
-            masks.append(m)
-        return Condition(torch.stack(rows), torch.stack(masks).to(mask.device), self.base.prompts, self.base.is_null)
+        return encode_placeholder(Condition(x, mask, self.base.prompts, self.base.is_null), self.param)
 
     @torch.no_grad()
     def project_(self) -> None:
@@ -241,6 +232,9 @@ def soft_prompt_attack(model, target: AttackTarget, setup: AttackSetup,
     unattacked = judge_attempts(model, target, setup, lambda ks: encode(model, ks), setup.prompts)
     found = [{"start": pr, "concept_prompt": cp, "soft": suffix.strip(" +()")}
              for pr, cp in zip(setup.prompts, setup.concept_prompts)]
-    return finish("soft-prompt", target, {"unit": "gradient steps", "per_prompt": cfg.steps}, final, unattacked,
-                  {"queries": 0, "gradient_steps": cfg.steps, "seconds": round(clock.seconds, 2)}, curve, found,
-                  objective=history, config=asdict(cfg))
+    res = finish("soft-prompt", target, {"unit": "gradient steps", "per_prompt": cfg.steps}, final, unattacked,
+                 {"queries": 0, "gradient_steps": cfg.steps, "seconds": round(clock.seconds, 2)}, curve, found,
+                 objective=history, config=asdict(cfg))
+    last = snaps[marks[-1]]
+    res.attacked = lambda idx: last.index(list(idx))
+    return res

@@ -30,7 +30,7 @@ def _small(**kw):
 
 def test_defaults_come_from_the_model_and_bad_settings_are_refused(fashion):
     cfg = default_robust_config(fashion)
-    assert cfg.gate == fashion.defaults["sace"]["gate"] and cfg.adv_steps == 2 and cfg.pre_target == 0.01
+    assert cfg.gate == fashion.defaults["sace"]["gate"] and cfg.adv_steps == 3 and cfg.pre_target == 0.01
     assert catalogue.get("rsace").label == "robust SACE" and catalogue.get("rsace").trains
     assert catalogue.get("rsace").make_config(fashion, steps=7, adv_steps=0).adv_steps == 0
     for bad, msg in ((dict(adv_steps=-1), "adv_steps"), (dict(adv_lr=float("nan")), "adv_lr"),
@@ -99,3 +99,30 @@ def test_resume_is_exact(fashion, tmp_path):
         assert res.adapter.metadata["robust"]["final_lambda_pre"] == lam_full
     finally:
         detach_adapters(fashion)
+
+
+def test_robust_training_lowers_the_concept_vector_asr(fashion):
+    """A measured ASR, asserted: the concept-vector attack (Ring-A-Bell idea, held out from training: the
+    adversary optimises a trigger, never this direction) against plain SACE and robust SACE trained with the
+    same budget on tshirt (the class whose neighbours the adversary endangers most)."""
+    from sace.attacks.base import AttackSetup, AttackTarget
+    from sace.attacks.concept_vector import ConceptVectorConfig, concept_vector_attack
+    from sace.domains import judge_for, resolve_concept
+
+    concept = resolve_concept(fashion, "tshirt")
+    anchors = concept.anchors[:4]
+    setup = AttackSetup(anchors, concept.targets[:4], [1000, 1001, 1002, 1003], [0, 1],
+                        judge_for(fashion, concept))
+    cv = ConceptVectorConfig([0.0, 1.0, 2.0, 4.0])
+    asr = {}
+    for key in ("sace", "rsace"):
+        entry = catalogue.get(key)
+        try:
+            res = entry.train(fashion, concept, entry.make_config(fashion, steps=30), progress=False, name=key)
+            r = concept_vector_attack(fashion, AttackTarget(key, [res.adapter.config.name]), setup, cv,
+                                      pairs=(concept.targets, concept.anchors))
+            asr[key] = (r.asr_unattacked, r.asr)
+        finally:
+            detach_adapters(fashion)
+    assert asr["sace"][0] == 0.0 and asr["rsace"][0] == 0.0, asr       # both erase the typed prompt
+    assert asr["sace"][1] >= 0.5 and asr["rsace"][1] <= 0.25, asr

@@ -54,11 +54,11 @@ from .trainer import Trainer, jsonable
 class RobustSACEConfig(SACEConfig):
     """SACE's settings plus the inner adversary and the preservation constraint (module docstring)."""
 
-    adv_steps: int = 2              # inner Adam steps per training step (the trigger is warm-started)
+    adv_steps: int = 3              # inner Adam steps per training step (the trigger is warm-started)
     adv_lr: float = 0.05            # Adam learning rate of the trigger (text states have norms of ~5-15)
     adv_tokens: int = 4             # trigger states spliced into each prompt (class-conditional: ignored)
     adv_norm: float = 1.0           # inserted state norm bound, relative to the largest real token norm
-    adv_shift: float = 0.5          # shift norm bound, relative to the mean real token norm (0: no shift)
+    adv_shift: float = 1.0          # shift norm bound, relative to the mean real token norm (0: no shift)
     adv_scales: int = 3             # scales of the adversary's likelihood: 0 .. adv_scales-1
     adv_weight: float = 1.0         # weight of L_adv
     adv_retain: float = 0.0         # weight of L_pre_trig (measured: > 0 costs the neighbours, see above)

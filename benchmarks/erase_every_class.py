@@ -23,6 +23,13 @@ other images than the check's):
 Thresholds: ACC_e <= 5%, held-out <= 10%, ACC_i drop <= 2 points (decided with intervals), anchor >= 90%,
 median SACE time <= median S-VARE time. Prints the table and the thresholds missed; writes JSON.
 
+``--attacks vector,soft`` (opt-in; the default run stays as fast as before): after each method is trained, the
+attacks of ``sace attack`` at their default budgets (same start prompts, seeds and judge rules: ``--attack-prompts``
+start prompts x 8 evaluation seeds, 4 search seeds) run against it, and the table gains one ASR column per
+attack (threshold of issue 21: ASR <= 10% under every attack):
+
+    python benchmarks/erase_every_class.py --attacks vector,soft --threads 1   # + ASR columns
+
 ``--multi``: one SACE adapter trained on the merged concepts (``sace erase --concept a --concept b ...``)
 and the composition of the single-concept adapters (each trained alone, then switched on together): ACC_e of
 each erased class and the accuracy change of every other class (thresholds: ACC_e <= 5% each, the others
@@ -41,6 +48,22 @@ import torch
 
 THRESHOLDS = {"acc_e": 0.05, "heldout": 0.10, "acc_i_drop": 0.02, "anchor": 0.90}
 FIGURE_KEYS = {"ACC_e": "acc_e", "held-out": "heldout", "ACC_i drop": "acc_i_drop"}
+#: issue 21: the concept must stay erased under every attack of ``--attacks`` (ASR at the default budgets)
+ASR_THRESHOLD = 0.10
+
+
+def _attack_asr(model, spec, label: str, adapter: str, attacks: list[tuple[str, str]], args) -> dict[str, float]:
+    """ASR of each attack (``sace attack``'s defaults) against the adapter ``adapter`` (switched on alone)."""
+    from sace.attacks.base import AttackTarget
+    from sace.attacks.runner import AttackConfigs, run_attack
+    from sace.domains import judge_for
+
+    judge = judge_for(model, spec, "auto")
+    target = AttackTarget(label, [adapter])
+    eval_seeds, search_seeds = [1000 + i for i in range(8)], list(range(4))
+    return {f"asr_{name}": run_attack(model, name, start, target, spec, judge, args.attack_prompts, eval_seeds,
+                                      search_seeds, AttackConfigs(), batch_size=args.batch_size).asr
+            for name, start in attacks}
 
 
 def _images(fd, n_train: int, n_held: int, n_other: int, cls: int | None, seed0: int = 0):
@@ -122,11 +145,22 @@ def main() -> None:
                     "e.g. bag=dress,coat=shirt")
     ap.add_argument("--sace", default="{}", help="JSON overrides of the SACE defaults (screening)")
     ap.add_argument("--out", default="out/erase_every_class.json")
+    ap.add_argument("--attacks", default="", help="opt-in ASR columns: comma list of sace attack's attacks "
+                    "(e.g. vector,soft) at their default budgets")
+    ap.add_argument("--attack-prompts", type=int, default=4, help="start prompts per attack (x 8 evaluation seeds)")
     ap.add_argument("--multi", default="", help="comma list of classes: one merged adapter vs composition")
     ap.add_argument("--combine", nargs="+", default=[], help="JSON files of earlier runs (e.g. one per method, "
                                                               "run side by side): one table from their rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from sace.attacks.runner import parse_attacks
+    from sace.errors import SaceError
+    try:
+        attacks = parse_attacks(args.attacks) if args.attacks.strip() else []
+    except SaceError as e:
+        raise SystemExit(f"error: {e}") from None
+    if not 1 <= args.attack_prompts <= 64:
+        raise SystemExit("error: --attack-prompts must be in 1..64")
     if args.combine:
         runs = [json.loads(Path(f).read_text()) for f in args.combine if Path(f).exists()]
         if any(run.get("partial") for run in runs) or len(runs) < len(args.combine):
@@ -187,6 +221,7 @@ def main() -> None:
                     "tokens_per_step": res.tokens_per_step, "steps": res.steps}
             secs, cpu = time.perf_counter() - t0, time.process_time() - c0
             r = _score(model, clf, fd, c, args, pred0_rows[c])
+            asr = _attack_asr(model, spec_clean, entry.label, "bench", attacks, args) if attacks else {}
             check = None
             if args.check:
                 t1 = time.perf_counter()
@@ -204,7 +239,7 @@ def main() -> None:
                    "anchor_original": base[c]["per_class"][a], "anchor_acc": r["per_class"][a],
                    "train_s": secs, "train_cpu_s": cpu, "audit_s": audit_s, "audit": audit_note,
                    "per_class": r["per_class"], "figures": r["figures"], "verdict": r["verdict"],
-                   "check": check, **gate}
+                   "check": check, **gate, **asr}
             # a figure is missed when its interval lies above the line (FAIL); "not decided" is listed apart
             row["missed"] = [k for k, f in figs.items() if f["verdict"] == "FAIL"]
             row["missed"] += ["anchor"] if row["anchor_acc"] < THRESHOLDS["anchor"] else []
@@ -227,18 +262,21 @@ def report(rows: list[dict], wall: float, args) -> None:
     # CPU seconds of this process: what the wall time would be without other jobs on the machine (one
     # thread); on a shared CPU the wall-time medians move with the neighbours' load
     med_cpu = {m: statistics.median(r["train_cpu_s"] for r in rows if r["method"] == m) for m in med}
+    asr_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("asr_")))
     hdr = ("| class | anchor | method | benchmark: ACC_e | held-out | ACC_i drop (pts) | verdict | check: ACC_e | "
-           "held-out | ACC_i drop (pts) | verdict (images/set, s) | anchor acc | train s (wall / CPU) | missed |\n"
-           "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---|")
+           "held-out | ACC_i drop (pts) | verdict (images/set, s) | anchor acc | "
+           + "".join(f"ASR {k[4:]} | " for k in asr_cols) + "train s (wall / CPU) | missed |\n"
+           "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|" + "---:|" * len(asr_cols) + "---:|---|")
     lines = [hdr]
     for r in rows:
         bench = _figure_cells(r.get("figures") or [])
         ch = r.get("check") or {}
         check = _figure_cells(ch.get("figures") or [])
         cv = f"{ch['verdict']} ({ch['n']}, {ch['wall_s']:.0f} s)" if ch else "–"
+        asr = "".join("– | " if r.get(k) is None else f"{r[k]:.2f} | " for k in asr_cols)
         lines.append(f"| {r['class']} | {r['anchor']} | {r['method']} | " + " | ".join(bench)
                      + f" | {r.get('verdict', '–')} | " + " | ".join(check) + f" | {cv} | "
-                     f"{r['anchor_acc']:.2f} | {r['train_s']:.1f} / {r['train_cpu_s']:.1f} | "
+                     f"{r['anchor_acc']:.2f} | {asr}{r['train_s']:.1f} / {r['train_cpu_s']:.1f} | "
                      f"{', '.join(r['missed']) or '–'} |")
     table = "\n".join(lines)
     print(table)
@@ -251,6 +289,11 @@ def report(rows: list[dict], wall: float, args) -> None:
                       "agree": sum((r.get("check") or {}).get("verdict") == r.get("verdict") for r in rs),
                       "median_train_s": med[m], "median_train_cpu_s": med_cpu[m],
                       "missed": {k: [r["class"] for r in rs if k in r["missed"]] for k in THRESHOLDS}}
+        if asr_cols:
+            ok = [r["class"] for r in rs if all((r.get(k) or 0) <= ASR_THRESHOLD for k in asr_cols)]
+            summary[m]["classes_asr_ok"] = len(ok)
+            print(f"{m}: {len(ok)}/{len(rs)} classes with ASR <= {ASR_THRESHOLD:.0%} under "
+                  f"{', '.join(k[4:] for k in asr_cols)}")
         print(f"{m}: benchmark PASS {summary[m]['benchmark_pass']}/{len(rs)}, check PASS {summary[m]['check_pass']}"
               f"/{len(rs)}, same verdict {summary[m]['agree']}/{len(rs)}; "
               f"{summary[m]['classes_meeting_all']}/{len(rs)} classes miss no threshold; median train "

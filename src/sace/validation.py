@@ -285,6 +285,7 @@ class DefaultsJSON(_Strict):
     top_k: int | None = None
     top_p: float | None = None
     sace: dict[str, Any] | None = None
+    rsace: dict[str, Any] | None = None
     svare: dict[str, Any] | None = None
     esd: dict[str, Any] | None = None
 

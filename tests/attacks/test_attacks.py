@@ -134,7 +134,7 @@ def test_soft_prompt_from_the_anchor_recovers_the_concept_on_the_original_model(
 
 
 def test_runner_arguments_are_checked(sneaker):
-    assert parse_attacks("all") == [("soft", "target"), ("vector", "anchor"), ("discrete", "target")]
+    assert parse_attacks("all")[:3] == [("soft", "target"), ("vector", "anchor"), ("discrete", "target")]
     assert parse_attacks("soft:anchor,discrete") == [("soft", "anchor"), ("discrete", "target")]
     with pytest.raises(SaceError, match="unknown attack 'gcg'"):
         parse_attacks("gcg")
@@ -190,3 +190,32 @@ def test_trouser_anchors_replace_the_whole_pair_phrase():
 
     sp = fashion_concept("trouser", "dress")
     assert sp.anchors[0] == "a photo of a dress" and not any("pair of" in a for a in sp.anchors)
+
+
+def test_attacks_run_on_the_class_conditional_var(sneaker):
+    """fashion-var: attacks see class embeddings (continuous conditions); the concept vector at eta 0 gives
+    the clean images, at a positive eta it turns sandal into sneaker; the soft prompt moves the class embedding
+    inside its ball; the discrete word search is n/a (no crash)."""
+    from sace.attacks.base import encode
+    from sace.attacks.runner import AttackConfigs, run_attack
+    from sace.models.registry import load_model
+    m = load_model("fashion-var")
+    judge = judge_for(m, sneaker, "auto")
+    setup = AttackSetup(["sandal"], ["sneaker"], [1000, 1001], [0], judge)
+    cond = encode(m, ["sandal"])
+    assert cond.tokens.shape == (1, 1, m.transformer.cfg.embed_dim)
+    d = concept_direction(m, ["sneaker"], ["sandal"])
+    clean = images_for(m, AttackTarget("original"), setup, lambda ks: m.encode_prompts(ks), ["sandal"] * 2,
+                       [1000, 1001])
+    same = images_for(m, AttackTarget("original"), setup, lambda ks: add_direction(encode(m, ks), d, 0.0),
+                      ["sandal"] * 2, [1000, 1001])
+    assert torch.equal(clean, same)
+    seeds = [1000, 1001, 1002, 1003]
+    cfgs = AttackConfigs(soft=SoftPromptConfig(steps=3, pyramids=2))
+    vec = run_attack(m, "vector", "anchor", AttackTarget("original"), sneaker, judge, 1, seeds, [0], cfgs)
+    assert vec.asr_unattacked == 0.0 and vec.asr == 1.0
+    soft = run_attack(m, "soft", "target", AttackTarget("original"), sneaker, judge, 1, seeds, [0], cfgs)
+    assert soft.extra["config"]["mode"] == "ball" and soft.asr == 1.0
+    assert soft.extra["objective"][-1] > soft.extra["objective"][0]
+    disc = run_attack(m, "discrete", "target", AttackTarget("original"), sneaker, judge, 1, seeds, [0], cfgs)
+    assert disc.extra["not_applicable"] and disc.asr != disc.asr   # NaN: shown as n/a in the table

@@ -119,6 +119,7 @@ class AttackResult:
         cost: ``{"queries", "gradient_steps", "seconds"}`` spent by the attack (not by its measurement).
         curve: ASR vs budget. found: per start prompt what the attack produced (prompt strings, eta, soft
             condition summary). success_images: ``(n, 3, H, W)`` flagged attack images (for grids).
+        attacked: start prompt indices -> the attacked condition (see the field's comment).
     """
 
     attack: str
@@ -134,6 +135,10 @@ class AttackResult:
     success_images: Tensor | None = None
     success_labels: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    #: the attacked condition of start prompts ``idx`` (indices into the setup's prompts), for attacks that
+    #: change the condition (soft, vector, discrete, inversion; ``None`` otherwise): what localisation applies
+    #: per scale. Not serialised.
+    attacked: Callable[[Sequence[int]], Condition] | None = field(default=None, repr=False)
 
     @classmethod
     def from_dict(cls, d: dict) -> AttackResult:
@@ -203,5 +208,8 @@ def finish(attack: str, target: AttackTarget, budget: dict, final: Attempts, una
 
 
 def encode(model, prompts: Sequence[str]) -> Condition:
-    """The model's encoding of prompt strings (the unattacked condition)."""
-    return model.encode_prompts(list(prompts))
+    """The model's continuous encoding of prompt strings (the unattacked condition): text states ``(B, L, C)``
+    for a text-conditional family, class embeddings ``(B, 1, C)`` for a class-conditional one
+    (:meth:`~sace.models.base.ScaleWiseModel.continuous_condition`); either gives the same images as the
+    prompts."""
+    return model.continuous_condition(model.encode_prompts(list(prompts)))

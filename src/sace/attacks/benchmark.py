@@ -53,6 +53,8 @@ class AttackRequest:
         attacks: ``[(name, start)]`` (see :func:`~sace.attacks.runner.parse_attacks`).
         n_prompts, eval_seeds, search_seeds: attempts = n_prompts x eval_seeds per attack and method.
         sanity: also run the soft-prompt attack from the anchor prompts against the original model.
+        localise: for every condition attack that succeeds, the ASR with the attacked condition at subsets of
+            the scales (:mod:`sace.attacks.localise`).
     """
 
     concepts: list[str]
@@ -71,8 +73,9 @@ class AttackRequest:
     sace_steps: int | None = None
     baseline_steps: int | None = None
     batch_size: int = 64
+    localise: bool = True
 
-    def validate(self) -> None:
+    def validate(self, num_scales: int | None = None) -> None:
         if not self.concepts:
             raise SaceError("give at least one concept (--concept sneaker,trouser)")
         bad = [m for m in self.methods if m not in catalogue.METHODS]
@@ -94,8 +97,7 @@ class AttackRequest:
         for steps, opt in ((self.sace_steps, "--sace-steps"), (self.baseline_steps, "--baseline-steps")):
             if steps is not None and steps < 1:
                 raise SaceError(f"{opt} must be an integer >= 1, got {steps}")
-        self.configs.soft.validate()
-        self.configs.discrete.validate()
+        self.configs.validate(num_scales)
 
 
 def _training(model, key: str, concept: ConceptSpec, req: AttackRequest):
@@ -228,7 +230,7 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
     """Everything ``sace attack`` measures. ``out_dir`` holds the methods' adapters (trained once, reused by
     later runs: ``OUT/adapters``) and ``metrics.partial.json`` after each concept (what is done survives a
     failure); the outputs are written by :func:`write_attack_benchmark`."""
-    req.validate()
+    req.validate(model.schedule.num_scales)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     eval_seeds = [req.seed + 1000 + i for i in range(req.eval_seeds)]
@@ -263,7 +265,8 @@ def run_attack_benchmark(model, req: AttackRequest, out_dir: str | os.PathLike, 
                     print(f"[{time.perf_counter() - t0:7.1f} s] {concept.name}: {attack_title(name, start)} "
                           f"against {tg.name}", flush=True)
                 rows.append(run_attack(model, name, start, tg, concept, judge, req.n_prompts, eval_seeds,
-                                       search_seeds, req.configs, req.settings, req.batch_size, direction))
+                                       search_seeds, req.configs, req.settings, req.batch_size, direction,
+                                       localise=req.localise))
         if req.sanity:
             orig = next((t for t in targets if t.name == "original"), AttackTarget("original"))
             sanity[concept.name] = run_attack(model, "soft", "anchor", orig, concept, judge, req.n_prompts,

@@ -104,7 +104,10 @@ def concept_vector_attack(model, target: AttackTarget, setup: AttackSetup, cfg: 
     unattacked = judge_attempts(model, target, setup, lambda ks: encode(model, ks), keys)
     found = [{"start": k, "eta": cfg.etas[best]} for k in keys]
     n_q = len(cfg.etas) * len(keys)
-    return finish("concept-vector", target, {"unit": "queries", "per_prompt": len(cfg.etas)}, at(best), unattacked,
+    eta = cfg.etas[best]
+    res = finish("concept-vector", target, {"unit": "queries", "per_prompt": len(cfg.etas)}, at(best), unattacked,
                   {"queries": n_q, "gradient_steps": 0, "seconds": round(clock.seconds, 2)}, curve, found,
                   eta=cfg.etas[best], search_scores=dict(zip(map(str, cfg.etas), search)), config=asdict(cfg),
                   direction_norm=float(direction.norm(dim=-1).mean()))
+    res.attacked = lambda idx: add_direction(encode(model, [keys[i] for i in idx]), direction, eta)
+    return res

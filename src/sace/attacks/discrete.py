@@ -179,8 +179,10 @@ def discrete_attack(model, target: AttackTarget, setup: AttackSetup, words: Sequ
     found = [best_within(log, cfg.queries) for log in logs]
     unattacked = judge_attempts(model, target, setup, lambda ks: encode(model, ks), setup.prompts)
     n_q = sum(len(log) for log in logs)
-    return finish("discrete", target, {"unit": "queries", "per_prompt": cfg.queries}, final, unattacked,
-                  {"queries": n_q, "gradient_steps": 0, "seconds": round(clock.seconds, 2)}, curve,
-                  [{"start": s, "prompt": f, "queries": len(log), "search_score": max(x[1] for x in log)}
-                   for s, f, log in zip(setup.prompts, found, logs)],
-                  vocabulary=vocab, config=asdict(cfg))
+    res = finish("discrete", target, {"unit": "queries", "per_prompt": cfg.queries}, final, unattacked,
+                 {"queries": n_q, "gradient_steps": 0, "seconds": round(clock.seconds, 2)}, curve,
+                 [{"start": s, "prompt": f, "queries": len(log), "search_score": max(x[1] for x in log)}
+                  for s, f, log in zip(setup.prompts, found, logs)],
+                 vocabulary=vocab, config=asdict(cfg))
+    res.attacked = lambda idx: encode(model, [found[i] for i in idx])
+    return res

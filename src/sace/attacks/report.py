@@ -30,7 +30,7 @@ def asr_rows(results: dict[str, list[AttackResult]]) -> list[dict]:
                 row.setdefault("no attack (c*)", r.asr_unattacked)
             else:
                 row.setdefault("no attack (anchor)", r.asr_unattacked)
-            row[f"{r.attack} [{_budget_text(r)}]"] = r.asr
+            row[f"{r.attack} [{_budget_text(r)}]"] = "n/a" if r.extra.get("not_applicable") else r.asr
         rows += list(by_target.values())
     return rows
 
@@ -39,10 +39,44 @@ def cost_rows(results: dict[str, list[AttackResult]], sanity: dict[str, AttackRe
     rows = []
     for concept, rs in results.items():
         for r in rs + ([sanity[concept]] if concept in sanity else []):
-            rows.append({"concept": concept, "method": r.target, "attack": r.attack, "ASR": r.asr,
+            rows.append({"concept": concept, "method": r.target, "attack": r.attack,
+                         "ASR": f"n/a: {r.extra['not_applicable']}" if r.extra.get("not_applicable") else r.asr,
                          "attempts": r.attempts, "queries": r.cost["queries"],
                          "gradient steps": r.cost["gradient_steps"], "attack s": r.cost["seconds"],
                          "found": "; ".join(str(f.get("prompt", f.get("eta", f.get("soft", "")))) for f in r.found)})
+    return rows
+
+
+OVERRIDE_NOTE = ("Early-scale override: the first k scales are forced to the tokens the original model draws for "
+                 "the concept prompt, the attacked model samples the rest (best of N early-token draws, the one the "
+                 "detector scores highest). An eraser confined to the scales < k never sees this attack, so the "
+                 "ASR at k = 1 is an upper bound for every scale-0-only eraser: if it is high, no scale-0 edit can "
+                 "stop it -- the later scales still draw the concept from an early layout.")
+LOCALISE_NOTE = ("Localisation: the attacked condition at some scales, the start prompt's own condition at the "
+                 "others. 'scales >= 1' high: the concept comes back at scales an edit of scale 0 never sees; "
+                 "'up to k' reaching the full ASR at small k: the attack acts through the early scales.")
+
+
+def localisation_rows(results: dict[str, list[AttackResult]]) -> list[dict]:
+    """One row per (concept, method, attack) that was localised: ASR per scale set."""
+    rows = []
+    for concept, rs in results.items():
+        for r in rs:
+            loc = r.extra.get("localisation")
+            if loc:
+                rows.append({"concept": concept, "method": r.target, "attack": r.attack, "ASR (all scales)": r.asr,
+                             **loc["asr"]})
+    return rows
+
+
+def override_rows(results: dict[str, list[AttackResult]]) -> list[dict]:
+    """One row per (concept, method, k) of the early-scale override: ASR of draw 0 and best of N."""
+    rows = []
+    for concept, rs in results.items():
+        for r in rs:
+            for k, v in (r.extra.get("per_k") or {}).items():
+                rows.append({"concept": concept, "method": r.target, "k (scales forced)": int(k),
+                             "ASR (1 draw)": v["asr"], f"ASR (best of {r.extra.get('best_of')})": v["asr_best_of"]})
     return rows
 
 
@@ -57,6 +91,12 @@ def write_outputs(results: dict[str, list[AttackResult]], sanity: dict[str, Atta
     if sanity:
         lines += ["Sanity, soft-prompt from the anchor prompts against the original model: "
                   + ", ".join(f"{c} {r.asr:.3f}" for c, r in sanity.items()), ""]
+    loc, ovr = localisation_rows(results), override_rows(results)
+    if ovr:
+        lines += ["## Early-scale override per k", "", markdown_table(ovr), "", OVERRIDE_NOTE, ""]
+    if loc:
+        lines += ["## Attack localisation (ASR with the attacked condition at these scales only)", "",
+                  markdown_table(loc), "", LOCALISE_NOTE, ""]
     write_text(out / "table.md", "\n".join(lines + ["", md_cost, ""]))
     rep = Report("sace attack: robustness of erased models",
                  subtitle=f"model {report['model']}, {report['n_prompts']} start prompts x "
@@ -67,12 +107,32 @@ def write_outputs(results: dict[str, list[AttackResult]], sanity: dict[str, Atta
     if sanity:
         rep.text("Sanity (soft-prompt from the anchor prompts against the original model): "
                  + ", ".join(f"{c}: ASR {r.asr:.3f}" for c, r in sanity.items()))
+    if ovr:
+        rep.heading("Early-scale override: ASR per number of forced scales k", 2)
+        rep.text(OVERRIDE_NOTE)
+        rep.table(ovr)
+    if loc:
+        rep.heading("Attack localisation: where does the concept come back?", 2)
+        rep.text(LOCALISE_NOTE)
+        rep.table(loc)
+        for concept, rs in results.items():
+            for attack in dict.fromkeys(r.attack for r in rs if r.extra.get("localisation")):
+                group = [r for r in rs if r.attack == attack and r.extra.get("localisation")]
+                xs = list(range(len(group[0].extra["localisation"]["up_to"])))
+                series = {r.target: {"mean": r.extra["localisation"]["up_to"]} for r in group}
+                path = plot_curves(xs, series, out / "curves" / f"localise_{_safe(concept)}_{_safe(attack)}.png",
+                                   xlabel="k (attacked condition at scales 0..k, clean after)", ylabel="ASR",
+                                   title=f"{concept}: {attack}, localised", ylim=(-0.02, 1.02))
+                rep.image(path, caption=f"{concept}, {attack}: ASR when the attacked condition conditions only the "
+                                        "scales 0..k (k = K-1: the attack as it is)")
     rep.heading("Cost of every attack (measured; the attack's own work, not its measurement)", 2)
     rep.table(cost_rows(results, sanity), floatfmt=fmt)
     for concept, rs in results.items():
         rep.heading(f"{concept}: ASR vs budget", 2)
         for attack in dict.fromkeys(r.attack for r in rs):
-            group = [r for r in rs if r.attack == attack]
+            group = [r for r in rs if r.attack == attack and r.curve]
+            if not group:       # an attack that does not apply to this model has no curve
+                continue
             xs = [p.budget for p in group[0].curve]
             series = {r.target: {"mean": [p.asr for p in r.curve]} for r in group if len(r.curve) == len(xs)}
             path = plot_curves(xs, series, out / "curves" / f"{_safe(concept)}_{_safe(attack)}.png",

@@ -12,6 +12,10 @@ from ..sampling import SamplingSettings
 from .base import AttackResult, AttackSetup, AttackTarget
 from .concept_vector import ConceptVectorConfig, concept_direction, concept_vector_attack
 from .discrete import DiscreteConfig, discrete_attack
+from .inversion import InversionConfig, inversion_attack
+from .localise import localise as localise_attack
+from .override import OverrideConfig, override_attack
+from .relearn import RelearnConfig, relearn_attack
 from .soft_prompt import SoftPromptConfig, soft_prompt_attack
 
 #: attack key -> (title, default start: the concept prompts c* ("target") or their anchors c ("anchor"))
@@ -19,6 +23,9 @@ ATTACKS: dict[str, tuple[str, str]] = {
     "soft": ("soft-prompt", "target"),
     "vector": ("concept-vector", "anchor"),
     "discrete": ("discrete", "target"),
+    "inversion": ("embedding inversion", "target"),
+    "override": ("early-scale override", "target"),
+    "relearn": ("relearning", "target"),
 }
 STARTS = ("target", "anchor")
 
@@ -30,6 +37,18 @@ class AttackConfigs:
     soft: SoftPromptConfig = field(default_factory=SoftPromptConfig)
     vector: ConceptVectorConfig = field(default_factory=ConceptVectorConfig)
     discrete: DiscreteConfig = field(default_factory=DiscreteConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    override: OverrideConfig = field(default_factory=OverrideConfig)
+    relearn: RelearnConfig = field(default_factory=RelearnConfig)
+
+    def validate(self, num_scales: int | None = None) -> None:
+        """Every attack's settings (``num_scales``: the model's, for the override's k)."""
+        self.soft.validate()
+        self.vector.validate()
+        self.discrete.validate()
+        self.inversion.validate()
+        self.override.validate(num_scales)
+        self.relearn.validate()
 
 
 def parse_attacks(spec: str) -> list[tuple[str, str]]:
@@ -86,13 +105,22 @@ def select_pairs(concept: ConceptSpec, n: int, start: str) -> tuple[list[str], l
     return list(picked), list(picked.values())
 
 
+def not_applicable(target: AttackTarget, setup: AttackSetup, budget: dict, reason: str) -> AttackResult:
+    """The row of an attack that does not apply to the model (ASR NaN, shown as ``n/a``; ``extra`` says why)."""
+    n = len(setup.prompts) * len(setup.eval_seeds)
+    return AttackResult("", target.name, budget, float("nan"), float("nan"), n, 0,
+                        {"queries": 0, "gradient_steps": 0, "seconds": 0.0}, [], [], extra={"not_applicable": reason})
+
+
 def run_attack(model, name: str, start: str, target: AttackTarget, concept: ConceptSpec, judge: Judge,
                n_prompts: int, eval_seeds: list[int], search_seeds: list[int], configs: AttackConfigs,
-               settings=None, batch_size: int = 64, direction=None) -> AttackResult:
+               settings=None, batch_size: int = 64, direction=None, localise: bool = False) -> AttackResult:
     """Run attack ``name`` from ``start`` prompts of ``concept`` against ``target``.
 
     ``direction``: a precomputed concept direction (the concept-vector attack computes it from the
-    concept's target/anchor pairs otherwise; it depends on the text encoder only).
+    concept's target/anchor pairs otherwise; it depends on the text encoder only). ``localise``: for an
+    attack that changes the condition and succeeds (ASR > 0), also measure its ASR with the attacked condition
+    at subsets of the scales (:mod:`sace.attacks.localise`), stored as ``extra["localisation"]``.
     """
     prompts, concept_prompts = select_pairs(concept, n_prompts, start)
     setup = AttackSetup(prompts, concept_prompts, eval_seeds, search_seeds, judge,
@@ -103,10 +131,21 @@ def run_attack(model, name: str, start: str, target: AttackTarget, concept: Conc
         if direction is None:
             direction = concept_direction(model, concept.targets, concept.anchors)
         res = concept_vector_attack(model, target, setup, configs.vector, direction=direction)
+    elif name == "discrete" and getattr(model, "class_conditional", False):
+        res = not_applicable(target, setup, {"unit": "queries", "per_prompt": configs.discrete.queries},
+                             "a class-conditional model has no words to search: its prompts are class labels")
     elif name == "discrete":
         res = discrete_attack(model, target, setup, concept.words or [concept.name], configs.discrete)
+    elif name == "inversion":
+        res = inversion_attack(model, target, setup, concept.words or [concept.name], configs.inversion)
+    elif name == "override":
+        res = override_attack(model, target, setup, configs.override)
+    elif name == "relearn":
+        res = relearn_attack(model, target, setup, concept.retain, configs.relearn)
     else:
         raise SaceError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
     res.attack = attack_title(name, start)
     res.extra["start"] = start
+    if localise and res.attacked is not None and res.asr > 0:
+        res.extra["localisation"] = localise_attack(model, target, setup, res)
     return res

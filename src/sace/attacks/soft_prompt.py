@@ -11,14 +11,16 @@ computed with the deployment guidance and temperature (the distribution images a
 variables ``delta`` are either ``n_tokens`` continuous token states inserted before the prompt's last
 token (``mode="insert"``; each kept within the largest token norm of its prompt), or an additive change of
 every text state within a norm ball ``||delta_t|| <= radius * ||x_t||`` (``mode="ball"``). Optimised with
-Adam; then images are generated from the optimised condition and scored by the detector.
+Adam; then images are generated from the optimised condition and scored by the detector. On a
+class-conditional model (VAR) the free variable is the class embedding (:func:`~.base.encode`), always in a
+ball around the start class's embedding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor
@@ -26,6 +28,7 @@ from torch import Tensor
 from ..adapters import adapter_set
 from ..errors import SaceError
 from ..models.base import Condition, ScaleLogits, TokenPyramid
+from ..models.text import encode_placeholder
 from ..sampling import make_generators, sample
 from .base import AttackResult, AttackSetup, AttackTarget, CurvePoint, Stopwatch, encode, finish, judge_attempts
 
@@ -88,17 +91,7 @@ class SoftCondition:
         x, mask = self.base.tokens.detach(), self.base.mask
         if self.cfg.mode == "ball":
             return Condition(x + self.param * mask[..., None], mask, self.base.prompts, self.base.is_null)
-        n = self.cfg.n_tokens
-        b, t, c = x.shape
-        rows, masks = [], []
-        for i in range(b):
-            L = int(mask[i].sum())
-            pad = x.new_zeros(t - L, c)
-            rows.append(torch.cat([x[i, :L - 1], self.param[i], x[i, L - 1:L], pad]))
-            m = torch.zeros(t + n, dtype=torch.bool)
-            m[:L + n] = True
-            masks.append(m)
-        return Condition(torch.stack(rows), torch.stack(masks).to(mask.device), self.base.prompts, self.base.is_null)
+        return encode_placeholder(Condition(x, mask, self.base.prompts, self.base.is_null), self.param)
 
     @torch.no_grad()
     def project_(self) -> None:
@@ -211,6 +204,10 @@ def soft_prompt_attack(model, target: AttackTarget, setup: AttackSetup,
     """
     cfg = cfg or SoftPromptConfig()
     cfg.validate()
+    class_conditional = getattr(model, "class_conditional", False)
+    if class_conditional and cfg.mode == "insert":
+        # one class embedding per row and no token sequence to insert into: optimise the embedding in a ball
+        cfg = replace(cfg, mode="ball")
     s = setup.settings.resolved(model)
     p = len(setup.prompts)
     marks = sorted({0, *[round(cfg.steps * (i + 1) / max(1, cfg.checkpoints)) for i in range(cfg.checkpoints)]})
@@ -223,7 +220,8 @@ def soft_prompt_attack(model, target: AttackTarget, setup: AttackSetup,
         pyr, tf = concept_pyramids(model, concept, cfg.pyramids, seeds, s)
         _, history, snaps = optimise_soft_condition(model, target, start, pyr, tf, cfg, s, record_at=marks)
     keys = [str(i) for i in range(p)]
-    suffix = f" + {cfg.n_tokens} soft tokens" if cfg.mode == "insert" else f" (text states, radius {cfg.radius})"
+    states = "class embedding" if class_conditional else "text states"
+    suffix = f" + {cfg.n_tokens} soft tokens" if cfg.mode == "insert" else f" ({states}, radius {cfg.radius})"
     labels = [pr + suffix for pr in setup.prompts]
     curve, final = [], None
     for step in marks:
@@ -234,6 +232,9 @@ def soft_prompt_attack(model, target: AttackTarget, setup: AttackSetup,
     unattacked = judge_attempts(model, target, setup, lambda ks: encode(model, ks), setup.prompts)
     found = [{"start": pr, "concept_prompt": cp, "soft": suffix.strip(" +()")}
              for pr, cp in zip(setup.prompts, setup.concept_prompts)]
-    return finish("soft-prompt", target, {"unit": "gradient steps", "per_prompt": cfg.steps}, final, unattacked,
-                  {"queries": 0, "gradient_steps": cfg.steps, "seconds": round(clock.seconds, 2)}, curve, found,
-                  objective=history, config=asdict(cfg))
+    res = finish("soft-prompt", target, {"unit": "gradient steps", "per_prompt": cfg.steps}, final, unattacked,
+                 {"queries": 0, "gradient_steps": cfg.steps, "seconds": round(clock.seconds, 2)}, curve, found,
+                 objective=history, config=asdict(cfg))
+    last = snaps[marks[-1]]
+    res.attacked = lambda idx: last.index(list(idx))
+    return res

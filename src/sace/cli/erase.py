@@ -185,6 +185,11 @@ def erase(
         f"({len(res.log)} steps, {res.tokens_per_step} tokens/step, peak {peak or float('nan'):.0f} MB); "
         f"final L_ER {last.get('L_ER', float('nan')):.4f}, L_pre {last.get('L_pre', float('nan')):.4f}, "
         f"target scale-0 entropy {last.get('entropy_target', float('nan')):.3f} nats -> {out}")
+    base_tokens = (res.adapter.metadata.get("robust") or {}).get("sace_tokens_per_step")
+    if base_tokens:   # the cost of robustness, in the unit that does not depend on the machine's load
+        c.print(f"cost: {res.tokens_per_step / base_tokens:.2f}x plain SACE's transformer tokens per step "
+                f"({res.tokens_per_step} vs {base_tokens}); wall-time ratios measured over ten classes are in the "
+                f"README")
     if outcome.check is not None and outcome.check.passed is False:
         c.print("warning: the post-training check FAILED (see above); the adapter does not meet the thresholds")
 

@@ -6,7 +6,8 @@ and how (a config factory and the :class:`~sace.erasure.trainer.Objective` the o
 it changes sampling without training (a negative prompt, per-scale conditions). Adding a method is one module
 (its objective) plus one row of :data:`METHODS`.
 
-Rows: ``original`` (the model as it is), ``sace`` (:mod:`.sace`), the baselines ``svare``, ``esd``,
+Rows: ``original`` (the model as it is), ``sace`` (:mod:`.sace`), ``rsace`` (robust SACE, :mod:`.robust`),
+the baselines ``svare``, ``esd``,
 ``negprompt``, ``swap0`` (:mod:`.baselines`, ``shared/docs/METHOD.md`` §4) and the SACE ablations of METHOD.md
 §5 (``sace_noent``, ``sace_nopre``, ``sace_shared``, ``sace_scale0``).
 """
@@ -22,6 +23,7 @@ from ..concepts.spec import ConceptSpec
 from ..errors import SaceError
 from ..models.base import Condition
 from .baselines import ESDConfig, ESDObjective, SVAREConfig, SVAREObjective, scale0_swap_conditions
+from .robust import RobustSACEObjective, default_robust_config
 from .sace import SACEConfig, SACEObjective, apply_model_defaults, default_sace_config
 from .trainer import Objective, Trainer, TrainResult, run
 
@@ -106,6 +108,8 @@ def _sace_ablation(key: str, label: str, **fixed) -> MethodEntry:
 METHODS: dict[str, MethodEntry] = {m.key: m for m in (
     MethodEntry("original", "original"),
     MethodEntry("sace", "SACE", default_sace_config, lambda model, concept, cfg: SACEObjective(model, concept, cfg)),
+    MethodEntry("rsace", "robust SACE", default_robust_config,
+                lambda model, concept, cfg: RobustSACEObjective(model, concept, cfg)),
     MethodEntry("svare", "S-VARE", lambda model, **ov: apply_model_defaults(SVAREConfig(), model, "svare", **ov),
                 lambda model, concept, cfg: SVAREObjective(concept, cfg), baseline=True),
     MethodEntry("esd", "ESD (all scales)", lambda model, **ov: apply_model_defaults(ESDConfig(), model, "esd", **ov),

@@ -21,7 +21,7 @@ token per prompt.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -151,7 +151,7 @@ class SACEObjective(Objective):
         self.auto_gate = None
         if self.cfg.gate == "auto":     # issue 11: the smallest prefix of scales ISSA allows (erasure/gate.py)
             self.auto_gate = resolve_auto_gate(model, self.concept)
-            self.cfg = SACEConfig(**{**asdict(self.cfg), "gate": self.auto_gate.gate})
+            self.cfg = replace(self.cfg, gate=self.auto_gate.gate)   # keeps a subclass's fields
         s = SamplingSettings(guidance=self.cfg.guidance, temperature=self.cfg.temperature).resolve(model)
         self.w, self.tau = float(s.guidance), float(s.temperature)
 

@@ -72,6 +72,14 @@ class Objective:
         """Method-specific adapter metadata."""
         return {}
 
+    def state_dict(self) -> dict:
+        """The objective's own training state besides the adapter (e.g. an inner adversary's variables),
+        saved in checkpoints; empty for objectives without one."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` when a checkpoint is resumed."""
+
 
 @dataclass
 class TrainResult:
@@ -133,7 +141,7 @@ class Trainer:
             raise SaceError(f"adapter parameters became non-finite at step {self.step} ({', '.join(bad[:3])}); "
                             f"not overwriting the last good checkpoint {p} (lower --lr)")
         state = {"adapter": self.adapter.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
-                 "gen": self.gen.get_state(), "log": self.log}
+                 "gen": self.gen.get_state(), "log": self.log, "objective": self.objective.state_dict()}
         # in memory, then temp file + fsync + rename: a full disk reports "disk full" and keeps the last one
         write_checkpoint(p, state, **self._provenance())
 
@@ -167,6 +175,8 @@ class Trainer:
         self.gen.set_state(st["gen"])
         self.step = int(st["step"])
         self.log = list(st["log"])
+        if st.get("objective"):
+            self.objective.load_state_dict(st["objective"])
         return True
 
     # -- the loop ------------------------------------------------------------------------------------------

@@ -396,6 +396,11 @@ class ScaleWiseModel(Protocol):
     def null_condition(self, like: Condition) -> Condition:
         """The unconditional (null) condition with ``like``'s batch (and lengths)."""
 
+    def continuous_condition(self, cond: Condition) -> Condition:
+        """``cond`` as continuous states that the model's ``prepare`` accepts in its place with identical results:
+        a text family's states ``(B, L, C)`` + mask as they are; a class-conditional family's class embedding rows
+        ``(B, 1, C)`` (null rows: the CFG null embedding). What the attacks optimise."""
+
     # tokenizer
     def tokenize(self, images: Tensor, schedule: Schedule | None = None, bit_flip: float = 0.0,
                  generator: torch.Generator | None = None) -> tuple[TokenPyramid, Tensor]:

@@ -110,6 +110,11 @@ class ScaleWiseBase(nn.Module):
         raise NotImplementedError
 
     # -- conditions ----------------------------------------------------------------------------------------
+    def continuous_condition(self, cond: Condition) -> Condition:
+        """``cond`` in the family's continuous form, the one attacks and learned conditions work in (text
+        families: the text states ``(B, L, C)`` and mask as they are; VAR overrides it with class embeddings)."""
+        return cond
+
     def _per_scale(self, cond: Condition | Sequence[Condition], n: int) -> list[Condition]:
         """One condition for all ``n`` scales, or the first ``n`` of a per-scale list. Raises SaceError for too
         few conditions or different batch sizes."""

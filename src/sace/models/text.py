@@ -50,6 +50,42 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
     return prompts
 
 
+def encode_placeholder(context: Condition, states: torch.Tensor) -> Condition:
+    """A placeholder token's learned states spliced into encoded prompts (textual inversion's ``S*``, as text
+    states): each row of ``context`` with ``states`` inserted before its last real token (the end-of-text
+    token of BERT/T5 encoders), so ``"a photo"`` + ``S*`` reads ``[CLS] a photo S*_1 .. S*_n [SEP]``.
+
+    Args:
+        context: ``B`` encoded prompts, tokens ``(B, T, C)`` float with a mask ``(B, T)``.
+        states: ``(n, C)`` placeholder states shared by every row, or ``(B, n, C)`` one sequence per row; may
+            require grad (the result is differentiable in them).
+    Returns:
+        A condition with tokens ``(B, T + n, C)`` and lengths ``L_i + n`` (rows keep their prompts/null flags).
+    Raises:
+        SaceError: ``states`` of another width or batch, or no states.
+
+    Source: Gal et al., "An Image is Worth One Word" (ICLR 2023) learn a new token embedding; here the learned
+    vectors live in the encoder's *output* space, the space the generator's cross-attention reads.
+    """
+    x, mask = context.tokens, context.mask
+    b, t, c = x.shape
+    if states.ndim == 2:
+        states = states.unsqueeze(0).expand(b, -1, -1)
+    if states.ndim != 3 or states.shape[0] != b or states.shape[2] != c or states.shape[1] < 1:
+        raise SaceError(f"placeholder states must be (n, {c}) or ({b}, n, {c}) with n >= 1, got "
+                        f"{tuple(states.shape)}")
+    n = states.shape[1]
+    rows, masks = [], []
+    for i in range(b):
+        L = int(mask[i].sum())
+        pad = x.new_zeros(t - L, c)
+        rows.append(torch.cat([x[i, :L - 1], states[i].to(x), x[i, L - 1:L], pad]))
+        m = torch.zeros(t + n, dtype=torch.bool, device=mask.device)
+        m[:L + n] = True
+        masks.append(m)
+    return Condition(torch.stack(rows), torch.stack(masks), context.prompts, context.is_null)
+
+
 class HFTextEncoder:
     """A Hugging Face encoder returning per-token hidden states.
 

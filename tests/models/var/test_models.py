@@ -122,6 +122,36 @@ def test_conditions_and_null_class():
         m.encode_prompts(["a purple unicorn"])
 
 
+def test_class_embedding_condition_gives_bit_identical_images_and_logits():
+    """A continuous condition (the class's row of class_emb, the null row for CFG) equals the class index."""
+    from sace.generate import generate
+    m = registry.load_model("var-tiny-fixture")
+    c = m.encode_prompts(["volcano", "3"])
+    e = m.continuous_condition(c)
+    assert e.tokens.shape == (2, 1, m.transformer.cfg.embed_dim) and e.tokens.is_floating_point()
+    assert torch.equal(e.tokens[:, 0], m.transformer.class_emb.weight[[980, 3]])
+    assert m.continuous_condition(e) is e
+    # the null row of CFG: a continuous null condition gives the null class's embedding
+    u = m.continuous_condition(m.null_condition(c))
+    assert torch.equal(u.tokens[:, 0], m.transformer.class_emb.weight[[1000, 1000]])
+    a = generate(m, ["volcano", "3"], [0, 1])
+    b = generate(m, ["volcano", "3"], [0, 1], conditions_fn=lambda ks: m.continuous_condition(m.encode_prompts(ks)))
+    assert torch.equal(a, b)
+    # teacher-forced logits, guided, with a continuous condition and the label null side mixed
+    pyr, tf = m.tokenize(a * 2 - 1)
+    za = m.forward_teacher_forced(c, tf, guidance=3.0)
+    zb = m.forward_teacher_forced(e, tf, guidance=3.0)
+    assert all(torch.equal(x, y) for x, y in zip(za.per_scale, zb.per_scale))
+    # a different embedding changes the images, and bad widths / non-finite rows are one-line errors
+    moved = generate(m, ["volcano", "3"], [0, 1], conditions_fn=lambda ks: m.continuous_condition(
+        m.encode_prompts(["7", "8"])))
+    assert not torch.equal(a, moved)
+    with pytest.raises(SaceError, match="class embeddings must be"):
+        m.transformer.prepare(torch.zeros(2, 3))
+    with pytest.raises(SaceError, match="non-finite"):
+        m.transformer.prepare(torch.full((1, m.transformer.cfg.embed_dim), float("nan")))
+
+
 def test_phi_index_tables_follow_the_reference_float64_ties():
     assert phi_index_table(10, 4) == [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]
     assert phi_index_table(7, 4) == [0, 0, 1, 2, 2, 3, 3]

@@ -3,8 +3,10 @@
 
 * Conditions: a prompt is a class label or name (:class:`~sace.models.var.classes.ClassVocabulary`); a
   :class:`Condition` row holds its label as ``tokens[i, 0, 0]`` (float, exact below 2**24) with one real token,
-  and the null condition is the null class ``num_classes``. Swapping the condition at scale k (ISSA) swaps
-  the class of the AdaLN and head conditions of scales >= k; the SOS comes from the scale-0 condition.
+  and the null condition is the null class ``num_classes``. A continuous condition holds class embeddings
+  ``(B, 1, C)`` instead (:meth:`VARModel.continuous_condition`; what the attacks optimise).
+  Swapping the condition at scale k (ISSA) swaps the class of the AdaLN and head conditions of scales >= k;
+  the SOS comes from the scale-0 condition.
 * Tokens: VQ indices, :class:`~sace.models.tokens.IndexTokens` (logits ``(B, n_k, V)``, grids ``(B, h, w)``).
 * Guidance: sace's ``w*z(c) + (1-w)*z(null)`` per scale. VAR's ramp ``(1+t_k) z(c) - t_k z(null)`` with
   ``t_k = cfg*k/(K-1)`` is ``w_k = 1 + t_k`` (:func:`guidance_ramp`). A single guidance value ``w`` given to this
@@ -118,6 +120,11 @@ class VARModel(ScaleWiseBase):
         """The null class for every row of ``like``."""
         return self.condition([self.num_classes] * like.batch_size, ("",) * like.batch_size)
 
+    def is_embedding(self, cond: Condition) -> bool:
+        """Whether ``cond`` holds continuous class embeddings ``(B, 1, C)`` (:meth:`continuous_condition`) rather
+        than class labels ``(B, 1, 1)``."""
+        return cond.tokens.shape[1] == 1 and cond.channels == self.transformer.cfg.embed_dim
+
     def labels(self, cond: Condition) -> Tensor:
         """``(B,)`` int64 class labels of a condition made by this model. Raises SaceError otherwise."""
         if cond.channels != 1 or cond.tokens.shape[1] != 1:
@@ -125,9 +132,37 @@ class VARModel(ScaleWiseBase):
                             f"{tuple(cond.tokens.shape)} -- encode prompts with this model")
         return cond.tokens[:, 0, 0].round().long()
 
+    def continuous_condition(self, cond: Condition) -> Condition:
+        """The class embedding rows of ``cond`` as a continuous condition: tokens ``(B, 1, C)`` float (the rows of
+        ``class_emb`` for its labels, the null class's row for null rows; ``C = embed_dim``), mask ``(B, 1)``.
+        :meth:`prepare <sace.models.var.transformer.VARTransformer.prepare>` takes it in place of the labels and
+        gives bit-identical results for unchanged rows; an attack optimises these rows (a ball around the
+        class embedding). A condition that already holds embeddings is returned as it is.
+
+        Raises:
+            SaceError: ``cond`` is neither labels nor embeddings of this model.
+        """
+        if self.is_embedding(cond):
+            return cond
+        with torch.no_grad():
+            emb = self.transformer.class_emb(self.transformer.check_labels(self.labels(cond)))
+        return Condition(emb.detach().unsqueeze(1), cond.mask.to(emb.device), cond.prompts, cond.is_null)
+
+    def _rows(self, cond: Condition) -> Tensor:
+        """``(B,)`` labels, or ``(B, C)`` class embeddings of a continuous condition."""
+        if self.is_embedding(cond):
+            return cond.tokens[:, 0]
+        return self.labels(cond)
+
     def _prepare_input(self, cond: Condition, uncond: Condition | None) -> Tensor:
-        """The class labels ``(B,)`` (or ``(2B,)``: cond then uncond) of the rows."""
-        return self.labels(cond) if uncond is None else torch.cat([self.labels(cond), self.labels(uncond)])
+        """The class labels ``(B,)`` (or ``(2B,)``: cond then uncond) of the rows, or their class embeddings
+        ``(B or 2B, C)`` when either side is continuous (labels are then looked up, so both sides concatenate)."""
+        if uncond is None:
+            return self._rows(cond)
+        if not (self.is_embedding(cond) or self.is_embedding(uncond)):
+            return torch.cat([self.labels(cond), self.labels(uncond)])
+        c, u = self.continuous_condition(cond).tokens[:, 0], self.continuous_condition(uncond).tokens[:, 0]
+        return torch.cat([c, u.to(c)])
 
     def _null_conditions(self, conds: list[Condition], n: int) -> list[Condition]:
         """The null class, one object for every scale."""

@@ -98,16 +98,17 @@ class VARConfig:
 
 @dataclass
 class ConditionState:
-    """Per-scale conditioning of one batch of labels as one gate signature sees it.
+    """Per-scale conditioning of one batch of labels (or class embeddings) as one gate signature sees it.
 
     Attributes:
-        labels: ``(B,)`` int64 class labels (``num_classes`` = null).
+        labels: ``(B,)`` int64 class labels (``num_classes`` = null), or ``None`` when the batch was prepared
+            from continuous class embeddings (:meth:`VARTransformer.prepare` with a ``(B, C)`` float tensor).
         cond: ``(B, C)`` class embeddings (the SOS and the AdaLN input).
         ada: per block ``(B, 6, C)``: ``[g1, g2, s1, s2, b1, b2]``.
         head_ss: ``(B, 2, C)``: head ``[scale, shift]``.
     """
 
-    labels: Tensor
+    labels: Tensor | None
     cond: Tensor
     ada: list[Tensor]
     head_ss: Tensor
@@ -226,13 +227,31 @@ class VARTransformer(nn.Module, AdapterHost):
                             f"or {self.cfg.num_classes} for the null class")
         return labels
 
+    def class_embeddings(self, inp: Tensor) -> tuple[Tensor | None, Tensor]:
+        """``(labels or None, class embeddings (B, C))`` of ``inp``: class labels ``(B,)`` (integer) are looked up in
+        ``class_emb``; continuous class embeddings ``(B, C)`` (floating point, ``C = embed_dim``) are taken as they
+        are (a continuous condition: an attack's optimised embedding, or a learned one).
+
+        Raises:
+            SaceError: labels out of range, or embeddings of another width or with non-finite values.
+        """
+        if inp.is_floating_point() and inp.ndim == 2:
+            c = self.cfg.embed_dim
+            if inp.shape[1] != c:
+                raise SaceError(f"class embeddings must be (B, {c}) for this VAR, got shape {tuple(inp.shape)}")
+            if not bool(torch.isfinite(inp).all()):
+                raise SaceError("class embeddings hold non-finite values")
+            return None, inp.to(device=self.class_emb.weight.device, dtype=self.class_emb.weight.dtype)
+        labels = self.check_labels(inp)
+        return labels, self.class_emb(labels)
+
     def prepare(self, labels: Tensor, scale: int = 0) -> ConditionState:
-        """AdaLN and head conditions of ``labels (B,)`` as tokens of ``scale`` see them (adapters on the
-        condition path gated on that scale apply)."""
-        labels = self.check_labels(labels)
+        """AdaLN and head conditions of ``labels (B,)`` -- or of continuous class embeddings ``(B, C)`` float
+        (:meth:`class_embeddings`) -- as tokens of ``scale`` see them (adapters on the condition path gated on
+        that scale apply). An embedding equal to a class's row of ``class_emb`` gives bit-identical states."""
         c = self.cfg.embed_dim
         with self.gate.scope(text_scale=scale):
-            cond = self.class_emb(labels)                                          # (B, C)
+            labels, cond = self.class_embeddings(labels)                           # (B, C)
             if self.cfg.shared_aln:
                 shared = self.shared_ada_lin(cond).view(-1, 6, c)
                 ada = [(blk.ada_gss[0] + shared) for blk in self.blocks]

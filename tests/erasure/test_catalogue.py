@@ -24,14 +24,14 @@ def _cat():
 
 
 def test_one_row_per_method_in_table_order():
-    assert list(catalogue.METHODS) == ["original", "sace", "svare", "esd", "negprompt", "swap0", "sace_noent",
-                                       "sace_nopre", "sace_shared", "sace_scale0"]
-    assert [m.label for m in catalogue.METHODS.values()][:6] == [
-        "original", "SACE", "S-VARE", "ESD (all scales)", "negative prompt", "scale-0 prompt swap"]
-    assert catalogue.keys(trained=True) == ["sace", "svare", "esd", "sace_noent", "sace_nopre", "sace_shared",
-                                            "sace_scale0"]
+    assert list(catalogue.METHODS) == ["original", "sace", "rsace", "svare", "esd", "negprompt", "swap0",
+                                       "sace_noent", "sace_nopre", "sace_shared", "sace_scale0"]
+    assert [m.label for m in catalogue.METHODS.values()][:7] == [
+        "original", "SACE", "robust SACE", "S-VARE", "ESD (all scales)", "negative prompt", "scale-0 prompt swap"]
+    assert catalogue.keys(trained=True) == ["sace", "rsace", "svare", "esd", "sace_noent", "sace_nopre",
+                                            "sace_shared", "sace_scale0"]
     assert catalogue.DEFAULT_METHOD == "sace" and catalogue.get("SACE").key == "sace"
-    assert catalogue.select("all") == ["original", "sace", "svare", "esd", "negprompt", "swap0"]
+    assert catalogue.select("all") == ["original", "sace", "rsace", "svare", "esd", "negprompt", "swap0"]
     assert catalogue.select("sace,ablations,sace") == ["sace", "sace_noent", "sace_nopre", "sace_shared",
                                                        "sace_scale0"]
     assert catalogue.select(None) == ["original"]
@@ -55,7 +55,7 @@ def test_configs_take_the_models_defaults_and_refuse_what_a_method_lacks(tiny):
     assert len(catalogue.get("swap0").conditions(tiny, ["a cat"], _cat())) == tiny.schedule.num_scales
 
 
-@pytest.mark.parametrize("key", ["sace", "svare", "esd"])
+@pytest.mark.parametrize("key", ["sace", "rsace", "svare", "esd"])
 def test_every_trained_row_trains_through_the_one_trainer(tiny, key, tmp_path):
     row = catalogue.get(key)
     cfg = row.make_config(tiny, steps=1, seed=0, batch_size=2)

@@ -128,13 +128,14 @@ def erase(
     for opt, val, lo in (("--rank", rank, 1), ("--steps", steps, 1), ("--batch-size", batch_size, 0),
                          ("--checkpoint-every", checkpoint_every, 1)):
         v.integer(opt, val, lo=lo)
-    check_n(check_images)            # 'auto' or N >= 0
+    n_check = check_n(check_images)  # 'auto' (None) or N >= 0
     v.finite("--lr", lr, lo=0, lo_open=True)
     v.finite("--alpha", alpha, lo=0, lo_open=True)
     for opt, val in (("--lambda-h", lambda_h), ("--lambda-pre", lambda_pre), ("--mu", mu)):
         v.finite(opt, val, lo=0)
     v.seed("--seed", seed)
-    v.count("--check-images", check_images, lo=0)
+    if n_check is not None:
+        v.count("--check-images", n_check, lo=0)
     v.integer("--max-steps", max_steps, lo=0)
     for opt, val in (("--max-acc-e", max_acc_e), ("--max-heldout", max_heldout), ("--max-acc-i-drop", max_acc_i_drop),
                      ("--gate-tol", gate_tol)):

@@ -92,7 +92,9 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
     opt = options or EraseOptions()
     judge = audit = why = None
     auto = getattr(config, "gate", None) == "auto"
-    if opt.audit or opt.check_images or auto:
+    n_check = check_n(opt.check_images)
+    checking = n_check is None or n_check > 0     # "auto" (sequential) or N > 0 images; 0 / "0": no check
+    if opt.audit or checking or auto:
         try:
             judge = domains.judge_for(model, concept, opt.detector)
             say(judge_line(judge))
@@ -123,9 +125,9 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
     res = tr.train(progress=progress)
     train_secs = res.seconds
     check, rounds = None, 1
-    if opt.check_images and judge is not None:
+    if checking and judge is not None:
         while True:
-            check = post_training_check(model, concept, tr.adapter.config.name, n=check_n(opt.check_images),
+            check = post_training_check(model, concept, tr.adapter.config.name, n=n_check,
                                         thresholds=opt.thresholds, judge=judge, seed=getattr(config, "seed", 0))
             check.steps = tr.step
             say(check.line())
@@ -141,8 +143,8 @@ def erase_checked(model, concept: ConceptSpec, config=None, options: EraseOption
         if opt.until_pass and not check.passed:
             say(f"warning: the check still says {check.verdict} after {tr.step} steps (the budget); the adapter is "
                 f"saved anyway")
-    elif opt.check_images:
-        check = CheckResult(concept.name, None, check_n(opt.check_images) or 0, notes=[why])
+    elif checking:
+        check = CheckResult(concept.name, None, n_check or 0, notes=[why])
     res.seconds = train_secs
     meta = res.adapter.metadata
     meta["train_seconds"] = round(train_secs, 3)

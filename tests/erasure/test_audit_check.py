@@ -106,15 +106,14 @@ def test_check_verdict_flips_with_the_threshold(fashion):
 
 
 def test_cli_audit_names_the_bad_anchor(tmp_path):
-    import json
-
     from tests.cli.test_cli import _run
 
+    # "a pair of jeans" is one of trouser's own names: the resolver's static word check refuses it before any
+    # image is drawn (issue 24), naming the prompt and the fix
     r = _run("audit", "--concept", "trouser", "--anchor", "a pair of jeans", "--images", "1", "--out", str(tmp_path))
     assert r.returncode == 2, (r.stdout, r.stderr)
     err = [x for x in r.stderr.splitlines() if x.startswith("error: ")]
-    assert len(err) == 1 and "'a photo of a pair of jeans' (1.00)" in err[0] and "choose another --anchor" in err[0]
-    assert json.loads((tmp_path / "audit.json").read_text())["ok"] is False
+    assert len(err) == 1 and "'a photo of a pair of jeans'" in err[0] and "--anchor" in err[0], err
 
 
 def test_stored_audit_and_check_read_back_for_reports():

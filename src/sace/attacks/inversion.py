@@ -29,7 +29,7 @@ from ..errors import SaceError
 from ..models.base import Condition
 from ..models.text import encode_placeholder
 from .base import AttackResult, AttackSetup, AttackTarget, CurvePoint, Stopwatch, encode, finish, judge_attempts
-from .soft_prompt import concept_pyramids, frozen, sequence_log_likelihood
+from .soft_prompt import concept_pyramids, maximise_likelihood
 
 #: the context used where deleting the concept's words leaves nothing ("a sneaker" -> "")
 EMPTY_CONTEXT = "a photo"
@@ -130,33 +130,14 @@ def inversion_attack(model, target: AttackTarget, setup: AttackSetup, words: Seq
     contexts = context_prompts(setup.prompts, words)
     gen = torch.Generator().manual_seed(cfg.seed)
     clock = Stopwatch()
-    snaps: dict[int, Condition] = {}
-    history: list[float] = []
     with clock:
         concept = encode(model, setup.concept_prompts)
         seeds = [setup.search_seeds[j % len(setup.search_seeds)] + 7919 * (j // len(setup.search_seeds))
                  for j in range(p * cfg.pyramids)]
         pyr, tf = concept_pyramids(model, concept, cfg.pyramids, seeds, s)
         ph = Placeholder(model, contexts, cfg, gen)
-        opt = torch.optim.Adam([ph.param], lr=cfg.lr)
-        unc = target.uncond(model, pyr.batch_size)
-        with frozen(model), target.active(model):
-            for step in range(cfg.steps + 1):
-                if step in marks:
-                    snaps[step] = ph.snapshot()
-                cond = ph.condition().repeat_interleave(cfg.pyramids)
-                z = model.forward_teacher_forced(cond, tf, uncond=unc, guidance=s["guidance"],
-                                                 temperature=s["temperature"])
-                ll = sequence_log_likelihood(z, pyr).mean()
-                if not torch.isfinite(ll):
-                    raise SaceError(f"embedding-inversion objective became non-finite at step {step}; lower the lr")
-                history.append(float(ll.detach()))
-                if step == cfg.steps:
-                    break
-                opt.zero_grad(set_to_none=True)
-                (-ll).backward()
-                opt.step()
-                ph.project_()
+        history, snaps = maximise_likelihood(model, target, ph, pyr, tf, cfg.pyramids, cfg.steps, cfg.lr, s, marks,
+                                             "embedding-inversion")
     n = 1 if ph.class_conditional else cfg.n_tokens
     what = "a learned class embedding" if ph.class_conditional else f"{n} learned states S*"
     labels = [what if ph.class_conditional else f"{c} + S*" for c in contexts]

@@ -169,28 +169,50 @@ def optimise_soft_condition(model, target: AttackTarget, start: Condition, pyram
     gen = torch.Generator().manual_seed(cfg.seed)
     max_len = getattr(getattr(getattr(model, "transformer", None), "cfg", None), "text_maxlen", None)
     soft = SoftCondition(start.to(model.device), cfg, gen, max_len)
-    opt = torch.optim.Adam([soft.param], lr=cfg.lr)
+    history, snaps = maximise_likelihood(model, target, soft, pyramid, tf, cfg.pyramids, cfg.steps, cfg.lr, settings,
+                                         record_at, "soft-prompt")
+    return soft, history, snaps
+
+
+def maximise_likelihood(model, target: AttackTarget, var, pyramid: TokenPyramid, tf: Tensor, per_row: int,
+                        steps: int, lr: float, settings: dict, record_at: Sequence[int] = (), name: str = "attack"
+                        ) -> tuple[list[float], dict[int, Condition]]:
+    """The white-box attacks' one optimisation loop: Adam on ``var.param`` maximising the target's teacher-forced
+    log-likelihood of ``pyramid`` under ``var.condition()`` (each row repeated ``per_row`` times), projecting
+    after every step (``var.project_()``).
+
+    Args:
+        var: the free variables (:class:`SoftCondition`, the inversion's placeholder): ``param``,
+            ``condition()``, ``snapshot()``, ``project_()``.
+        settings: resolved sampling settings; ``guidance`` and ``temperature`` define the likelihood.
+        record_at: step counts whose condition is returned (0 = before any step). name: for the error message.
+    Returns:
+        (objective before each step and after the last, ``steps + 1`` values; ``{step: condition}``).
+    Raises:
+        SaceError: a non-finite objective.
+    """
+    opt = torch.optim.Adam([var.param], lr=lr)
     unc = target.uncond(model, pyramid.batch_size)
     history: list[float] = []
     snaps: dict[int, Condition] = {}
     with frozen(model), target.active(model):
-        for step in range(cfg.steps + 1):
+        for step in range(steps + 1):
             if step in record_at:
-                snaps[step] = soft.snapshot()
-            cond = soft.condition().repeat_interleave(cfg.pyramids)
+                snaps[step] = var.snapshot()
+            cond = var.condition().repeat_interleave(per_row)
             z = model.forward_teacher_forced(cond, tf, uncond=unc, guidance=settings["guidance"],
                                              temperature=settings["temperature"])
             ll = sequence_log_likelihood(z, pyramid).mean()
             if not torch.isfinite(ll):
-                raise SaceError(f"soft-prompt objective became non-finite at step {step}; lower the lr")
+                raise SaceError(f"{name} objective became non-finite at step {step}; lower the lr")
             history.append(float(ll.detach()))
-            if step == cfg.steps:
+            if step == steps:
                 break
             opt.zero_grad(set_to_none=True)
             (-ll).backward()
             opt.step()
-            soft.project_()
-    return soft, history, snaps
+            var.project_()
+    return history, snaps
 
 
 def soft_prompt_attack(model, target: AttackTarget, setup: AttackSetup,

@@ -31,18 +31,6 @@ def _random_condition(n: int, length: int, channels: int, seed: int) -> Conditio
     return Condition(tokens, torch.ones(n, length, dtype=torch.bool))
 
 
-@pytest.fixture(scope="module")
-def fashion():
-    from sace.models.registry import load_model
-    return load_model("fashion")
-
-
-@pytest.fixture(scope="module")
-def sneaker():
-    from sace.domains.fashion.concepts import fashion_concept
-    return fashion_concept("sneaker", "sandal")
-
-
 def test_soft_prompt_objective_improves_monotonically_on_the_tiny_model(tiny_model):
     c = tiny_model.transformer.cfg.text_channels
     start, concept = _random_condition(2, 5, c, seed=1), _random_condition(2, 5, c, seed=2)

@@ -22,18 +22,6 @@ from sace.models.text import encode_placeholder
 SEEDS = [1000, 1001, 1002, 1003]
 
 
-@pytest.fixture(scope="module")
-def fashion():
-    from sace.models.registry import load_model
-    return load_model("fashion")
-
-
-@pytest.fixture(scope="module")
-def sneaker():
-    from sace.domains.fashion.concepts import fashion_concept
-    return fashion_concept("sneaker", "sandal")
-
-
 def _setup(model, concept, prompts, concepts, seeds=SEEDS):
     return AttackSetup(list(prompts), list(concepts), list(seeds), [0, 1], judge_for(model, concept, "auto"))
 

@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 from ..adapters import adapter_set
+from ..erasure.losses import sequence_log_likelihood
 from ..errors import SaceError
-from ..models.base import Condition, ScaleLogits, TokenPyramid
+from ..models.base import Condition, TokenPyramid
 from ..models.text import encode_placeholder
 from ..sampling import make_generators, sample
 from .base import AttackResult, AttackSetup, AttackTarget, CurvePoint, Stopwatch, encode, finish, judge_attempts
@@ -108,17 +109,6 @@ class SoftCondition:
         with torch.no_grad():
             c = self.condition()
         return Condition(c.tokens.detach().clone(), c.mask.clone(), c.prompts, c.is_null)
-
-
-def sequence_log_likelihood(logits: ScaleLogits, pyramid: TokenPyramid) -> Tensor:
-    """``(B,)`` mean log-likelihood (nats) per token element (a bit of Infinity's bit tokens, an index of a
-    categorical token) of ``pyramid`` under ``logits``, over all scales; the token kind does the math."""
-    total, count = 0.0, 0
-    for k, z in enumerate(logits.per_scale):
-        lp = logits.kind.log_prob(z, pyramid.flat(k))        # (B, n_k, *F)
-        total = total + lp.flatten(1).sum(1)
-        count += lp[0].numel()
-    return total / count
 
 
 @contextmanager

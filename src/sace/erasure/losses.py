@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..models.base import ScaleLogits, TokenPyramid
 from ..models.tokens import TokenKind
 
 
@@ -64,3 +65,14 @@ def kl_summed(kind: TokenKind, teachers: Sequence[Tensor], students: Sequence[Te
 def esd_target(cond: Tensor, uncond: Tensor, eta: float) -> Tensor:
     """ESD's negatively guided target logits ``z(null) - eta * (z(c*) - z(null))`` (frozen model)."""
     return uncond - eta * (cond - uncond)
+
+
+def sequence_log_likelihood(logits: ScaleLogits, pyramid: TokenPyramid) -> Tensor:
+    """``(B,)`` mean log-likelihood (nats) per token element (a bit of Infinity's bit tokens, an index of a
+    categorical token) of ``pyramid`` under ``logits``, over all scales; the token kind does the math."""
+    total, count = 0.0, 0
+    for k, z in enumerate(logits.per_scale):
+        lp = logits.kind.log_prob(z, pyramid.flat(k))        # (B, n_k, *F)
+        total = total + lp.flatten(1).sum(1)
+        count += lp[0].numel()
+    return total / count

@@ -219,14 +219,8 @@ class RobustSACEObjective(SACEObjective):
         inp = self.adv_inputs if it is None else self.adv_inputs[it]
         z = m.forward_teacher_forced(cond, torch.cat([inp, inp]), scales=list(range(self.adv_k + 1)),
                                      guidance=self.w, temperature=self.tau)
-        total, count = 0.0, 0
-        for k, logits in enumerate(z.per_scale):
-            bits = self.adv_pyramid.flat(k)
-            bits = bits if it is None else bits[it]
-            lp = self.kind.log_prob(logits, torch.cat([bits, bits]))
-            total = total + lp.flatten(1).sum(1)
-            count += lp[0].numel()
-        return (total / count).mean()
+        pyr = self.adv_pyramid if it is None else self.adv_pyramid.index(it)
+        return L.sequence_log_likelihood(z, TokenPyramid.cat([pyr, pyr])).mean()
 
     def attack_step(self, it: Tensor | None = None) -> list[float]:
         """``adv_steps`` Adam steps of the trigger (the adapter is not updated); returns the objective before

@@ -1,6 +1,7 @@
 """Does `sace erase` with the defaults erase EVERY fashion class? SACE and S-VARE, all ten classes, one table.
 
-For each class with its default anchor (``sace.domains.fashion.concepts.DEFAULT_ANCHORS``): the audit, SACE
+For each class with its default anchor (the model's ``defaults.anchors``, else
+``sace.domains.fashion.concepts.DEFAULT_ANCHORS``; :func:`sace.domains.default_anchor`): the audit, SACE
 with the model's defaults and S-VARE with its defaults, each trained and timed here; then, with the same
 prompts and seeds for every row:
 
@@ -116,10 +117,9 @@ def _score(model, clf, fd, cls, args, pred0=None):
 
 def main() -> None:
     from sace.adapters import detach_adapters
-    from sace.domains import judge_for
+    from sace.domains import judge_for, resolve_concept
     from sace.domains.fashion import classes as fd
     from sace.domains.fashion.classifier import load_classifier
-    from sace.domains.fashion.concepts import fashion_concept
     from sace.erasure import catalogue
     from sace.erasure.audit import AuditError, audit_concept
     from sace.erasure.check import post_training_check
@@ -198,7 +198,7 @@ def main() -> None:
     rows = []
     for c in classes:
         key = fd.class_key(c)
-        spec = fashion_concept(key, anchor_override.get(key))
+        spec = resolve_concept(model, key, anchor=anchor_override.get(key))   # the model's default anchor
         a = fd.class_index(spec.anchor_name)
         t0 = time.perf_counter()
         try:
@@ -326,9 +326,9 @@ def multi(args) -> None:
     """One adapter for several classes vs the composition of single-class adapters."""
     from sace.adapters import only_adapters
     from sace.concepts.spec import merge_concepts
+    from sace.domains import resolve_concept
     from sace.domains.fashion import classes as fd
     from sace.domains.fashion.classifier import load_classifier
-    from sace.domains.fashion.concepts import fashion_concept
     from sace.erasure.sace import SACETrainer, default_sace_config
     from sace.generate import generate
     from sace.io import write_json
@@ -349,7 +349,7 @@ def multi(args) -> None:
     base = per_class()
     variants, secs = {}, {}
     t0 = time.perf_counter()
-    tr = SACETrainer(model, merge_concepts([fashion_concept(k) for k in keys]),
+    tr = SACETrainer(model, merge_concepts([resolve_concept(model, k) for k in keys]),
                      default_sace_config(model, seed=0, **json.loads(args.sace)), adapter_name="merged")
     tr.train(progress=False)
     secs["one adapter"] = time.perf_counter() - t0
@@ -358,7 +358,7 @@ def multi(args) -> None:
     for k in keys:
         only_adapters(model, [])              # each single adapter is trained on the original model
         t0 = time.perf_counter()
-        SACETrainer(model, fashion_concept(k), default_sace_config(model, seed=0, **json.loads(args.sace)),
+        SACETrainer(model, resolve_concept(model, k), default_sace_config(model, seed=0, **json.loads(args.sace)),
                     adapter_name=f"single_{k}").train(progress=False)
         secs["composed"] += time.perf_counter() - t0
         variants[f"{k} alone"] = per_class()

@@ -288,6 +288,8 @@ class DefaultsJSON(_Strict):
     rsace: dict[str, Any] | None = None
     svare: dict[str, Any] | None = None
     esd: dict[str, Any] | None = None
+    anchors: dict[str, str] | None = None
+    """Per-concept default anchors of this model (``sace.domains.default_anchor``)."""
 
 
 class ModelJSON(_Strict):

@@ -71,3 +71,16 @@ def test_one_detector_policy(tiny_model):
     # explicit named detectors work on any model
     assert domains.judge_for(FASHION_LIKE, "church", "imagenet").target == (497,)
     assert domains.judge_for(tiny_model, "dress", "fashion").target == (3,)
+
+
+def test_a_models_defaults_name_its_anchors():
+    """model.json's ``defaults.anchors`` overrides the domain's default anchor for that model only; an explicit
+    anchor still wins, and any name of the class finds the entry."""
+    own = SimpleNamespace(spec=get_spec("fashion"), name="m", method_defaults={"anchors": {"pullover": "tshirt"}})
+    assert domains.default_anchor(own, "jumper") == "tshirt"              # a synonym of pullover
+    assert domains.resolve_concept(own, "pullover").anchor_name == "tshirt"
+    assert domains.resolve_concept(own, "pullover").anchors[0] == "a photo of a t-shirt"
+    assert domains.resolve_concept(own, "pullover", anchor="dress").anchor_name == "dress"
+    assert domains.resolve_concept(own, "coat").anchor_name == "pullover"   # not in the table: the domain's
+    assert domains.resolve_concept(FASHION_LIKE, "pullover").anchor_name == "coat"
+    assert domains.default_anchor(own, "hat") is None

@@ -28,7 +28,7 @@ from ..models.text import check_prompts
 from . import fashion, presets
 
 __all__ = ["Domain", "DOMAINS", "PRESETS", "names", "get", "name_of", "for_model", "detector_choices",
-           "resolve_concept", "judge_for"]
+           "resolve_concept", "default_anchor", "judge_for"]
 
 
 @runtime_checkable
@@ -143,10 +143,30 @@ def _resolve(model: Any, concept, anchor, targets: Sequence[str], retain: Sequen
         raise SaceError("name the concept to erase (--concept NAME) or give --concept-file")
     if targets:
         return from_prompts(name, targets, anchor=anchor, retain=retain)
-    spec = for_model(model).concept(name, anchor)
+    spec = for_model(model).concept(name, anchor if anchor is not None else default_anchor(model, name))
     if retain:
         spec.retain = list(dict.fromkeys([*spec.retain, *check_prompts(list(retain))]))
     return spec
+
+
+def default_anchor(model: Any, name: str) -> str | None:
+    """The anchor ``model``'s own defaults give the built-in concept ``name``, or None (the domain's default).
+
+    A model folder may name anchors per concept in ``model.json`` (``"defaults": {"anchors": {"pullover":
+    "tshirt"}}``): a good anchor is a class *this* model draws reliably and does not confuse with the target,
+    which differs between models of one domain (``fashion-var`` draws coats right only ~82% of the time, so
+    coat is a poor anchor there). ``name`` may be any name the domain knows (``"running shoe"``).
+    """
+    table = (getattr(model, "method_defaults", None) or {}).get("anchors") or {}
+    if not table:
+        return None
+    dom = for_model(model)
+    if hasattr(dom, "class_index") and hasattr(dom, "class_names"):
+        try:
+            name = dom.class_names[dom.class_index(name)]
+        except (SaceError, IndexError):
+            return None
+    return table.get(name)
 
 
 def judge_for(model: Any, concept: ConceptSpec | str | None = None, detector: str | Callable = "auto", *,

@@ -14,7 +14,9 @@ other images than the check's):
 * held-out -- the same on ``--n-heldout`` images of its held-out paraphrases;
 * ACC_i drop -- on ``--n-other`` images of each of the other nine classes (the anchor included), paired with
   the original model's images of the same prompts and seeds: share correct before minus after (points);
-* each with its 90% interval (one look) and PASS / FAIL / not decided; the row's verdict;
+* each with its interval and PASS / FAIL / not decided, and the row's verdict, with the check's sequential
+  design (``--looks 3``: ``--n`` / ``--n-heldout`` / ``--n-other`` images, then twice, then four times as many,
+  only while a figure is undecided; each look at level 1 - 0.10/looks; ``--looks 1``: one look at 90%);
 * anchor -- accuracy of the anchor class's own images under the adapter (threshold >= 90%, point value);
 * ``--check``: also the check itself (``sace erase``'s, sequential, seed ``--seed``) on the same adapter --
   its figures, verdict, images and seconds next to the benchmark's;
@@ -87,14 +89,22 @@ def _images(fd, n_train: int, n_held: int, n_other: int, cls: int | None, seed0:
     return ps, ss, torch.tensor(ls), gs
 
 
-def _score(model, clf, fd, cls, args, pred0=None):
+def _score(model, clf, fd, cls, args, pred0=None, factor: int = 1, cache: dict | None = None):
     """Per-class accuracies, ACC_e, held-out and -- given the original model's predictions ``pred0`` of the
-    same images -- the check's figures (:func:`sace.evaluation.decision.erasure_figures`, one look)."""
+    same images -- the check's figures (:func:`sace.evaluation.decision.erasure_figures`) at one look of
+    ``factor`` x the first look's counts. ``cache`` ((prompt, seed) -> predicted class, for the model as it is
+    now) keeps a later look from drawing the earlier look's images again."""
     from sace.evaluation.decision import Design, Thresholds, erasure_figures, overall
     from sace.generate import generate
 
-    ps, ss, lab, gs = _images(fd, args.n, args.n_heldout, args.n_other, cls, args.image_seed0)
-    pred = clf.predict(generate(model, ps, ss, batch_size=args.batch_size))
+    ps, ss, lab, gs = _images(fd, args.n * factor, args.n_heldout * factor, args.n_other * factor, cls,
+                              args.image_seed0)
+    cache = {} if cache is None else cache
+    new = [i for i, key in enumerate(zip(ps, ss)) if key not in cache]
+    if new:
+        got = clf.predict(generate(model, [ps[i] for i in new], [ss[i] for i in new], batch_size=args.batch_size))
+        cache.update({(ps[i], ss[i]): int(y) for i, y in zip(new, got)})
+    pred = torch.tensor([cache[key] for key in zip(ps, ss)])
     g = torch.tensor([{"target": 0, "heldout": 1}.get(x, 2) for x in gs])
     per = {}
     for c in range(fd.NUM_CLASSES):
@@ -109,7 +119,7 @@ def _score(model, clf, fd, cls, args, pred0=None):
         figs = erasure_figures(correct[g == 0].tolist(), correct[g == 1].tolist() or None,
                                (pred0 == lab)[other].tolist(), correct[other].tolist(),
                                Thresholds(THRESHOLDS["acc_e"], THRESHOLDS["heldout"], THRESHOLDS["acc_i_drop"]),
-                               Design.fixed(args.n).alpha_look)
+                               Design(tuple(args.n * 2 ** j for j in range(args.looks))).alpha_look)
         out["figures"] = [vars(f) for f in figs]
         out["verdict"] = overall(figs)
     return out
@@ -134,6 +144,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="images of the training captions of the erased class")
     ap.add_argument("--n-heldout", type=int, default=100)
     ap.add_argument("--n-other", type=int, default=50, help="images per other class (ACC_i drop: 9 x this pairs)")
+    ap.add_argument("--looks", type=int, default=3, help="sequential looks (as the check): --n etc., then x2, x4, "
+                                                         "... while a figure is undecided; 1 = one look")
     ap.add_argument("--image-seed0", type=int, default=1000, help="first seed of the benchmark's images")
     ap.add_argument("--seed", type=int, default=0, help="training seed (and the --check's seed)")
     ap.add_argument("--check", action="store_true", help="also run sace erase's post-training check "
@@ -151,6 +163,8 @@ def main() -> None:
     ap.add_argument("--multi", default="", help="comma list of classes: one merged adapter vs composition")
     ap.add_argument("--combine", nargs="+", default=[], help="JSON files of earlier runs (e.g. one per method, "
                                                               "run side by side): one table from their rows")
+    ap.add_argument("--agree", nargs="+", default=[], help="JSON files of --check runs of the same classes (other "
+                                                            "seeds, thread counts): their verdicts side by side")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from sace.attacks.runner import parse_attacks
@@ -159,6 +173,8 @@ def main() -> None:
         attacks = parse_attacks(args.attacks) if args.attacks.strip() else []
     except SaceError as e:
         raise SystemExit(f"error: {e}") from None
+    if not 1 <= args.looks <= 5:
+        raise SystemExit("error: --looks must be in 1..5")
     if not 1 <= args.attack_prompts <= 64:
         raise SystemExit("error: --attack-prompts must be in 1..64")
     if args.combine:
@@ -167,6 +183,8 @@ def main() -> None:
             print(f"note: {len(args.combine) - len(runs)} run(s) missing, "
                   f"{sum(bool(run.get('partial')) for run in runs)} partial (stopped before their last class)")
         return report([r for run in runs for r in run["rows"]], max(run.get("wall_s") or 0 for run in runs), args)
+    if args.agree:
+        return agree([json.loads(Path(f).read_text()) for f in args.agree])
     if args.multi:
         return multi(args)
     t_all = time.perf_counter()
@@ -179,22 +197,26 @@ def main() -> None:
     # i); each row reads the same prompts and seeds from it (the pairs of the ACC_i drop)
     from sace.generate import generate
     ps, ss, ls = [], [], []
+    top = 2 ** (args.looks - 1)       # the last look's factor: the original model's images for every look
     for o in range(fd.NUM_CLASSES):   # n images of the erased classes, n_other of the others
         caps = fd.training_captions(o)
-        k = max(args.n, args.n_other) if o in classes else args.n_other
+        k = top * (max(args.n, args.n_other) if o in classes else args.n_other)
         ps += [caps[i % len(caps)] for i in range(k)]
         ss += [args.image_seed0 + i for i in range(k)]
         ls += [o] * k
     lab = torch.tensor(ls)
     pred0 = clf.predict(generate(model, ps, ss, batch_size=args.batch_size))
-    base, pred0_rows = {}, {}
+    base = {}
     for c in classes:
         per = {o: float((pred0[lab == o][: args.n if o == c else args.n_other] == o).float().mean())
                for o in range(fd.NUM_CLASSES)}
         base[c] = {"per_class": per, "acc_e": per[c]}
-        # aligned with _images(c): class by class, then the held-out items (not paired: -1)
-        pred0_rows[c] = torch.cat([pred0[lab == o][: args.n if o == c else args.n_other]
-                                   for o in range(fd.NUM_CLASSES)] + [torch.full((args.n_heldout,), -1)])
+
+    def pred0_rows(c: int, f: int):
+        """The original model's predictions aligned with ``_images(c)`` at factor ``f``: class by class, then
+        the held-out items (not paired: -1)."""
+        return torch.cat([pred0[lab == o][: f * (args.n if o == c else args.n_other)]
+                          for o in range(fd.NUM_CLASSES)] + [torch.full((f * args.n_heldout,), -1)])
     rows = []
     for c in classes:
         key = fd.class_key(c)
@@ -220,7 +242,11 @@ def main() -> None:
             gate = {"gate": getattr(tr.objective.cfg, "gate", "shared"), "B": ag.B if ag else None,
                     "tokens_per_step": res.tokens_per_step, "steps": res.steps}
             secs, cpu = time.perf_counter() - t0, time.process_time() - c0
-            r = _score(model, clf, fd, c, args, pred0_rows[c])
+            cache = {}
+            for j in range(args.looks):           # sequential, as the check: stop at the first decided look
+                r = _score(model, clf, fd, c, args, pred0_rows(c, 2 ** j), 2 ** j, cache)
+                if r["verdict"] != "not decided":
+                    break
             asr = _attack_asr(model, spec_clean, entry.label, "bench", attacks, args) if attacks else {}
             check = None
             if args.check:
@@ -263,8 +289,8 @@ def report(rows: list[dict], wall: float, args) -> None:
     # thread); on a shared CPU the wall-time medians move with the neighbours' load
     med_cpu = {m: statistics.median(r["train_cpu_s"] for r in rows if r["method"] == m) for m in med}
     asr_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("asr_")))
-    hdr = ("| class | anchor | method | benchmark: ACC_e | held-out | ACC_i drop (pts) | verdict | check: ACC_e | "
-           "held-out | ACC_i drop (pts) | verdict (images/set, s) | anchor acc | "
+    hdr = ("| class | anchor | method | benchmark: ACC_e | held-out | ACC_i drop (pts) | verdict (images/set) | "
+           "check: ACC_e | held-out | ACC_i drop (pts) | verdict (images/set, s) | anchor acc | "
            + "".join(f"ASR {k[4:]} | " for k in asr_cols) + "train s (wall / CPU) | missed |\n"
            "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|" + "---:|" * len(asr_cols) + "---:|---|")
     lines = [hdr]
@@ -274,8 +300,9 @@ def report(rows: list[dict], wall: float, args) -> None:
         check = _figure_cells(ch.get("figures") or [])
         cv = f"{ch['verdict']} ({ch['n']}, {ch['wall_s']:.0f} s)" if ch else "–"
         asr = "".join("– | " if r.get(k) is None else f"{r[k]:.2f} | " for k in asr_cols)
+        bv = r.get("verdict", "–") + (f" ({r['figures'][0]['n']})" if r.get("figures") else "")
         lines.append(f"| {r['class']} | {r['anchor']} | {r['method']} | " + " | ".join(bench)
-                     + f" | {r.get('verdict', '–')} | " + " | ".join(check) + f" | {cv} | "
+                     + f" | {bv} | " + " | ".join(check) + f" | {cv} | "
                      f"{r['anchor_acc']:.2f} | {asr}{r['train_s']:.1f} / {r['train_cpu_s']:.1f} | "
                      f"{', '.join(r['missed']) or '–'} |")
     table = "\n".join(lines)
@@ -309,6 +336,32 @@ def report(rows: list[dict], wall: float, args) -> None:
     write_json(Path(args.out), {"rows": rows, "summary": summary, "table_markdown": table, "wall_s": wall,
                                 "args": vars(args), "thresholds": THRESHOLDS})
     print("->", args.out)
+
+
+def agree(runs: list[dict]) -> None:
+    """Print, class by class, the check's and the benchmark's verdicts of several ``--check`` runs (labelled by
+    their training seed and thread count) and whether every run gives the same verdict (issue 25: "the same
+    verdicts with a second seed and with 1 thread instead of 2")."""
+    labels = [f"seed {run['args']['seed']}, {run['args']['threads']} thr" for run in runs]
+    by_run = [{r["class"]: r for r in run["rows"] if r["method"] == "SACE"} for run in runs]
+    classes = list(dict.fromkeys(c for rows in by_run for c in rows))
+    lines = ["| class | anchor | " + " | ".join(f"check ({lab}) | bench ({lab})" for lab in labels) + " | same |",
+             "|---|---|" + "---|---|" * len(runs) + "---|"]
+    same = 0
+    for c in classes:
+        rs = [rows.get(c) for rows in by_run]
+        checks = [(r.get("check") or {}).get("verdict", "–") if r else "–" for r in rs]
+        benches = [r.get("verdict", "–") if r else "–" for r in rs]
+        ok = len(set(checks)) == 1 and None not in rs
+        same += ok
+        anchor = next(r["anchor"] for r in rs if r)
+        lines.append(f"| {c} | {anchor} | " + " | ".join(f"{ch} | {b}" for ch, b in zip(checks, benches))
+                     + f" | {'yes' if ok else 'NO'} |")
+    print("\n".join(lines))
+    for lab, rows in zip(labels, by_run):
+        n_pass = sum((r.get("check") or {}).get("verdict") == "PASS" for r in rows.values())
+        print(f"{lab}: check PASS {n_pass}/{len(rows)}")
+    print(f"same check verdict in every run: {same}/{len(classes)} classes")
 
 
 def _figure_cells(figures: list[dict]) -> list[str]:

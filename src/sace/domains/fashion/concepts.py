@@ -27,7 +27,9 @@ DEFAULT_ANCHORS: dict[str, str] = {
 >= 90%, so not "shirt", which the classifier gets right for only ~50-80% of its images: t-shirt's anchor is
 pullover) and that does not draw the target (``sace audit`` checks it); measured with
 ``benchmarks/erase_every_class.py`` (bag: pullover cost the other classes 3.6 points, mostly shirt; dress 0.2,
-sandal -0.4, at ACC_e 0%)."""
+sandal -0.4, at ACC_e 0%). A model folder may override entries (``model.json`` ``defaults.anchors``,
+:func:`sace.domains.default_anchor`): the embedded ``fashion`` anchors coat to dress (pullover cost shirt 2-3
+points), ``fashion-var`` anchors pullover and dress to t-shirt (it draws coats right only ~82% of the time)."""
 
 FOOTWEAR: tuple[str, ...] = ("sandal", "sneaker", "ankle_boot")
 """The classes entangled with each other, reported separately as neighbours in the evaluation table."""

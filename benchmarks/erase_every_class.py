@@ -15,7 +15,7 @@ other images than the check's):
 * ACC_i drop -- on ``--n-other`` images of each of the other nine classes (the anchor included), paired with
   the original model's images of the same prompts and seeds: share correct before minus after (points);
 * each with its interval and PASS / FAIL / not decided, and the row's verdict, with the check's sequential
-  design (``--looks 3``: ``--n`` / ``--n-heldout`` / ``--n-other`` images, then twice, then four times as many,
+  design (``--looks 4``: ``--n`` / ``--n-heldout`` / ``--n-other`` images, then 2x, 4x, 8x as many,
   only while a figure is undecided; each look at level 1 - 0.10/looks; ``--looks 1``: one look at 90%);
 * anchor -- accuracy of the anchor class's own images under the adapter (threshold >= 90%, point value);
 * ``--check``: also the check itself (``sace erase``'s, sequential, seed ``--seed``) on the same adapter --
@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="images of the training captions of the erased class")
     ap.add_argument("--n-heldout", type=int, default=100)
     ap.add_argument("--n-other", type=int, default=50, help="images per other class (ACC_i drop: 9 x this pairs)")
-    ap.add_argument("--looks", type=int, default=3, help="sequential looks (as the check): --n etc., then x2, x4, "
+    ap.add_argument("--looks", type=int, default=4, help="sequential looks (as the check): --n etc., then x2, x4, "
                                                          "... while a figure is undecided; 1 = one look")
     ap.add_argument("--image-seed0", type=int, default=1000, help="first seed of the benchmark's images")
     ap.add_argument("--seed", type=int, default=0, help="training seed (and the --check's seed)")

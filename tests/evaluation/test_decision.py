@@ -24,7 +24,7 @@ from sace.evaluation.decision import (
     wilson_interval,
 )
 
-ALPHA = Design().alpha_look          # the auto design's per-look level (0.10 / 3)
+ALPHA = Design().alpha_look          # the auto design's per-look level (0.10 / 4)
 
 
 def _paired(n: int, acc: float, drop: float, churn: float, seed: int):
@@ -88,8 +88,8 @@ def test_the_design_stops_at_the_first_decided_look():
         seen.append((n, alpha))
         return [rate_figure("ACC_e", 0, n, 0.05, alpha)]
     figs, n = decide_sequentially(Design(), at)
-    # 0 of 100 target images decides ACC_e <= 5% at the first look, at level 1 - 0.10 / 3
-    assert n == 100 and figs[0].verdict == PASS and seen == [(100, pytest.approx(0.1 / 3))]
+    # 0 of 100 target images decides ACC_e <= 5% at the first look, at level 1 - 0.10 / 4
+    assert n == 100 and figs[0].verdict == PASS and seen == [(100, pytest.approx(0.1 / 4))]
 
 
 def test_a_borderline_drop_is_not_decided_with_few_images_and_decided_with_many():
@@ -125,7 +125,7 @@ def test_acc_e_needs_enough_images_to_pass():
 
 
 def test_error_rate_of_the_sequential_design_is_bounded():
-    # a true drop exactly at the line (2 points): the sequential design (3 looks, Bonferroni) must wrongly
+    # a true drop exactly at the line (2 points): the sequential design (4 looks, Bonferroni) must wrongly
     # PASS at most alpha/2 = 5% of the time; 400 simulated checks (seeded)
     rng = np.random.default_rng(0)
     design = Design()

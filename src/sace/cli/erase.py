@@ -100,8 +100,8 @@ def erase(
     no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the pre-training audit of the prompt "
                                                              "sets.")] = False,
     detector: Annotated[str, typer.Option(help="Judge of the audit and the check: " + detector_help())] = "auto",
-    check_images: Annotated[str, typer.Option(help="Post-training check: 'auto' = sequential (100, 200, 400 "
-                                                   "images per set until every figure's 90% interval is on one "
+    check_images: Annotated[str, typer.Option(help="Post-training check: 'auto' = sequential (100, 200, 400, "
+                                                   "800 images per set until every figure's 90% interval is on one "
                                                    "side of its line), N = one look at N images per set, 0 = no "
                                                    "check.")] = "auto",
     max_acc_e: Annotated[float, typer.Option(help="Check: pass if ACC_e <= this (fraction).")] = 0.05,

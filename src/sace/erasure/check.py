@@ -18,7 +18,7 @@ The images (:func:`check_items`), at ``n`` images per set:
 The design is sequential (:class:`~sace.evaluation.decision.Design`): the figures are computed at ``n =
 looks[0]``; while some figure is not decided and a larger look remains, the missing images are added (images
 already scored are kept) and the figures recomputed, each look at level ``1 - alpha / len(looks)`` so that the
-stated error rates hold over the whole run. ``--check-images auto`` = looks (100, 200, 400); an integer =
+stated error rates hold over the whole run. ``--check-images auto`` = looks (100, 200, 400, 800); an integer =
 one look at that ``n``.
 """
 
@@ -46,7 +46,7 @@ RETAIN_GROUPS = 9
 """Retain images per look on a model without classes: as many as the nine other fashion classes get."""
 
 AUTO_DESIGN = dec.Design()
-"""``--check-images auto``: looks at 100, 200, 400 images per set, alpha 0.10 (see
+"""``--check-images auto``: looks at 100, 200, 400, 800 images per set, alpha 0.10 (see
 :mod:`sace.evaluation.decision`)."""
 
 

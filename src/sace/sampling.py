@@ -191,6 +191,8 @@ def sample(
     if prefix is not None and prefix.batch_size != b:
         raise SaceError(f"prefix batch {prefix.batch_size} != prompt batch {b}")
     kind = model.token_kind
+    take_overflow = getattr(getattr(model.transformer, "gate", None), "take_overflow", lambda: False)
+    take_overflow()                           # forget what earlier (training) passes recorded
     st = model.begin_sampling(conds, unconds, sch)
     bits_out, guided_out, c_out, u_out = [], [], [], []
     rng = range(k_all)
@@ -226,7 +228,7 @@ def sample(
             z2 = hooks.on_logits(k, z, zc, zu)
             if z2 is not None:
                 z = z2
-        if not bool(torch.isfinite(z).all()):   # else multinomial fails deep inside torch (or asserts on CUDA)
+        if take_overflow() or not bool(torch.isfinite(z).all()):   # else multinomial fails deep inside torch
             raise SaceError(_non_finite(model, k))
         h, w = sch.grids[k]
         bits = kind.grid(kind.sample(z, top_k, top_p, generator), h, w)

@@ -167,11 +167,11 @@ class GatedLinear(nn.Module):
             if not br.active:
                 continue
             m = self._mask(br.scales, x)
-            if isinstance(m, float):
-                if m:
-                    y = y + br(x).to(y.dtype)
-            else:
-                y = y + (br(x) * m).to(y.dtype)
+            if isinstance(m, float) and not m:
+                continue
+            d = br(x)
+            self.gate.note_output(d)     # inf/NaN here can vanish in attention; the sampler asks afterwards
+            y = y + (d if isinstance(m, float) else d * m).to(y.dtype)
         return y
 
 

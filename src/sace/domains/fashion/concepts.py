@@ -28,7 +28,7 @@ DEFAULT_ANCHORS: dict[str, str] = {
 pullover) and that does not draw the target (``sace audit`` checks it); measured with
 ``benchmarks/erase_every_class.py`` (bag: pullover cost the other classes 3.6 points, mostly shirt; dress 0.2,
 sandal -0.4, at ACC_e 0%). A model folder may override entries (``model.json`` ``defaults.anchors``,
-:func:`sace.domains.default_anchor`): the embedded ``fashion`` anchors coat to dress (pullover cost shirt 2-3
+:func:`sace.domains.default_anchor`): the embedded ``fashion`` anchors coat to dress (pullover cost shirt 1.6-2.0
 points), ``fashion-var`` anchors pullover and dress to t-shirt (it draws coats right only ~82% of the time)."""
 
 FOOTWEAR: tuple[str, ...] = ("sandal", "sneaker", "ankle_boot")

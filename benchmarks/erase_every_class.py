@@ -134,6 +134,7 @@ def main() -> None:
     from sace.erasure.audit import AuditError, audit_concept
     from sace.erasure.check import post_training_check
     from sace.erasure.workflow import check_n
+    from sace.evaluation.decision import Design
     from sace.io import write_json
     from sace.models.registry import load_model
 
@@ -144,8 +145,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="images of the training captions of the erased class")
     ap.add_argument("--n-heldout", type=int, default=100)
     ap.add_argument("--n-other", type=int, default=50, help="images per other class (ACC_i drop: 9 x this pairs)")
-    ap.add_argument("--looks", type=int, default=4, help="sequential looks (as the check): --n etc., then x2, x4, "
-                                                         "... while a figure is undecided; 1 = one look")
+    ap.add_argument("--looks", type=int, default=len(Design().looks),   # as many looks as the check
+                    help="sequential looks: --n etc., then x2, x4, ... while a figure is undecided; 1 = one look")
     ap.add_argument("--image-seed0", type=int, default=1000, help="first seed of the benchmark's images")
     ap.add_argument("--seed", type=int, default=0, help="training seed (and the --check's seed)")
     ap.add_argument("--check", action="store_true", help="also run sace erase's post-training check "

@@ -170,7 +170,8 @@ class GatedLinear(nn.Module):
             if isinstance(m, float) and not m:
                 continue
             d = br(x)
-            self.gate.note_output(d)     # inf/NaN here can vanish in attention; the sampler asks afterwards
+            if not torch.is_grad_enabled():   # sampling (no_grad): inf/NaN here can vanish in attention, so
+                self.gate.note_output(d)      # the sampler asks afterwards; training passes skip the extra work
             y = y + (d if isinstance(m, float) else d * m).to(y.dtype)
         return y
 

@@ -20,10 +20,26 @@ def test_sneaker_concept_sets():
     assert len(s.targets) == len(s.anchors) == 48 and len(s.heldout) == 10
     assert s.targets[:2] == ["a photo of a sneaker", "a picture of a sneaker"]
     assert s.anchors[:2] == ["a photo of a sandal", "a picture of a sandal"]
-    assert len(s.retain) == 8 * 8            # 8 captions of the 8 classes that are neither target nor anchor
+    # retain: the other neighbour (ankle boot) with all its 48 training captions, 8 canonical captions of the
+    # 7 classes that are neither target, anchor nor neighbour
+    assert len(s.retain) == 48 + 7 * 8 and s.retain[-40] == "a photo of a boot"
     # entangled: the caption frames without the noun phrase, well-formed (issue 11): one per template but "{}"
     assert s.entangled[:3] == ["a photo", "a picture", "an image"] and len(s.entangled) == 7
     assert fashion.concept("running shoe", "ankle boot").anchors[0] == "a photo of an ankle boot"
+
+
+def test_neighbours_get_their_synonyms_in_retain():
+    from sace.domains.fashion import classes as fc
+    from sace.domains.fashion.concepts import fashion_concept, neighbour_classes
+    assert neighbour_classes("coat") == [0, 2, 6] and neighbour_classes("sandal") == [7, 9]
+    assert neighbour_classes("bag") == [] and neighbour_classes("trouser") == []
+    coat = fashion.concept("coat", "dress")
+    per_class = {c: sum(fc.mentions_concept(p, c) for p in coat.retain) for c in range(fc.NUM_CLASSES)}
+    assert per_class == {0: 48, 1: 8, 2: 48, 3: 0, 4: 0, 5: 8, 6: 48, 7: 8, 8: 8, 9: 8}
+    assert set(fc.training_captions("shirt")) <= set(coat.retain)
+    # a class without neighbours keeps the plain canonical retain set; neighbour_retain=8 turns the rule off
+    assert len(fashion.concept("bag").retain) == 8 * 8
+    assert len(fashion_concept("coat", "dress", neighbour_retain=8).retain) == 8 * 8
 
 
 def test_unknown_concept_and_same_anchor():

@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--anchors", default="", help="class=anchor overrides of the default anchors (screening), "
                     "e.g. bag=dress,coat=shirt")
     ap.add_argument("--sace", default="{}", help="JSON overrides of the SACE defaults (screening)")
+    ap.add_argument("--rsace", default="{}", help="JSON overrides of robust SACE's defaults (screening)")
     ap.add_argument("--out", default="out/erase_every_class.json")
     ap.add_argument("--attacks", default="", help="opt-in ASR columns: comma list of sace attack's attacks "
                     "(e.g. vector,soft) at their default budgets")
@@ -236,7 +237,8 @@ def main() -> None:
         for m in methods:
             t0, c0 = time.perf_counter(), time.process_time()
             entry = catalogue.get(m)
-            cfg = entry.make_config(model, seed=args.seed, **(json.loads(args.sace) if m == "sace" else {}))
+            overrides = {"sace": args.sace, "rsace": args.rsace}.get(m, "{}")
+            cfg = entry.make_config(model, seed=args.seed, **json.loads(overrides))
             tr = entry.trainer(model, spec_clean, cfg, name="bench")
             res = tr.train(progress=False)
             ag = getattr(tr.objective, "auto_gate", None)

@@ -126,3 +126,28 @@ def test_robust_training_lowers_the_concept_vector_asr(fashion):
             detach_adapters(fashion)
     assert asr["sace"][0] == 0.0 and asr["rsace"][0] == 0.0, asr       # both erase the typed prompt
     assert asr["sace"][1] >= 0.5 and asr["rsace"][1] <= 0.25, asr
+
+
+def test_anchor_shift_moves_only_the_anchor_rows_within_its_bound(fashion):
+    """``adv_anchor_shift``: a second shift on the anchor rows; the target rows see the one-shift trigger and,
+    with it off, the trigger draws exactly what it drew before (the generator's order is kept)."""
+    from sace.erasure.robust import Trigger
+
+    concept = fashion_concept("sneaker", "sandal")
+    like = fashion.continuous_condition(fashion.encode_prompts(concept.targets[:4]))
+    anchors = fashion.continuous_condition(fashion.encode_prompts(concept.anchors[:4]))
+    one = Trigger(like, 4, 1.0, 1.0, torch.Generator().manual_seed(5))
+    two = Trigger(like, 4, 1.0, 1.0, torch.Generator().manual_seed(5), rel_anchor_shift=2.0)
+    assert one.anchor_shift is None and len(two.params) == len(one.params) + 1
+    assert torch.equal(one.states, two.states) and torch.equal(one.shift, two.shift)
+    with torch.no_grad():
+        two.anchor_shift.normal_().mul_(100.0)
+    two.project_()
+    mean_norm = like.tokens.norm(dim=-1)[like.mask].mean()
+    assert float(two.anchor_shift.detach().norm()) == pytest.approx(2.0 * float(mean_norm), rel=1e-4)
+    assert torch.equal(two.apply(like).tokens, one.apply(like).tokens)              # target rows: unchanged
+    assert torch.equal(one.apply(anchors, anchor=True).tokens, one.apply(anchors).tokens)   # off: no-op
+    moved = two.apply(anchors, anchor=True).tokens - two.apply(anchors).tokens
+    hit = moved.abs().amax(-1) > 0                     # the prompt's own tokens (not the spliced states, padding)
+    assert int(hit.sum()) == int(anchors.mask.sum())
+    assert torch.allclose(moved[hit], two.anchor_shift.detach().expand_as(moved[hit]), atol=1e-5)

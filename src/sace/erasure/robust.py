@@ -59,6 +59,7 @@ class RobustSACEConfig(SACEConfig):
     adv_tokens: int = 4             # trigger states spliced into each prompt (class-conditional: ignored)
     adv_norm: float = 1.0           # inserted state norm bound, relative to the largest real token norm
     adv_shift: float = 1.0          # shift norm bound, relative to the mean real token norm (0: no shift)
+    adv_anchor_shift: float = 0.0   # bound of a second shift on the anchor rows only (0: off; see Trigger)
     adv_scales: int = 3             # scales of the adversary's likelihood: 0 .. adv_scales-1
     adv_weight: float = 1.0         # weight of L_adv
     adv_retain: float = 0.0         # weight of L_pre_trig (measured: > 0 costs the neighbours, see above)
@@ -74,7 +75,7 @@ class RobustSACEConfig(SACEConfig):
         for k in ("adv_lr", "adv_norm", "dual_lr"):
             if not (math.isfinite(getattr(self, k)) and getattr(self, k) > 0):
                 raise SaceError(f"robust SACE: {k} must be a finite number > 0, got {getattr(self, k)}")
-        for k in ("adv_weight", "adv_retain", "adv_shift"):
+        for k in ("adv_weight", "adv_retain", "adv_shift", "adv_anchor_shift"):
             if not (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0):
                 raise SaceError(f"robust SACE: {k} must be a finite number >= 0, got {getattr(self, k)}")
         if self.pre_target is not None and not (math.isfinite(self.pre_target) and self.pre_target > 0):
@@ -108,12 +109,15 @@ class Trigger:
     """A universal trigger shared by every row of a condition (module docstring).
 
     Text states ``(B, T, C)``: ``states (n, C)`` spliced in before each row's last real token, and ``shift (C,)``
-    added to every real token; one state per row (a class embedding ``(B, 1, C)``): ``shift`` only.
-    :meth:`apply` is differentiable in :attr:`params`; :meth:`project_` keeps both within their bounds.
+    added to every real token; one state per row (a class embedding ``(B, 1, C)``): ``shift`` only. With
+    ``rel_anchor_shift > 0`` a second shift ``anchor_shift (C,)`` is added to the anchor rows only
+    (``apply(..., anchor=True)``): one shared shift has to serve the target rows (a small move keeps the
+    concept) and the anchor rows (the concept lies a whole target-anchor difference away) at once.
+    :meth:`apply` is differentiable in :attr:`params`; :meth:`project_` keeps each within its bound.
     """
 
     def __init__(self, like: Condition, n_tokens: int, rel_norm: float, rel_shift: float,
-                 generator: torch.Generator):
+                 generator: torch.Generator, rel_anchor_shift: float = 0.0):
         x, mask = like.tokens.detach(), like.mask
         norms = x.norm(dim=-1)[mask]
         self.insert = x.shape[1] > 1
@@ -127,18 +131,26 @@ class Trigger:
             flat = x[mask]
             self.states = flat[torch.randint(0, flat.shape[0], (n_tokens,), generator=generator)].clone()
             self.states.requires_grad_(True)
+        self.anchor_shift, self.anchor_bound = None, float(rel_anchor_shift * norms.mean())
+        if rel_anchor_shift > 0:
+            # drawn after the other parts: with it off, the trigger is exactly the one-shift trigger
+            self.anchor_shift = (0.01 * self.anchor_bound * torch.randn((x.shape[2],), generator=generator)).to(x.dtype)
+            self.anchor_shift.requires_grad_(True)
         self.project_()
 
     @property
     def params(self) -> list[Tensor]:
-        return [p for p in (self.states, self.shift) if p is not None and p.requires_grad]
+        return [p for p in (self.states, self.shift, self.anchor_shift) if p is not None and p.requires_grad]
 
-    def detached(self) -> tuple[Tensor | None, Tensor]:
-        return (None if self.states is None else self.states.detach()), self.shift.detach()
+    def detached(self) -> tuple[Tensor | None, Tensor, Tensor | None]:
+        return tuple(None if p is None else p.detach() for p in (self.states, self.shift, self.anchor_shift))
 
-    def apply(self, cond: Condition, value: tuple[Tensor | None, Tensor] | None = None) -> Condition:
-        """``cond`` with the trigger (``value``: another value of it, e.g. :meth:`detached`)."""
-        states, shift = value if value is not None else (self.states, self.shift)
+    def apply(self, cond: Condition, value: tuple | None = None, anchor: bool = False) -> Condition:
+        """``cond`` with the trigger (``value``: another value of it, e.g. :meth:`detached`; ``anchor``: the rows
+        are anchor prompts, which also get the anchor shift when there is one)."""
+        states, shift, anchor_shift = value if value is not None else (self.states, self.shift, self.anchor_shift)
+        if anchor and anchor_shift is not None:
+            shift = shift + anchor_shift
         x, mask = cond.tokens, cond.mask
         x = x + shift.view(1, 1, -1) * mask[..., None]
         if states is None:
@@ -153,7 +165,8 @@ class Trigger:
 
     @torch.no_grad()
     def project_(self) -> None:
-        for p, bound in ((self.states, self.bound), (self.shift, self.shift_bound)):
+        for p, bound in ((self.states, self.bound), (self.shift, self.shift_bound),
+                         (self.anchor_shift, self.anchor_bound)):
             if p is not None:
                 norm = p.norm(dim=-1, keepdim=True).clamp_min(1e-12)
                 p.mul_((bound / norm).clamp(max=1.0))
@@ -205,7 +218,7 @@ class RobustSACEObjective(SACEObjective):
         self.states_later = m.continuous_condition(self.later_cond) if self.mu > 0 else None
         # its own generator: with the adversary off, the run draws exactly what SACE draws
         self.trigger = Trigger(self.states_t, cfg.adv_tokens, cfg.adv_norm, cfg.adv_shift,
-                               torch.Generator().manual_seed(cfg.seed * 7 + 3))
+                               torch.Generator().manual_seed(cfg.seed * 7 + 3), cfg.adv_anchor_shift)
         self.adv_opt = torch.optim.Adam(self.trigger.params, lr=cfg.adv_lr)
 
     # -- the inner attack --------------------------------------------------------------------------------
@@ -214,7 +227,8 @@ class RobustSACEObjective(SACEObjective):
         adapted model with the trigger in the target prompts, scales ``0 .. adv_scales-1``; differentiable in
         the trigger (and the adapter)."""
         m = self.model
-        starts = [self.trigger.apply(self._subset(c, it)) for c in (self.states_t, self.states_a)]
+        starts = [self.trigger.apply(self._subset(self.states_t, it)),
+                  self.trigger.apply(self._subset(self.states_a, it), anchor=True)]
         cond = Condition.cat(starts)
         inp = self.adv_inputs if it is None else self.adv_inputs[it]
         z = m.forward_teacher_forced(cond, torch.cat([inp, inp]), scales=list(range(self.adv_k + 1)),
@@ -246,7 +260,8 @@ class RobustSACEObjective(SACEObjective):
     def _triggered_erase(self, it: Tensor | None, delta) -> Tensor:
         """Erasure KL of the triggered target and anchor prompts (paired rows) to the clean anchor teacher."""
         m = self.model
-        cond = Condition.cat([self.trigger.apply(self._subset(c, it), delta) for c in (self.states_t, self.states_a)])
+        cond = Condition.cat([self.trigger.apply(self._subset(self.states_t, it), delta),
+                              self.trigger.apply(self._subset(self.states_a, it), delta, anchor=True)])
         if self.erase_k > 0:
             inp = self.anchor_inputs if it is None else self.anchor_inputs[it]
             g = m.forward_teacher_forced(cond, torch.cat([inp, inp]), scales=list(range(self.erase_k + 1)),

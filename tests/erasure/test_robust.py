@@ -151,3 +151,23 @@ def test_anchor_shift_moves_only_the_anchor_rows_within_its_bound(fashion):
     hit = moved.abs().amax(-1) > 0                     # the prompt's own tokens (not the spliced states, padding)
     assert int(hit.sum()) == int(anchors.mask.sum())
     assert torch.allclose(moved[hit], two.anchor_shift.detach().expand_as(moved[hit]), atol=1e-5)
+
+
+def test_multi_concept_robust_training_attacks_every_part(fashion):
+    """A merged concept (sneaker + trouser): each step's inner attack sees the pairs of both parts and raises
+    its objective; training runs through the one trainer and writes the robust metadata."""
+    from sace.concepts.spec import merge_concepts
+
+    concept = merge_concepts([fashion_concept("sneaker", "sandal"), fashion_concept("trouser", "dress")])
+    obj = RobustSACEObjective(fashion, concept, _small(adv_steps=4, batch_size=2, steps=2))
+    tr = Trainer(fashion, obj)
+    try:
+        it = obj._pick_targets()
+        n_sneaker = concept.parts[0]
+        assert int((it < n_sneaker).sum()) == 2 and int((it >= n_sneaker).sum()) == 2     # both parts, every step
+        hist = obj.attack_step(it)
+        assert hist[-1] > hist[0] + 1e-3
+        res = tr.train(progress=False)
+        assert res.steps == 2 and res.adapter.metadata["robust"]["trigger_insert"]
+    finally:
+        detach_adapters(fashion)

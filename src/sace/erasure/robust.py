@@ -59,7 +59,8 @@ class RobustSACEConfig(SACEConfig):
     adv_tokens: int = 4             # trigger states spliced into each prompt (class-conditional: ignored)
     adv_norm: float = 1.0           # inserted state norm bound, relative to the largest real token norm
     adv_shift: float = 1.0          # shift norm bound, relative to the mean real token norm (0: no shift)
-    adv_anchor_shift: float = 0.0   # bound of a second shift on the anchor rows only (0: off; see Trigger)
+    adv_anchor_shift: float = 0.0   # bound of a second shift on the anchor rows only (0: off; see Trigger;
+                                    # measured at 2 on fashion-var: no gain against the concept vector)
     adv_scales: int = 3             # scales of the adversary's likelihood: 0 .. adv_scales-1
     adv_weight: float = 1.0         # weight of L_adv
     adv_retain: float = 0.0         # weight of L_pre_trig (measured: > 0 costs the neighbours, see above)

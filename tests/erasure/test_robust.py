@@ -171,3 +171,33 @@ def test_multi_concept_robust_training_attacks_every_part(fashion):
         assert res.steps == 2 and res.adapter.metadata["robust"]["trigger_insert"]
     finally:
         detach_adapters(fashion)
+
+
+def test_adv_batch_attacks_fewer_pairs_per_step(fashion):
+    """``adv_batch``: the inner attack and L_adv see that many target/anchor pairs per step (per part of a
+    merged concept), the SACE losses keep ``batch_size``; the token count says so; 0 is refused."""
+    from sace.concepts.spec import merge_concepts
+
+    concept = fashion_concept("sneaker", "sandal")
+    merged_concept = merge_concepts([concept, fashion_concept("trouser", "dress")])
+    tokens = {}
+    for name, c, cfg in (("full", concept, _small(batch_size=4)), ("few", concept, _small(batch_size=4, adv_batch=2)),
+                         ("merged", merged_concept, _small(batch_size=4, adv_batch=2))):
+        obj = RobustSACEObjective(fashion, c, cfg)
+        tr = Trainer(fashion, obj, adapter_name=f"adv_batch_{name}")
+        try:
+            tokens[name] = obj.tokens_per_step(tr)
+            it = obj._pick_targets(cfg.adv_batch)
+            if name == "full":
+                assert it.numel() == 4
+            elif name == "few":
+                assert it.numel() == 2 and obj._pick_targets().numel() == 4      # SACE's own losses: batch_size
+                hist = obj.attack_step(it)
+                assert hist[-1] > hist[0] + 1e-3
+            else:
+                assert it.numel() == 4 and int((it < c.parts[0]).sum()) == 2      # two pairs of each part
+        finally:
+            detach_adapters(fashion)
+    assert tokens["few"] < tokens["full"]
+    with pytest.raises(SaceError, match="adv_batch"):
+        RobustSACEObjective(fashion, concept, _small(adv_batch=0))

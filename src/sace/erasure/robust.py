@@ -65,6 +65,8 @@ class RobustSACEConfig(SACEConfig):
     adv_weight: float = 1.0         # weight of L_adv
     adv_retain: float = 0.0         # weight of L_pre_trig (measured: > 0 costs the neighbours, see above)
     adv_warmup: int = 0             # steps of plain SACE before the adversary starts
+    adv_batch: int | None = None    # target/anchor pairs per step for the inner attack and L_adv (per part of a
+                                    # merged concept; None: batch_size) -- fewer pairs pay for more inner steps
     pre_target: float | None = 0.01  # dual-ascent target of L_pre (None: fixed lambda_pre)
     pre_max_scale: float = 10.0     # lambda_t <= pre_max_scale * lambda_pre
     dual_lr: float = 0.05           # multiplicative step of lambda_t per training step
@@ -73,6 +75,8 @@ class RobustSACEConfig(SACEConfig):
         """Raises SaceError on settings outside their ranges (before any work)."""
         if self.adv_steps < 0 or self.adv_tokens < 1 or self.adv_scales < 1 or self.adv_warmup < 0:
             raise SaceError("robust SACE: adv_steps >= 0, adv_tokens >= 1, adv_scales >= 1, adv_warmup >= 0")
+        if self.adv_batch is not None and self.adv_batch < 1:
+            raise SaceError(f"robust SACE: adv_batch must be >= 1 (or None: batch_size), got {self.adv_batch}")
         for k in ("adv_lr", "adv_norm", "dual_lr"):
             if not (math.isfinite(getattr(self, k)) and getattr(self, k) > 0):
                 raise SaceError(f"robust SACE: {k} must be a finite number > 0, got {getattr(self, k)}")
@@ -299,7 +303,7 @@ class RobustSACEObjective(SACEObjective):
         zero = out["L_ER"].new_zeros(())
         l_adv = l_trig = zero
         if adversary or cfg.adv_weight > 0 or cfg.adv_retain > 0:
-            it = self._pick_targets()
+            it = self._pick_targets(cfg.adv_batch)
             if adversary:
                 hist = self.attack_step(it)
                 out["adv_gain"] = zero + (hist[-1] - hist[0])
@@ -352,7 +356,8 @@ class RobustSACEObjective(SACEObjective):
         ``adv_scales``) and the triggered erase and preservation passes."""
         n = super().tokens_per_step(trainer)
         m, cfg = self.model, self.cfg
-        nt = min(cfg.batch_size or self.cond_t.batch_size, self.cond_t.batch_size) * self._parts()
+        b = cfg.batch_size if cfg.adv_batch is None else cfg.adv_batch
+        nt = min(b or self.cond_t.batch_size, self.cond_t.batch_size) * self._parts()
         np_ = min(cfg.batch_size * self._parts() or self.cond_p.batch_size, self.cond_p.batch_size)
         off = m.schedule.offsets
         n += 4 * nt * off[self.adv_k + 1] * (cfg.adv_steps + 1) if cfg.adv_steps else 0

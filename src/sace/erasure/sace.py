@@ -246,19 +246,19 @@ class SACEObjective(Objective):
     def _subset(self, cond: Condition, idx: Tensor | None) -> Condition:
         return cond if idx is None else cond.index(idx)
 
-    def _pick(self, n: int, scale: int = 1) -> Tensor | None:
-        b = self.cfg.batch_size * scale
+    def _pick(self, n: int, scale: int = 1, batch: int | None = None) -> Tensor | None:
+        b = (self.cfg.batch_size if batch is None else batch) * scale
         if not b or b >= n:
             return None
         return torch.randperm(n, generator=self.gen)[:b]
 
-    def _pick_targets(self) -> Tensor | None:
-        """Target/anchor pair indices of one step: ``batch_size`` pairs, or for a merged concept
-        ``batch_size`` pairs of *each* part (a random draw over the union gives a part only its share of
+    def _pick_targets(self, batch: int | None = None) -> Tensor | None:
+        """Target/anchor pair indices of one step: ``batch`` (default ``batch_size``) pairs, or for a merged
+        concept that many pairs of *each* part (a random draw over the union gives a part only its share of
         the batch, and the measured multi-concept adapters under-erased the part with the fewest pairs)."""
-        parts, b = self.concept.parts, self.cfg.batch_size
+        parts, b = self.concept.parts, (self.cfg.batch_size if batch is None else batch)
         if len(parts) < 2 or not b:
-            return self._pick(self.cond_t.batch_size)
+            return self._pick(self.cond_t.batch_size, batch=b)
         picks, start = [], 0
         for n in parts:
             idx = torch.arange(start, start + n) if b >= n else start + torch.randperm(n, generator=self.gen)[:b]

@@ -55,7 +55,9 @@ class RobustSACEConfig(SACEConfig):
     """SACE's settings plus the inner adversary and the preservation constraint (module docstring)."""
 
     adv_steps: int = 3              # inner Adam steps per training step (the trigger is warm-started)
-    adv_lr: float = 0.05            # Adam learning rate of the trigger (text states have norms of ~5-15)
+    adv_lr: float = 0.05            # Adam learning rate of the trigger (text states have norms of ~5-15);
+                                    # fashion: 0.15 (model.json; measured: fewer successful attacks over seeds,
+                                    # same cost), fashion-var: no gain measured at 0.15
     adv_tokens: int = 4             # trigger states spliced into each prompt (class-conditional: ignored)
     adv_norm: float = 1.0           # inserted state norm bound, relative to the largest real token norm
     adv_shift: float = 1.0          # shift norm bound, relative to the mean real token norm (0: no shift)

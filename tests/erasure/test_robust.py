@@ -153,6 +153,34 @@ def test_anchor_shift_moves_only_the_anchor_rows_within_its_bound(fashion):
     assert torch.allclose(moved[hit], two.anchor_shift.detach().expand_as(moved[hit]), atol=1e-5)
 
 
+def test_per_position_shift_moves_each_position_by_its_own_vector_within_the_bound(fashion):
+    """``adv_shift_positions``: one shift vector per token position (each kept within the shift bound); a
+    condition longer than the shift gets none past it; padding is never moved."""
+    from sace.erasure.robust import Trigger
+
+    concept = fashion_concept("sneaker", "sandal")
+    like = fashion.continuous_condition(fashion.encode_prompts(concept.targets[:4]))
+    t = like.tokens.shape[1]
+    trig = Trigger(like, 4, 1.0, 1.0, torch.Generator().manual_seed(5), positions=t - 2)
+    assert tuple(trig.shift.shape) == (t - 2, like.tokens.shape[2])
+    with torch.no_grad():
+        trig.shift.normal_().mul_(100.0)
+    trig.project_()
+    norms = trig.shift.detach().norm(dim=-1)
+    assert torch.allclose(norms, torch.full_like(norms, trig.shift_bound), rtol=1e-4)      # each row at its bound
+    plain = Trigger(like, 4, 1.0, 0.0, torch.Generator().manual_seed(5), positions=t - 2)  # shift bound 0
+    moved = trig.apply(like, (None, trig.shift.detach(), None)).tokens - like.tokens
+    for i in range(like.tokens.shape[0]):
+        n = int(like.mask[i].sum())
+        for j in range(n):
+            want = trig.shift[j].detach() if j < t - 2 else torch.zeros_like(trig.shift[0])
+            assert torch.allclose(moved[i, j], want, atol=1e-5), (i, j)
+        assert float(moved[i, n:].abs().sum()) == 0.0                                        # padding untouched
+    assert float(plain.shift.detach().abs().max()) == 0.0
+    with pytest.raises(SaceError, match="adv_shift_positions"):
+        _small(adv_shift_positions=-1).check()
+
+
 def test_multi_concept_robust_training_attacks_every_part(fashion):
     """A merged concept (sneaker + trouser): each step's inner attack sees the pairs of both parts and raises
     its objective; training runs through the one trainer and writes the robust metadata."""

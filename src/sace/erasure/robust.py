@@ -63,6 +63,8 @@ class RobustSACEConfig(SACEConfig):
     adv_shift: float = 1.0          # shift norm bound, relative to the mean real token norm (0: no shift)
     adv_anchor_shift: float = 0.0   # bound of a second shift on the anchor rows only (0: off; see Trigger;
                                     # measured at 2 on fashion-var: no gain against the concept vector)
+    adv_shift_positions: int = 0    # > 0: the shift is one (C,) vector per token position (the first N
+                                    # positions; later ones get none) instead of one for every position
     adv_scales: int = 3             # scales of the adversary's likelihood: 0 .. adv_scales-1
     adv_weight: float = 1.0         # weight of L_adv
     adv_retain: float = 0.0         # weight of L_pre_trig (measured: > 0 costs the neighbours, see above)
@@ -82,6 +84,8 @@ class RobustSACEConfig(SACEConfig):
         for k in ("adv_lr", "adv_norm", "dual_lr"):
             if not (math.isfinite(getattr(self, k)) and getattr(self, k) > 0):
                 raise SaceError(f"robust SACE: {k} must be a finite number > 0, got {getattr(self, k)}")
+        if self.adv_shift_positions < 0:
+            raise SaceError(f"robust SACE: adv_shift_positions must be >= 0, got {self.adv_shift_positions}")
         for k in ("adv_weight", "adv_retain", "adv_shift", "adv_anchor_shift"):
             if not (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0):
                 raise SaceError(f"robust SACE: {k} must be a finite number >= 0, got {getattr(self, k)}")
@@ -119,18 +123,21 @@ class Trigger:
     added to every real token; one state per row (a class embedding ``(B, 1, C)``): ``shift`` only. With
     ``rel_anchor_shift > 0`` a second shift ``anchor_shift (C,)`` is added to the anchor rows only
     (``apply(..., anchor=True)``): one shared shift has to serve the target rows (a small move keeps the
-    concept) and the anchor rows (the concept lies a whole target-anchor difference away) at once.
+    concept) and the anchor rows (the concept lies a whole target-anchor difference away) at once. With
+    ``positions > 0`` (text states only) the shift is ``(positions, C)``: one vector per token position, each
+    within the bound -- the per-position form of a concept direction, e.g. Ring-A-Bell's.
     :meth:`apply` is differentiable in :attr:`params`; :meth:`project_` keeps each within its bound.
     """
 
     def __init__(self, like: Condition, n_tokens: int, rel_norm: float, rel_shift: float,
-                 generator: torch.Generator, rel_anchor_shift: float = 0.0):
+                 generator: torch.Generator, rel_anchor_shift: float = 0.0, positions: int = 0):
         x, mask = like.tokens.detach(), like.mask
         norms = x.norm(dim=-1)[mask]
         self.insert = x.shape[1] > 1
         self.bound = float(rel_norm * norms.max())
         self.shift_bound = float((rel_shift if self.insert else max(rel_shift, rel_norm)) * norms.mean())
-        self.shift = (0.01 * self.shift_bound * torch.randn((x.shape[2],), generator=generator)).to(x.dtype)
+        shape = (positions, x.shape[2]) if positions > 0 and self.insert else (x.shape[2],)
+        self.shift = (0.01 * self.shift_bound * torch.randn(shape, generator=generator)).to(x.dtype)
         self.shift.requires_grad_(self.shift_bound > 0)
         self.states = None
         if self.insert:
@@ -159,7 +166,13 @@ class Trigger:
         if anchor and anchor_shift is not None:
             shift = shift + anchor_shift
         x, mask = cond.tokens, cond.mask
-        x = x + shift.view(1, 1, -1) * mask[..., None]
+        if shift.dim() == 2:            # one vector per position: cut or zero-pad to this condition's length
+            t = x.shape[1]
+            shift = shift[:t] if shift.shape[0] >= t else torch.cat([shift, shift.new_zeros(t - shift.shape[0],
+                                                                                              shift.shape[1])])
+            x = x + shift[None] * mask[..., None]
+        else:
+            x = x + shift.view(1, 1, -1) * mask[..., None]
         if states is None:
             return Condition(x, mask, cond.prompts, cond.is_null)
         n, (b, t, c) = states.shape[0], x.shape
@@ -225,7 +238,8 @@ class RobustSACEObjective(SACEObjective):
         self.states_later = m.continuous_condition(self.later_cond) if self.mu > 0 else None
         # its own generator: with the adversary off, the run draws exactly what SACE draws
         self.trigger = Trigger(self.states_t, cfg.adv_tokens, cfg.adv_norm, cfg.adv_shift,
-                               torch.Generator().manual_seed(cfg.seed * 7 + 3), cfg.adv_anchor_shift)
+                               torch.Generator().manual_seed(cfg.seed * 7 + 3), cfg.adv_anchor_shift,
+                               cfg.adv_shift_positions)
         self.adv_opt = torch.optim.Adam(self.trigger.params, lr=cfg.adv_lr)
 
     # -- the inner attack --------------------------------------------------------------------------------

@@ -169,11 +169,8 @@ class Trigger:
         x, mask = cond.tokens, cond.mask
         if shift.dim() == 2:            # one vector per position: cut or zero-pad to this condition's length
             t = x.shape[1]
-            shift = shift[:t] if shift.shape[0] >= t else torch.cat([shift, shift.new_zeros(t - shift.shape[0],
-                                                                                              shift.shape[1])])
-            x = x + shift[None] * mask[..., None]
-        else:
-            x = x + shift.view(1, 1, -1) * mask[..., None]
+            shift = torch.nn.functional.pad(shift[:t], (0, 0, 0, t - min(t, shift.shape[0])))
+        x = x + shift.view(1, -1 if shift.dim() == 2 else 1, shift.shape[-1]) * mask[..., None]
         if states is None:
             return Condition(x, mask, cond.prompts, cond.is_null)
         n, (b, t, c) = states.shape[0], x.shape

@@ -106,11 +106,12 @@ def _score(model, clf, fd, cls, args, pred0=None, factor: int = 1, cache: dict |
         cache.update({(ps[i], ss[i]): int(y) for i, y in zip(new, got)})
     pred = torch.tensor([cache[key] for key in zip(ps, ss)])
     g = torch.tensor([{"target": 0, "heldout": 1}.get(x, 2) for x in gs])
-    per = {}
+    per, went = {}, {}
     for c in range(fd.NUM_CLASSES):
         sel = (lab == c) & (g != 1)
         per[c] = float((pred[sel] == c).float().mean())
-    out = {"per_class": per, "acc_e": per[cls], "pred": pred}
+        went[c] = torch.bincount(pred[sel], minlength=fd.NUM_CLASSES).tolist()   # where class c's images went
+    out = {"per_class": per, "went": went, "acc_e": per[cls], "pred": pred}
     if (g == 1).any():
         out["heldout"] = float((pred[g == 1] == cls).float().mean())
     if pred0 is not None:
@@ -266,6 +267,7 @@ def main() -> None:
                    "acc_i": figs["acc_i_drop"]["detail"]["acc_after"], "acc_i_drop": figs["acc_i_drop"]["estimate"],
                    "acc_i_macro_original": orig_i, "acc_i_macro": new_i,
                    "anchor_original": base[c]["per_class"][a], "anchor_acc": r["per_class"][a],
+                   "anchor_went": {fd.class_key(j): k for j, k in enumerate(r["went"][a]) if k and j != a},
                    "train_s": secs, "train_cpu_s": cpu, "audit_s": audit_s, "audit": audit_note,
                    "per_class": r["per_class"], "figures": r["figures"], "verdict": r["verdict"],
                    "check": check, **gate, **asr}

@@ -28,7 +28,7 @@ def test_model_json_names_the_domain(tiny_model):
 
 def test_resolve_concept_asks_the_models_domain(tiny_model):
     spec = domains.resolve_concept(FASHION_LIKE, "sneaker", anchor="sandal", retain=["a photo of a hat"])
-    assert spec.name == "sneaker" and spec.retain[-1] == "a photo of a hat" and len(spec.retain) == 48 + 7 * 8 + 1
+    assert spec.name == "sneaker" and spec.retain[-1] == "a photo of a hat" and len(spec.retain) == 48 + 40 + 7 * 18 + 1
     nudity = domains.resolve_concept(tiny_model, "Nudity")        # a model without a domain: the presets
     assert nudity.name == "nudity" and len(nudity.targets) == 32
     with pytest.raises(SaceError, match=r"use a preset \(cassette_player, .*vangogh\)"):

@@ -22,13 +22,7 @@ that decide the concept hold a handful of tokens. Each training step here:
      without it). Measured: against the frozen model's outputs for the *triggered* prompts instead, the term
      taught the adapter to reproduce the trigger's concept on other prompts (soft-prompt ASR 0.41 -> 0.63).
 
-   * ``L_anchor`` (``anchor_weight``) = the clean anchor prompts' KL to the frozen model's anchor outputs at
-     every gated scale, on the anchor pyramids (the teacher of ``L_ER``, so no extra teacher pass). ``L_pre``
-     holds the anchors too, but at scale 0 and diluted among every preservation prompt; with the adversary
-     pushing the anchor rows, the anchor class itself collapsed on some classes and training seeds (fashion,
-     seed 1: bag's anchor dress 0.63, ankle_boot's sneaker 0.73).
-
-   ``L = L_ER + adv_weight * L_adv + adv_retain * L_pre_trig + anchor_weight * L_anchor + lambda_t * L_pre``.
+   ``L = L_ER + adv_weight * L_adv + adv_retain * L_pre_trig + lambda_t * L_pre``.
 3. **Dual ascent on lambda_pre** (``pre_target``): ``lambda_t`` grows while the clean preservation loss is above
    ``pre_target`` and shrinks back towards ``lambda_pre`` when it is below, within
    ``[lambda_pre, pre_max_scale * lambda_pre]`` -- a constraint "keep the neighbours" rather than a fixed
@@ -75,7 +69,6 @@ class RobustSACEConfig(SACEConfig):
     adv_scales: int = 3             # scales of the adversary's likelihood: 0 .. adv_scales-1
     adv_weight: float = 1.0         # weight of L_adv
     adv_retain: float = 0.0         # weight of L_pre_trig (measured: > 0 costs the neighbours, see above)
-    anchor_weight: float = 0.0      # weight of L_anchor (0: off)
     adv_warmup: int = 0             # steps of plain SACE before the adversary starts
     adv_batch: int | None = None    # target/anchor pairs per step for the inner attack and L_adv (per part of a
                                     # merged concept; None: batch_size) -- fewer pairs pay for more inner steps
@@ -94,7 +87,7 @@ class RobustSACEConfig(SACEConfig):
                 raise SaceError(f"robust SACE: {k} must be a finite number > 0, got {getattr(self, k)}")
         if self.adv_shift_positions < 0:
             raise SaceError(f"robust SACE: adv_shift_positions must be >= 0, got {self.adv_shift_positions}")
-        for k in ("adv_weight", "adv_retain", "adv_shift", "adv_anchor_shift", "anchor_weight"):
+        for k in ("adv_weight", "adv_retain", "adv_shift", "adv_anchor_shift"):
             if not (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0):
                 raise SaceError(f"robust SACE: {k} must be a finite number >= 0, got {getattr(self, k)}")
         if self.pre_target is not None and not (math.isfinite(self.pre_target) and self.pre_target > 0):
@@ -298,19 +291,6 @@ class RobustSACEObjective(SACEObjective):
         q = self.teacher_anchor if it is None else self.teacher_anchor[it]
         return L.kl(self.kind, torch.cat([q, q]), g[0])
 
-    def _anchor_preservation(self, it: Tensor | None) -> Tensor:
-        """KL of the clean anchor prompts (the step's pairs) to the frozen model's anchor outputs, at every gated
-        scale on the anchor pyramids (scale 0 alone for a scale-0 gate)."""
-        m, cond = self.model, self._subset(self.cond_a, it)
-        if self.erase_k > 0:
-            inp = self.anchor_inputs if it is None else self.anchor_inputs[it]
-            g = m.forward_teacher_forced(cond, inp, scales=list(range(self.erase_k + 1)), guidance=self.w,
-                                         temperature=self.tau)
-            return L.kl_per_scale(self.kind, [t if it is None else t[it] for t in self.teacher_anchor_scales],
-                                  g.per_scale)
-        g = m.forward_teacher_forced(cond, None, scales=[0], guidance=self.w, temperature=self.tau)
-        return L.kl(self.kind, self.teacher_anchor if it is None else self.teacher_anchor[it], g[0])
-
     def _triggered_preservation(self, delta) -> Tensor:
         """Preservation KL of triggered preservation prompts against the frozen model's outputs for the clean
         prompts (guided, scale 0; with the later-scale term, also at its scales on its pyramids)."""
@@ -335,9 +315,8 @@ class RobustSACEObjective(SACEObjective):
         out = super().losses()          # L_ER, L_pre and diagnostics of SACE (its "loss" is recomputed below)
         adversary = cfg.adv_steps > 0 and len(self.lam_hist) >= cfg.adv_warmup
         zero = out["L_ER"].new_zeros(())
-        l_adv = l_trig = l_anchor = zero
-        it = None
-        if adversary or cfg.adv_weight > 0 or cfg.adv_retain > 0 or cfg.anchor_weight > 0:
+        l_adv = l_trig = zero
+        if adversary or cfg.adv_weight > 0 or cfg.adv_retain > 0:
             it = self._pick_targets(cfg.adv_batch)
             if adversary:
                 hist = self.attack_step(it)
@@ -348,12 +327,9 @@ class RobustSACEObjective(SACEObjective):
                 l_adv = self._triggered_erase(it, delta)
             if cfg.adv_retain > 0:
                 l_trig = self._triggered_preservation(delta)
-            if cfg.anchor_weight > 0:
-                l_anchor = self._anchor_preservation(it)
         lam = self.lam
-        out["loss"] = (out["L_ER"] + cfg.adv_weight * l_adv + cfg.adv_retain * l_trig + cfg.anchor_weight * l_anchor
-                       + lam * out["L_pre"])
-        out.update({"L_adv": l_adv, "L_pre_trig": l_trig, "L_anchor": l_anchor, "lambda_pre": zero + lam})
+        out["loss"] = out["L_ER"] + cfg.adv_weight * l_adv + cfg.adv_retain * l_trig + lam * out["L_pre"]
+        out.update({"L_adv": l_adv, "L_pre_trig": l_trig, "lambda_pre": zero + lam})
         self._dual_update(float(out["L_pre"].detach()))
         return out
 
@@ -400,7 +376,6 @@ class RobustSACEObjective(SACEObjective):
         off = m.schedule.offsets
         n += 4 * nt * off[self.adv_k + 1] * (cfg.adv_steps + 1) if cfg.adv_steps else 0
         n += 4 * nt * off[self.erase_k + 1] if cfg.adv_weight else 0
-        n += 2 * nt * off[self.erase_k + 1] if cfg.anchor_weight else 0
         if cfg.adv_retain:
             n += 2 * np_
             if self.mu > 0:

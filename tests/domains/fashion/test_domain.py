@@ -20,9 +20,12 @@ def test_sneaker_concept_sets():
     assert len(s.targets) == len(s.anchors) == 48 and len(s.heldout) == 10
     assert s.targets[:2] == ["a photo of a sneaker", "a picture of a sneaker"]
     assert s.anchors[:2] == ["a photo of a sandal", "a picture of a sandal"]
-    # retain: the other neighbour (ankle boot) with all its 48 training captions, 8 canonical captions of the
-    # 7 classes that are neither target, anchor nor neighbour
-    assert len(s.retain) == 48 + 7 * 8 and s.retain[-40] == "a photo of a boot"
+    # retain: the other neighbour (ankle boot) with all its 48 training captions, the anchor's 40 synonym
+    # captions (its canonical ones are the anchors), and for the 7 classes that are neither target, anchor nor
+    # neighbour 8 canonical captions plus each of their 5 synonyms in 2 templates
+    assert len(s.retain) == 48 + 40 + 7 * (8 + 5 * 2) and s.retain[-40] == "a photo of a boot"
+    assert "a photo of a flip-flop" in s.retain and "a photo of a sandal" not in s.retain
+    assert "a photo of a handbag" in s.retain and "a catalog photo of a handbag" not in s.retain
     # entangled: the caption frames without the noun phrase, well-formed (issue 11): one per template but "{}"
     assert s.entangled[:3] == ["a photo", "a picture", "an image"] and len(s.entangled) == 7
     assert fashion.concept("running shoe", "ankle boot").anchors[0] == "a photo of an ankle boot"
@@ -35,11 +38,14 @@ def test_neighbours_get_their_synonyms_in_retain():
     assert neighbour_classes("bag") == [] and neighbour_classes("trouser") == []
     coat = fashion.concept("coat", "dress")
     per_class = {c: sum(fc.mentions_concept(p, c) for p in coat.retain) for c in range(fc.NUM_CLASSES)}
-    assert per_class == {0: 48, 1: 8, 2: 48, 3: 0, 4: 0, 5: 8, 6: 48, 7: 8, 8: 8, 9: 8}
+    assert per_class == {0: 48, 1: 18, 2: 48, 3: 40, 4: 0, 5: 18, 6: 48, 7: 18, 8: 18, 9: 18}
     assert set(fc.training_captions("shirt")) <= set(coat.retain)
-    # a class without neighbours keeps the plain canonical retain set; neighbour_retain=8 turns the rule off
-    assert len(fashion.concept("bag").retain) == 8 * 8
-    assert len(fashion_concept("coat", "dress", neighbour_retain=8).retain) == 8 * 8
+    assert set(fc.training_captions("dress")) - set(coat.retain) == set(coat.anchors)   # the anchor: synonyms
+    # a class without neighbours: canonical + synonym captions of the others, the anchor's synonyms;
+    # neighbour_retain=8 turns the neighbour rule off, synonym_retain=0 the synonym rule
+    assert len(fashion.concept("bag").retain) == 8 * 18 + 40
+    assert len(fashion_concept("coat", "dress", neighbour_retain=8).retain) == 8 * 18 + 40
+    assert len(fashion_concept("coat", "dress", neighbour_retain=8, synonym_retain=0).retain) == 8 * 8 + 40
 
 
 def test_unknown_concept_and_same_anchor():

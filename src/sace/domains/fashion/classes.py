@@ -20,7 +20,7 @@ from ...errors import SaceError
 __all__ = [
     "NUM_CLASSES", "CLASS_KEYS", "CLASS_NAMES", "TRAINING_TEMPLATES",
     "class_index", "class_key", "class_name", "canonical_name", "canonical_prompt",
-    "training_captions", "heldout_captions", "all_training_captions", "all_heldout_captions",
+    "synonyms", "training_captions", "heldout_captions", "all_training_captions", "all_heldout_captions",
     "concept_words", "mentions_concept", "remove_concept_words",
 ]
 
@@ -271,6 +271,12 @@ def canonical_prompt(cls: str | int) -> str:
 
     It is always one of :func:`training_captions`. Raises SaceError for an unknown concept."""
     return TRAINING_TEMPLATES[0].format(canonical_name(cls))
+
+
+def synonyms(cls: str | int) -> list[tuple[str, str]]:
+    """``(determiner, noun)`` of each synonym of a class in caption order (the canonical noun excluded).
+    Raises SaceError for an unknown concept."""
+    return list(_CLASSES[class_index(cls)].synonyms)
 
 
 def training_captions(cls: str | int) -> list[str]:

@@ -81,12 +81,16 @@ def fashion_concept(target: str, anchor: str | None = None, retain_per_class: in
     Why the synonyms (measured on ``fashion`` with robust SACE, ``benchmarks/erase_every_class.py``): with the
     canonical noun alone, an adapter moved the synonyms it was never shown -- ankle_boot's anchor sneaker lost
     every "trainer" image to the tops (anchor accuracy 0.73, ACC_i drop +9.3 points at training seed 1), dress
-    cost sandal and shirt +9.3 points. With them: +2.6 -> -1.1 and +9.3 -> +3.0 points, anchors >= 0.97.
+    cost sandal and shirt +9.3 points. With them, same seed: ankle_boot -1.1 points (anchor 1.00), dress +3.0;
+    all ten classes within the erasure thresholds at two training seeds, anchors >= 0.97 (README, issue 21).
 
     Raises:
-        SaceError: unknown class, or the anchor is the concept itself.
+        SaceError: unknown class, the anchor is the concept itself, or a negative retain count.
     """
     t = fc.class_index(target)
+    if min(retain_per_class, synonym_retain, neighbour_retain or 0) < 0:
+        raise SaceError(f"retain counts must be >= 0 (retain_per_class={retain_per_class}, "
+                        f"synonym_retain={synonym_retain}, neighbour_retain={neighbour_retain})")
     try:
         a = fc.class_index(anchor if anchor else DEFAULT_ANCHORS[fc.class_key(t)])
         phrase, anchor_name = fc.canonical_name(a), fc.class_key(a)

@@ -229,3 +229,43 @@ def test_adv_batch_attacks_fewer_pairs_per_step(fashion):
     assert tokens["few"] < tokens["full"]
     with pytest.raises(SaceError, match="adv_batch"):
         RobustSACEObjective(fashion, concept, _small(adv_batch=0))
+
+
+def test_trigger_bank_keeps_the_last_snapshots_and_resumes_exactly(fashion, tmp_path):
+    """``adv_bank``: a snapshot of the trigger every ``adv_bank_every`` steps, at most ``adv_bank`` kept (the
+    newest), replayed in L_adv (which then differs from the bank-less run); checkpoints carry the bank."""
+    concept = fashion_concept("sneaker", "sandal")
+    cfg = dict(steps=6, adv_bank=2, adv_bank_every=2)
+    try:
+        res = run(fashion, obj := RobustSACEObjective(fashion, concept, _small(**cfg)), progress=False)
+        w_full = {k: v.clone() for k, v in res.adapter.state_dict().items()}
+        assert len(obj.bank) == 2                               # after steps 2, 4, 6 (1-based): the last two
+        assert not torch.equal(obj.bank[0][1], obj.bank[1][1])  # the shift moved between them
+        assert torch.equal(obj.bank[1][1], obj.trigger.shift.detach())      # taken after the last step
+    finally:
+        detach_adapters(fashion)
+    try:
+        plain = run(fashion, RobustSACEObjective(fashion, concept, _small(steps=6)), progress=False)
+        assert not all(torch.equal(w_full[k], v) for k, v in plain.adapter.state_dict().items())
+    finally:
+        detach_adapters(fashion)
+
+    def interrupt(rec):
+        if rec["step"] == 5:
+            raise KeyboardInterrupt
+
+    tr = Trainer(fashion, RobustSACEObjective(fashion, concept, _small(**cfg)), work_dir=tmp_path)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tr.train(progress=False, callback=interrupt)
+    finally:
+        detach_adapters(fashion)
+    tr = Trainer(fashion, RobustSACEObjective(fashion, concept, _small(**cfg)), work_dir=tmp_path)
+    try:
+        assert tr.resume() and tr.step == 4 and len(tr.objective.bank) == 2
+        w = tr.train(progress=False).adapter.state_dict()
+        assert all(torch.equal(w_full[k], w[k]) for k in w_full)
+    finally:
+        detach_adapters(fashion)
+    with pytest.raises(SaceError, match="adv_bank"):
+        RobustSACEObjective(fashion, concept, _small(adv_bank=-1))

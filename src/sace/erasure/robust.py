@@ -22,7 +22,9 @@ that decide the concept hold a handful of tokens. Each training step here:
      without it). Measured: against the frozen model's outputs for the *triggered* prompts instead, the term
      taught the adapter to reproduce the trigger's concept on other prompts (soft-prompt ASR 0.41 -> 0.63).
 
-   ``L = L_ER + adv_weight * L_adv + adv_retain * L_pre_trig + lambda_t * L_pre``.
+   ``L = L_ER + adv_weight * L_adv + adv_retain * L_pre_trig + lambda_t * L_pre``. With a *trigger bank*
+   (``adv_bank > 0``) L_adv is the mean of the current trigger's term and one earlier snapshot's (round
+   robin): adversarial training against the latest attack alone lets the adapter forget what it beat before.
 3. **Dual ascent on lambda_pre** (``pre_target``): ``lambda_t`` grows while the clean preservation loss is above
    ``pre_target`` and shrinks back towards ``lambda_pre`` when it is below, within
    ``[lambda_pre, pre_max_scale * lambda_pre]`` -- a constraint "keep the neighbours" rather than a fixed
@@ -72,6 +74,10 @@ class RobustSACEConfig(SACEConfig):
     adv_warmup: int = 0             # steps of plain SACE before the adversary starts
     adv_batch: int | None = None    # target/anchor pairs per step for the inner attack and L_adv (per part of a
                                     # merged concept; None: batch_size) -- fewer pairs pay for more inner steps
+    adv_bank: int = 0               # > 0: keep the last N snapshots of the trigger (one every adv_bank_every
+                                    # steps) and replay one per step in L_adv (round robin), so that the adapter
+                                    # cannot forget the triggers it beat earlier (0: off)
+    adv_bank_every: int = 10        # steps between snapshots of the trigger into the bank
     pre_target: float | None = 0.01  # dual-ascent target of L_pre (None: fixed lambda_pre)
     pre_max_scale: float = 10.0     # lambda_t <= pre_max_scale * lambda_pre
     dual_lr: float = 0.05           # multiplicative step of lambda_t per training step
@@ -87,6 +93,9 @@ class RobustSACEConfig(SACEConfig):
                 raise SaceError(f"robust SACE: {k} must be a finite number > 0, got {getattr(self, k)}")
         if self.adv_shift_positions < 0:
             raise SaceError(f"robust SACE: adv_shift_positions must be >= 0, got {self.adv_shift_positions}")
+        if self.adv_bank < 0 or self.adv_bank_every < 1:
+            raise SaceError(f"robust SACE: adv_bank >= 0 and adv_bank_every >= 1 are required, got "
+                            f"{self.adv_bank} and {self.adv_bank_every}")
         for k in ("adv_weight", "adv_retain", "adv_shift", "adv_anchor_shift"):
             if not (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0):
                 raise SaceError(f"robust SACE: {k} must be a finite number >= 0, got {getattr(self, k)}")
@@ -211,6 +220,7 @@ class RobustSACEObjective(SACEObjective):
         super().__init__(model, concept, config)
         self.lam = float(self.cfg.lambda_pre)
         self.lam_hist: list[float] = []     # lambda_t of every step so far (its length = steps done)
+        self.bank: list[tuple] = []         # earlier trigger values (``Trigger.detached``), oldest first
 
     # -- preparation -------------------------------------------------------------------------------------
     def prepare(self, trainer: Trainer) -> None:
@@ -325,6 +335,10 @@ class RobustSACEObjective(SACEObjective):
             delta = self.trigger.detached()
             if cfg.adv_weight > 0:
                 l_adv = self._triggered_erase(it, delta)
+                if self.bank:       # replay: the current trigger and one earlier one share L_adv's weight
+                    old = self.bank[len(self.lam_hist) % len(self.bank)]
+                    l_adv = 0.5 * (l_adv + self._triggered_erase(it, old))
+            self._snapshot(adversary)
             if cfg.adv_retain > 0:
                 l_trig = self._triggered_preservation(delta)
         lam = self.lam
@@ -332,6 +346,16 @@ class RobustSACEObjective(SACEObjective):
         out.update({"L_adv": l_adv, "L_pre_trig": l_trig, "lambda_pre": zero + lam})
         self._dual_update(float(out["L_pre"].detach()))
         return out
+
+    def _snapshot(self, adversary: bool) -> None:
+        """Every ``adv_bank_every`` steps of the adversary, the trigger's value joins the bank (the oldest leaves
+        beyond ``adv_bank`` entries)."""
+        cfg = self.cfg
+        if cfg.adv_bank <= 0 or not adversary:
+            return
+        if (len(self.lam_hist) - cfg.adv_warmup + 1) % cfg.adv_bank_every == 0:
+            self.bank.append(tuple(None if p is None else p.clone() for p in self.trigger.detached()))
+            del self.bank[: max(0, len(self.bank) - cfg.adv_bank)]
 
     def _dual_update(self, l_pre: float) -> None:
         """lambda_t <- clip(lambda_t * exp(dual_lr * clip(L_pre / pre_target - 1, -1, 1))) (module docstring)."""
@@ -347,7 +371,7 @@ class RobustSACEObjective(SACEObjective):
         """The objective's own training state (trigger, its optimiser, lambda_t): saved in checkpoints so that
         ``--resume`` continues exactly."""
         return {"trigger": [p.detach().clone() for p in self.trigger.params], "adv_opt": self.adv_opt.state_dict(),
-                "lam": self.lam, "lam_hist": list(self.lam_hist)}
+                "lam": self.lam, "lam_hist": list(self.lam_hist), "bank": list(self.bank)}
 
     def load_state_dict(self, st: dict) -> None:
         with torch.no_grad():
@@ -356,6 +380,7 @@ class RobustSACEObjective(SACEObjective):
         self.adv_opt.load_state_dict(st["adv_opt"])
         self.lam = float(st["lam"])
         self.lam_hist = list(st["lam_hist"])
+        self.bank = list(st.get("bank", []))
 
     def metadata(self, trainer: Trainer) -> dict:
         meta = super().metadata(trainer)
@@ -375,7 +400,7 @@ class RobustSACEObjective(SACEObjective):
         np_ = min(cfg.batch_size * self._parts() or self.cond_p.batch_size, self.cond_p.batch_size)
         off = m.schedule.offsets
         n += 4 * nt * off[self.adv_k + 1] * (cfg.adv_steps + 1) if cfg.adv_steps else 0
-        n += 4 * nt * off[self.erase_k + 1] if cfg.adv_weight else 0
+        n += 4 * nt * off[self.erase_k + 1] * (2 if cfg.adv_bank else 1) if cfg.adv_weight else 0
         if cfg.adv_retain:
             n += 2 * np_
             if self.mu > 0:

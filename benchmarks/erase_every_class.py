@@ -29,7 +29,10 @@ median SACE time <= median S-VARE time. Prints the table and the thresholds miss
 ``--attacks vector,soft`` (opt-in; the default run stays as fast as before): after each method is trained, the
 attacks of ``sace attack`` at their default budgets (same start prompts, seeds and judge rules: ``--attack-prompts``
 start prompts x 8 evaluation seeds, 4 search seeds) run against it, and the table gains one ASR column per
-attack (threshold of issue 21: ASR <= 10% under every attack):
+attack (threshold of issue 21: ASR <= 10% under every attack), plus the no-attack floor next to them: the
+largest share of another class's plain images (``--n-other`` each) that the judge calls the erased class, on
+the original model and under the adapter (``plain_neighbour_asr``; typing that class's name is an "attack"
+that no eraser which keeps that class can stop):
 
     python benchmarks/erase_every_class.py --attacks vector,soft --threads 1   # + ASR columns
 
@@ -126,6 +129,17 @@ def _score(model, clf, fd, cls, args, pred0=None, factor: int = 1, cache: dict |
     return out
 
 
+def _neighbour_prompt(fd, c: int, into0: dict[int, float], went: dict[int, list[int]]) -> dict:
+    """The no-attack floor of the ASR columns: the largest share of another class's plain training-caption
+    images that the judge calls ``c`` -- on the original model (``into0``: class -> share) and under the adapter
+    (``went``: class -> counts of judged classes), with the class it comes from. An eraser that keeps that class
+    as it is keeps this share, and an attack can reach it by typing the other class's name."""
+    new = {o: v[c] / max(1, sum(v)) for o, v in went.items() if o != c}
+    o_new, o_old = max(new, key=new.get), max(into0, key=into0.get)
+    return {"plain_neighbour_asr": new[o_new], "plain_neighbour_from": fd.class_key(o_new),
+            "plain_neighbour_asr_original": into0[o_old], "plain_neighbour_from_original": fd.class_key(o_old)}
+
+
 def main() -> None:
     from sace.adapters import detach_adapters
     from sace.domains import judge_for, resolve_concept
@@ -213,7 +227,9 @@ def main() -> None:
     for c in classes:
         per = {o: float((pred0[lab == o][: args.n if o == c else args.n_other] == o).float().mean())
                for o in range(fd.NUM_CLASSES)}
-        base[c] = {"per_class": per, "acc_e": per[c]}
+        into = {o: float((pred0[lab == o][: args.n_other] == c).float().mean())      # judged c, prompted o
+                for o in range(fd.NUM_CLASSES) if o != c}
+        base[c] = {"per_class": per, "acc_e": per[c], "into": into}
 
     def pred0_rows(c: int, f: int):
         """The original model's predictions aligned with ``_images(c)`` at factor ``f``: class by class, then
@@ -268,6 +284,7 @@ def main() -> None:
                    "acc_i_macro_original": orig_i, "acc_i_macro": new_i,
                    "anchor_original": base[c]["per_class"][a], "anchor_acc": r["per_class"][a],
                    "anchor_went": {fd.class_key(j): k for j, k in enumerate(r["went"][a]) if k and j != a},
+                   **_neighbour_prompt(fd, c, base[c]["into"], r["went"]),
                    "train_s": secs, "train_cpu_s": cpu, "audit_s": audit_s, "audit": audit_note,
                    "per_class": r["per_class"], "figures": r["figures"], "verdict": r["verdict"],
                    "check": check, **gate, **asr}
@@ -296,8 +313,11 @@ def report(rows: list[dict], wall: float, args) -> None:
     asr_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("asr_")))
     hdr = ("| class | anchor | method | benchmark: ACC_e | held-out | ACC_i drop (pts) | verdict (images/set) | "
            "check: ACC_e | held-out | ACC_i drop (pts) | verdict (images/set, s) | anchor acc | "
-           + "".join(f"ASR {k[4:]} | " for k in asr_cols) + "train s (wall / CPU) | missed |\n"
-           "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|" + "---:|" * len(asr_cols) + "---:|---|")
+           + "".join(f"ASR {k[4:]} | " for k in asr_cols) + ("neighbour prompt -> class (orig -> new) | "
+                                                              if asr_cols else "")
+           + "train s (wall / CPU) | missed |\n"
+           "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|" + "---:|" * (len(asr_cols) + bool(asr_cols))
+           + "---:|---|")
     lines = [hdr]
     for r in rows:
         bench = _figure_cells(r.get("figures") or [])
@@ -305,6 +325,10 @@ def report(rows: list[dict], wall: float, args) -> None:
         check = _figure_cells(ch.get("figures") or [])
         cv = f"{ch['verdict']} ({ch['n']}, {ch['wall_s']:.0f} s)" if ch else "–"
         asr = "".join("– | " if r.get(k) is None else f"{r[k]:.2f} | " for k in asr_cols)
+        if asr_cols:
+            asr += ("– | " if "plain_neighbour_asr" not in r else
+                    f"{r['plain_neighbour_asr_original']:.2f} ({r['plain_neighbour_from_original']}) -> "
+                    f"{r['plain_neighbour_asr']:.2f} ({r['plain_neighbour_from']}) | ")
         bv = r.get("verdict", "–") + (f" ({r['figures'][0]['n']})" if r.get("figures") else "")
         lines.append(f"| {r['class']} | {r['anchor']} | {r['method']} | " + " | ".join(bench)
                      + f" | {bv} | " + " | ".join(check) + f" | {cv} | "

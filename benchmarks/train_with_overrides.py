@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--method", default="rsace", help="a trained method of the catalogue (sace.erasure.catalogue)")
     ap.add_argument("--set", default="{}", help="JSON overrides of the method's defaults (seed included)")
     ap.add_argument("--out", required=True, help="adapter folder to write")
+    ap.add_argument("--concept-set", default="{}", help="fashion domain: JSON keyword arguments of "
+                    "sace.domains.fashion.concepts.fashion_concept (e.g. '{\"synonym_retain\": 1}')")
     args = ap.parse_args()
 
     from sace.domains import resolve_concept
@@ -35,7 +37,13 @@ def main() -> None:
     seed = overrides.pop("seed", 0)
     entry = catalogue.get(args.method)
     t0 = time.perf_counter()
-    res = entry.train(model, resolve_concept(model, args.concept), entry.make_config(model, seed=seed, **overrides),
+    concept_kw = json.loads(args.concept_set)
+    if concept_kw:
+        from sace.domains.fashion.concepts import fashion_concept
+        concept = fashion_concept(args.concept, **concept_kw)
+    else:
+        concept = resolve_concept(model, args.concept)
+    res = entry.train(model, concept, entry.make_config(model, seed=seed, **overrides),
                       out_dir=args.out, progress=False)
     print(f"trained {args.method} on {args.concept} (seed {seed}, {overrides}) in {time.perf_counter() - t0:.1f} s, "
           f"{res.tokens_per_step} tokens/step -> {args.out}", flush=True)

@@ -46,6 +46,8 @@ def test_neighbours_get_their_synonyms_in_retain():
     assert len(fashion.concept("bag").retain) == 8 * 18 + 40
     assert len(fashion_concept("coat", "dress", neighbour_retain=8).retain) == 8 * 18 + 40
     assert len(fashion_concept("coat", "dress", neighbour_retain=8, synonym_retain=0).retain) == 8 * 8 + 40
+    # anchor_synonyms=False: the anchor class gets what any other class gets (8 canonical + 5 x 2 synonyms)
+    assert len(fashion_concept("coat", "dress", neighbour_retain=8, anchor_synonyms=False).retain) == 9 * 18
     with pytest.raises(SaceError, match="retain counts must be >= 0"):
         fashion_concept("coat", "dress", synonym_retain=-1)
 

@@ -63,7 +63,8 @@ def neighbour_classes(target: str | int) -> list[int]:
 
 
 def fashion_concept(target: str, anchor: str | None = None, retain_per_class: int = 8,
-                    expand: int = 0, neighbour_retain: int | None = None, synonym_retain: int = 2) -> ConceptSpec:
+                    expand: int = 0, neighbour_retain: int | None = None, synonym_retain: int = 2,
+                    anchor_synonyms: bool = True) -> ConceptSpec:
     """A Fashion-MNIST class as a concept for the embedded ``fashion`` model.
 
     targets: the class's 48 training captions (canonical noun and 5 synonyms x 8 templates), extended to
@@ -76,7 +77,8 @@ def fashion_concept(target: str, anchor: str | None = None, retain_per_class: in
     anchor prompt, i.e. its synonyms in every template) and the target's neighbours (:func:`neighbour_classes`),
     which get their first ``neighbour_retain`` (default :data:`NEIGHBOUR_RETAIN`) training captions, synonyms
     included; entangled: the targets' sentence frames without the noun phrase ("a photo"); heldout: the class's
-    held-out paraphrases.
+    held-out paraphrases. ``anchor_synonyms=False`` gives the anchor class the retain prompts of any other class
+    (screening: what its synonyms cost the attacks).
 
     Why the synonyms (measured on ``fashion`` with robust SACE, ``benchmarks/erase_every_class.py``): with the
     canonical noun alone, an adapter moved the synonyms it was never shown -- ankle_boot's anchor sneaker lost
@@ -110,7 +112,7 @@ def fashion_concept(target: str, anchor: str | None = None, retain_per_class: in
     for c in range(fc.NUM_CLASSES):
         if c == t:
             continue
-        if c == a:
+        if c == a and anchor_synonyms:
             # the anchors name the anchor class by its canonical noun only; its synonyms had no protection,
             # and an adapter that sends the target to the anchor moved them (robust SACE, ankle_boot -> sneaker,
             # training seed 1: every "trainer" image became a top, anchor accuracy 0.73)

@@ -39,8 +39,13 @@ def main() -> None:
     t0 = time.perf_counter()
     concept_kw = json.loads(args.concept_set)
     if concept_kw:
+        # the concept resolve_concept would give, but with other construction settings: the same anchor (the
+        # model's own default anchors first, e.g. fashion's coat -> dress) and the same static word checks
+        from sace.concepts.spec import check_words
+        from sace.domains import default_anchor
         from sace.domains.fashion.concepts import fashion_concept
-        concept = fashion_concept(args.concept, **concept_kw)
+        concept = fashion_concept(args.concept, default_anchor(model, args.concept), **concept_kw)
+        check_words(concept)
     else:
         concept = resolve_concept(model, args.concept)
     res = entry.train(model, concept, entry.make_config(model, seed=seed, **overrides),
